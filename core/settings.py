@@ -1,0 +1,83 @@
+"""Settings for every Dumont process, read from `DUMONT_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".dumont"
+
+
+class Settings(BaseSettings):
+    """One settings object shared by the API, the worker, the CLI and `dumont dev`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DUMONT_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite in the data dir when unset."
+    )
+
+    # Temporal
+    temporal_address: str = Field(
+        default="127.0.0.1:7233",
+        validation_alias=AliasChoices("DUMONT_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "dumont-machines"
+
+    # Ports of the embedded stack (`dumont dev`)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    s3_port: int = 9000
+    sim_port: int = 8500
+
+    # Object storage
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "dumont"
+    s3_region: str = "auto"
+
+    # vast.ai (the real one, or the local marketplace in sim/)
+    vast_url: str = Field(
+        default="https://console.vast.ai",
+        validation_alias=AliasChoices("DUMONT_VAST_URL", "VAST_URL"),
+    )
+    vast_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DUMONT_VAST_API_KEY", "VAST_API_KEY")
+    )
+
+    # Machine lifecycle
+    boot_timeout_seconds: int = Field(default=900, ge=10)
+    provision_attempts: int = Field(default=3, ge=1, le=20)
+    offers_per_attempt: int = Field(default=5, ge=1, le=50)
+
+    # The CLI
+    api_url: str | None = None
+    token: SecretStr | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'dumont.db'}"
+
+    @property
+    def ssh_key_path(self) -> Path:
+        """Dumont's own private key, used by activities to reach machines."""
+        return self.data_dir / "ssh" / "id_ed25519"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
