@@ -39,18 +39,14 @@ def issue_token(session: Session, user_id: str, name: str = "default") -> str:
 
 
 def user_for_token(session: Session, token: str) -> User | None:
-    row = session.exec(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
     if row is None or row.revoked_at is not None:
         return None
     return session.get(User, row.user_id)
 
 
 def revoke_token(session: Session, token: str) -> bool:
-    row = session.exec(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
     if row is None:
         return False
     row.revoked_at = utcnow()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -14,8 +15,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend: SQLite stores no offset and would hand back naive
+    datetimes, which the API would then serialise without one. Naive input is taken as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @staticmethod
+    def _as_utc(value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return self._as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return self._as_utc(value)
+
+
 def _ts(**kwargs: Any) -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kwargs))
+    return Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), **kwargs))
 
 
 class User(SQLModel, table=True):
@@ -38,7 +59,7 @@ class ApiToken(SQLModel, table=True):
     prefix: str = Field(max_length=16)  # first characters, to tell tokens apart in listings
     created_at: datetime = _ts(nullable=False)
     revoked_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
 
 
@@ -88,8 +109,9 @@ class ProviderInstanceRecord(SQLModel, table=True):
     """Every provider instance Dumont has created, for billing and orphan hunting."""
 
     __tablename__ = "provider_instances"
-    __table_args__ = (Index("ix_provider_instances_provider_instance", "provider", "instance_id",
-                            unique=True),)
+    __table_args__ = (
+        Index("ix_provider_instances_provider_instance", "provider", "instance_id", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     machine_id: str = Field(foreign_key="machines.id", index=True, max_length=64)
@@ -102,7 +124,7 @@ class ProviderInstanceRecord(SQLModel, table=True):
     geolocation: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts(nullable=False)
     destroyed_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
 
 

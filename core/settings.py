@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     boot_timeout_seconds: int = Field(default=900, ge=10)
     provision_attempts: int = Field(default=3, ge=1, le=20)
     offers_per_attempt: int = Field(default=5, ge=1, le=50)
+    # How soon a dead worker's long activity (boot wait, create, destroy) is retried elsewhere.
+    heartbeat_timeout_seconds: int = Field(default=30, ge=2, le=600)
 
     # The CLI
     api_url: str | None = None

@@ -100,6 +100,20 @@ class MachineEvent:
 
 
 @dataclass
+class LifecyclePolicy:
+    """The worker's lifecycle settings, read once per machine and carried in its snapshot so a
+    replay or continue-as-new never sees different numbers."""
+
+    boot_timeout_seconds: int = 900
+    provision_attempts: int = 3
+    # How often the workflow re-checks a machine that is not up yet (the wait activity itself
+    # waits until the boot deadline, so in production this is rarely reached).
+    boot_poll_seconds: int = 15
+    # How soon a dead worker is noticed in a long activity (boot waits, creates, destroys).
+    heartbeat_timeout_seconds: int = 30
+
+
+@dataclass
 class MachineSnapshot:
     """The workflow's whole state: carried across continue-as-new and returned by `state()`."""
 
@@ -113,6 +127,9 @@ class MachineSnapshot:
     reason: str | None = None
     boot_deadline: datetime | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    policy: LifecyclePolicy | None = None
+    # Offers whose instance failed to boot: the next attempt provisions elsewhere.
+    failed_offers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,3 +159,152 @@ class ActionResult:
     machine_id: str
     state: MachineState
     instance_id: str | None = None
+
+
+@dataclass
+class SshKeysChanged:
+    """Signal `ssh_keys_changed`: the owner's keys changed; a running machine gets them attached."""
+
+    fingerprint: str | None = None
+
+
+class ErrorType(StrEnum):
+    """`ApplicationError.type` values that workflows, activities and the API agree on."""
+
+    INVALID_TRANSITION = "InvalidTransition"  # update rejected by its validator (HTTP 409)
+    ACTION_FAILED = "ActionFailed"  # an accepted update could not finish; the state says why
+    SUPERSEDED = "Superseded"  # an accepted update was overtaken by destroy
+    NO_MATCHING_OFFER = "NoMatchingOffer"
+    OFFERS_TAKEN = "OffersTaken"  # every matching offer was rented by others: search again
+    INSTANCE_FAILED = "InstanceFailed"  # the instance will never boot: destroy it, go elsewhere
+    INSTANCE_GONE = "InstanceGone"  # the provider no longer has the instance
+    RATE_LIMITED = "RateLimited"
+
+
+# --- activity contracts: names, one dataclass in and one out ---------------------------------
+# Workflows call activities by these names so that they never import activity modules (which
+# carry httpx, asyncssh and sqlmodel) into the sandbox.
+
+
+class ActivityName(StrEnum):
+    LIFECYCLE_POLICY = "lifecycle_policy"
+    PROVISION_INSTANCE = "provision_instance"
+    ATTACH_SSH_KEYS = "attach_ssh_keys"
+    WAIT_UNTIL_READY = "wait_until_ready"
+    STOP_INSTANCE = "stop_instance"
+    START_INSTANCE = "start_instance"
+    REBOOT_INSTANCE = "reboot_instance"
+    DESTROY_INSTANCES = "destroy_instances"
+    RECORD_STATE = "record_state"
+    RECORD_INSTANCE = "record_instance"
+    RECORD_INSTANCES_DESTROYED = "record_instances_destroyed"
+    OWNER_SSH_KEYS = "owner_ssh_keys"
+
+
+@dataclass
+class LifecyclePolicyInput:
+    machine_id: str
+
+
+@dataclass
+class ProvisionInput:
+    machine_id: str
+    spec: MachineSpec
+    label: str
+    excluded_offers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AttachKeysInput:
+    instance: InstanceInfo
+    # The owner's keys; Dumont's own key is always attached as well.
+    public_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AttachKeysResult:
+    attached: int
+
+
+@dataclass
+class WaitReadyInput:
+    instance: InstanceInfo
+    deadline: datetime
+
+
+@dataclass
+class WaitReadyResult:
+    ready: bool
+    instance: InstanceInfo
+    detail: str | None = None
+
+
+@dataclass
+class InstanceActionInput:
+    instance: InstanceInfo
+
+
+@dataclass
+class InstanceActionResult:
+    instance_id: str
+    status: InstanceStatus
+
+
+@dataclass
+class DestroyInstancesInput:
+    provider: str
+    machine_id: str
+    # Only this attempt's instance; every instance of the machine when None.
+    label: str | None = None
+
+
+@dataclass
+class DestroyedInstance:
+    instance_id: str
+    label: str
+
+
+@dataclass
+class DestroyInstancesResult:
+    destroyed: list[DestroyedInstance] = field(default_factory=list)
+
+
+@dataclass
+class RecordStateInput:
+    machine_id: str
+    owner_id: str
+    spec: MachineSpec
+    # Per-machine sequence number: a retried write finds the event it already wrote.
+    seq: int
+    event_type: str
+    state: MachineState
+    reason: str | None = None
+    instance: InstanceInfo | None = None
+
+
+@dataclass
+class RecordInstanceInput:
+    machine_id: str
+    instance: InstanceInfo
+
+
+@dataclass
+class RecordInstancesDestroyedInput:
+    machine_id: str
+    provider: str
+    instances: list[DestroyedInstance] = field(default_factory=list)
+
+
+@dataclass
+class RecordResult:
+    written: int
+
+
+@dataclass
+class OwnerKeysInput:
+    owner_id: str
+
+
+@dataclass
+class OwnerKeys:
+    public_keys: list[str] = field(default_factory=list)

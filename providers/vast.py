@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from core.types import InstanceStatus
 from providers.base import (
     CreateRequest,
     InstanceNotFound,
@@ -20,10 +21,9 @@ from providers.base import (
     OfferUnavailable,
     ProviderError,
     ProviderInstance,
-    RateLimited,
 )
 from providers.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from providers.vast_errors import UncertainOutcome, error_for, redact
+from providers.vast_errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
 from providers.vast_wire import (
     PROVIDER_NAME,
     offer_matches,
@@ -81,7 +81,9 @@ class VastProvider:
     # --- offers ---------------------------------------------------------------------------
 
     async def search_offers(self, query: OfferQuery) -> list[Offer]:
-        body = await self._call("POST", "/api/v0/bundles/", "search offers", json_body=search_body(query))
+        body = await self._call_object(
+            "POST", "/api/v0/bundles/", "search offers", json_body=search_body(query)
+        )
         rows = body.get("offers")
         if not isinstance(rows, list):
             raise self._unexpected("search offers", body)
@@ -122,7 +124,7 @@ class VastProvider:
         uncertain: UncertainOutcome | None = None
         for attempt in range(self._retry.max_retries + 1):
             try:
-                body = await self._call(
+                body = await self._call_object(
                     "PUT",
                     f"/api/v0/asks/{request.offer_id}/",
                     what,
@@ -153,7 +155,7 @@ class VastProvider:
 
     async def _live_with_label(self, label: str) -> ProviderInstance | None:
         for instance in await self.find_by_exact_label(label):
-            if instance.status.value != "gone":
+            if instance.status is not InstanceStatus.GONE:
                 return instance
         return None
 
@@ -171,7 +173,9 @@ class VastProvider:
     async def find_by_exact_label(self, label: str) -> list[ProviderInstance]:
         return await self.list_instances({"label": {"eq": label}})
 
-    async def list_instances(self, select_filters: JsonObject | None = None) -> list[ProviderInstance]:
+    async def list_instances(
+        self, select_filters: JsonObject | None = None
+    ) -> list[ProviderInstance]:
         """`GET /api/v1/instances/`, following `next_token` to the end.
 
         An envelope without an instance list is an error, never "no instances": reading a
@@ -185,7 +189,9 @@ class VastProvider:
         instances: list[ProviderInstance] = []
         seen_tokens: set[str] = set()
         while True:
-            body = await self._call("GET", "/api/v1/instances/", "list instances", params=params)
+            body = await self._call_object(
+                "GET", "/api/v1/instances/", "list instances", params=params
+            )
             rows = body.get("instances")
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise self._unexpected("list instances", body)
@@ -200,8 +206,10 @@ class VastProvider:
 
     async def get_instance(self, instance_id: str) -> ProviderInstance | None:
         try:
-            body = await self._call(
-                "GET", f"/api/v0/instances/{instance_id}/", f"get instance {instance_id}",
+            body = await self._call_object(
+                "GET",
+                f"/api/v0/instances/{instance_id}/",
+                f"get instance {instance_id}",
                 params={"owner": "me"},
             )
         except InstanceNotFound:
@@ -219,19 +227,25 @@ class VastProvider:
 
     async def start_instance(self, instance_id: str) -> None:
         await self._call(
-            "PUT", f"/api/v0/instances/{instance_id}/", f"start instance {instance_id}",
+            "PUT",
+            f"/api/v0/instances/{instance_id}/",
+            f"start instance {instance_id}",
             json_body={"state": "running"},
         )
 
     async def stop_instance(self, instance_id: str) -> None:
         await self._call(
-            "PUT", f"/api/v0/instances/{instance_id}/", f"stop instance {instance_id}",
+            "PUT",
+            f"/api/v0/instances/{instance_id}/",
+            f"stop instance {instance_id}",
             json_body={"state": "stopped"},
         )
 
     async def reboot_instance(self, instance_id: str) -> None:
         await self._call(
-            "PUT", f"/api/v0/instances/reboot/{instance_id}/", f"reboot instance {instance_id}",
+            "PUT",
+            f"/api/v0/instances/reboot/{instance_id}/",
+            f"reboot instance {instance_id}",
             json_body={},
         )
 
@@ -239,7 +253,9 @@ class VastProvider:
         """Destroy; an instance that is already gone counts as destroyed."""
         try:
             await self._call(
-                "DELETE", f"/api/v0/instances/{instance_id}/", f"destroy instance {instance_id}",
+                "DELETE",
+                f"/api/v0/instances/{instance_id}/",
+                f"destroy instance {instance_id}",
                 json_body={},
             )
         except InstanceNotFound:
@@ -249,7 +265,9 @@ class VastProvider:
 
     async def attach_ssh_key(self, instance_id: str, public_key: str) -> None:
         await self._call(
-            "POST", f"/api/v0/instances/{instance_id}/ssh/", f"attach ssh key to {instance_id}",
+            "POST",
+            f"/api/v0/instances/{instance_id}/ssh/",
+            f"attach ssh key to {instance_id}",
             json_body={"ssh_key": public_key.strip()},
         )
 
@@ -299,10 +317,10 @@ class VastProvider:
                     return self._decode(response, what)
                 error = error_for(response, what, api_key=self._api_key)
                 retry_after = parse_retry_after(response.headers)
-                if error.__class__ is RateLimited and error.retry_after != retry_after:
-                    raise error  # the daily search quota: retrying only burns it further
-                if retry_after is not None and retry_after > self._retry.max_retry_after:
+                if isinstance(error, SearchQuotaExceeded):
                     raise error
+                if retry_after is not None and retry_after > self._retry.max_retry_after:
+                    raise error  # a long wait is the caller's scheduler's business
                 if isinstance(error, UncertainOutcome) and not retry_uncertain:
                     raise error
             if last:
@@ -311,6 +329,24 @@ class VastProvider:
             log.info("vast: %s: %s; retry %d in %.2fs", what, error, attempt + 1, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _call_object(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        params: JsonObject | None = None,
+        json_body: JsonObject | None = None,
+        retry_uncertain: bool = True,
+    ) -> JsonObject:
+        """`_call` for the endpoints that answer a JSON object; anything else is an error."""
+        body = await self._call(
+            method, path, what, params=params, json_body=json_body, retry_uncertain=retry_uncertain
+        )
+        if not isinstance(body, dict):
+            raise self._unexpected(what, body)
+        return body
 
     def _decode(self, response: httpx.Response, what: str) -> Any:
         if not response.is_success:
@@ -336,7 +372,7 @@ class VastProvider:
 
 
 def _key_identity(public_key: str) -> str:
-    """"ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA...": comments do not make a new key."""
+    """ "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA...": comments do not make a new key."""
     return " ".join(public_key.split()[:2])
 
 

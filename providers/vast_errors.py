@@ -34,6 +34,11 @@ class UncertainOutcome(ProviderError):
     """
 
 
+class SearchQuotaExceeded(RateLimited):
+    """The daily offer-search quota is spent (resets at UTC midnight): retrying burns nothing
+    back, so it is never retried."""
+
+
 @dataclass(frozen=True)
 class VastErrorBody:
     code: str | None
@@ -64,13 +69,15 @@ def error_for(response: httpx.Response, what: str, *, api_key: str) -> ProviderE
     status = response.status_code
     body = VastErrorBody.read(response)
     detail = f"HTTP {status}" + (f" {body.code}" if body.code else "")
-    message = redact(f"vast: {what} failed ({detail}): {body.msg or response.reason_phrase}", api_key)
+    message = redact(
+        f"vast: {what} failed ({detail}): {body.msg or response.reason_phrase}", api_key
+    )
 
     if body.code in _AUTH_CODES or status == 401 or "Invalid user key" in body.msg:
         return AuthError(message, status_code=status)
     if status == 429:
         if body.mentions("search_quota_exceeded"):
-            return RateLimited(message, retry_after=parse_reset_epoch(response.headers))
+            return SearchQuotaExceeded(message, retry_after=parse_reset_epoch(response.headers))
         return RateLimited(message, retry_after=parse_retry_after(response.headers))
     if body.mentions("no_such_ask"):
         return OfferUnavailable(message, status_code=status)

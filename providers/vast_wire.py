@@ -101,7 +101,7 @@ def _str(row: dict[str, Any], key: str) -> str | None:
 
 
 def country_of(geolocation: str | None) -> str:
-    """"Oslo, NO" -> "NO"; "" when vast gives no usable country code."""
+    """ "Oslo, NO" -> "NO"; "" when vast gives no usable country code."""
     if not geolocation:
         return ""
     code = geolocation.strip()[-2:]
@@ -137,7 +137,10 @@ def offer_matches(row: dict[str, Any], offer: Offer, query: OfferQuery) -> bool:
     must not rent the user the wrong machine."""
     if row.get("rentable") is False or row.get("rented") is True:
         return False
-    if query.gpu_name and normalize_gpu_name(query.gpu_name).casefold() != offer.gpu_name.casefold():
+    if (
+        query.gpu_name
+        and normalize_gpu_name(query.gpu_name).casefold() != offer.gpu_name.casefold()
+    ):
         return False
     if query.num_gpus is not None and offer.num_gpus != query.num_gpus:
         return False
@@ -186,7 +189,7 @@ def normalize_status(row: dict[str, Any]) -> InstanceStatus:
 
 
 def ssh_address(row: dict[str, Any]) -> tuple[str | None, int | None]:
-    """Direct SSH (public IP + the host port mapped to 22) when vast publishes it, else the proxy."""
+    """Direct SSH (public IP + host port mapped to 22) when vast publishes it, else the proxy."""
     public_ip = _str(row, "public_ipaddr")
     ports = row.get("ports")
     if public_ip and isinstance(ports, dict):

@@ -73,6 +73,15 @@ def test_secrets_come_from_the_environment_not_the_file() -> None:
 
 def test_the_image_builds_every_package_the_commands_import() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("core", "providers", "workflows", "activities", "api", "agent", "sim", "dumont"):
+    for package in (
+        "core",
+        "providers",
+        "workflows",
+        "activities",
+        "api",
+        "agent",
+        "sim",
+        "dumont",
+    ):
         assert f"COPY {package} {package}" in dockerfile
     assert "COPY worker.py" in dockerfile

@@ -1,0 +1,244 @@
+"""Activities that act on provider instances: provision, wait for SSH, stop/start/reboot, destroy.
+
+Every one is safe to run again: creates go through the machine's deterministic label, destroys
+treat "already gone" as done, and waits pick up from the provider's current answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import provider_errors
+from activities.offers import describe_search, offer_query
+from activities.ssh_probe import ssh_answers
+from core.ssh import SshIdentity
+from core.types import (
+    ActivityName,
+    AttachKeysInput,
+    AttachKeysResult,
+    DestroyedInstance,
+    DestroyInstancesInput,
+    DestroyInstancesResult,
+    ErrorType,
+    InstanceActionInput,
+    InstanceActionResult,
+    InstanceInfo,
+    InstanceStatus,
+    ProvisionInput,
+    WaitReadyInput,
+    WaitReadyResult,
+    instance_label_prefix,
+)
+from providers.base import CreateRequest, Offer, OfferUnavailable, Provider, ProviderInstance
+
+
+class ProviderLookup(Protocol):
+    """What the activities need of `providers.registry.ProviderRegistry`."""
+
+    def get(self, name: str) -> Provider: ...
+
+
+def is_machine_label(label: str | None, machine_id: str) -> bool:
+    """`dumont-{machine_id}-{n}` exactly: machine `a` must not claim machine `a-b`'s labels."""
+    prefix = instance_label_prefix(machine_id)
+    return label is not None and label.startswith(prefix) and label[len(prefix) :].isdigit()
+
+
+def instance_info(
+    provider: str, instance: ProviderInstance, label: str, offer: Offer | None
+) -> InstanceInfo:
+    return InstanceInfo(
+        provider=provider,
+        instance_id=instance.instance_id,
+        label=label,
+        # An instance adopted by its label after a lost answer has no known offer.
+        offer_id=offer.offer_id if offer else "",
+        gpu_name=instance.gpu_name or (offer.gpu_name if offer else ""),
+        num_gpus=instance.num_gpus or (offer.num_gpus if offer else 0),
+        price_per_hour=instance.price_per_hour or (offer.price_per_hour if offer else 0.0),
+        geolocation=instance.geolocation or (offer.geolocation if offer else None),
+        ssh_host=instance.ssh_host,
+        ssh_port=instance.ssh_port,
+    )
+
+
+class ProviderActivities:
+    def __init__(
+        self,
+        providers: ProviderLookup,
+        identity: SshIdentity,
+        *,
+        offers_per_attempt: int = 5,
+        poll_seconds: float = 3.0,
+        ssh_username: str = "root",
+        ssh_timeout_seconds: float = 10.0,
+    ) -> None:
+        self._providers = providers
+        self._identity = identity
+        self._key = identity.load()
+        self._offers_per_attempt = offers_per_attempt
+        self._poll_seconds = poll_seconds
+        self._ssh_username = ssh_username
+        self._ssh_timeout = ssh_timeout_seconds
+
+    def _provider(self, name: str) -> Provider:
+        with provider_errors():
+            return self._providers.get(name)
+
+    @activity.defn(name=ActivityName.PROVISION_INSTANCE)
+    async def provision_instance(self, input: ProvisionInput) -> InstanceInfo:
+        """Rent the cheapest matching offer under `input.label`, or adopt the instance an
+        earlier try of this same attempt already made."""
+        spec = input.spec
+        provider = self._provider(spec.provider)
+        with provider_errors():
+            for existing in await provider.find_by_label(input.label):
+                if existing.label == input.label and existing.status is not InstanceStatus.GONE:
+                    activity.logger.info("adopting instance %s", existing.instance_id)
+                    return instance_info(provider.name, existing, input.label, None)
+            await provider.ensure_account_ssh_key(self._identity.public_key)
+            excluded = set(input.excluded_offers)
+            query = offer_query(spec, limit=self._offers_per_attempt + len(excluded))
+            offers = [o for o in await provider.search_offers(query) if o.offer_id not in excluded]
+            offers.sort(key=lambda o: o.price_per_hour)
+            offers = offers[: self._offers_per_attempt]
+            if not offers:
+                raise ApplicationError(
+                    "no offer matches: " + describe_search(spec, excluded=len(excluded)),
+                    type=ErrorType.NO_MATCHING_OFFER,
+                    non_retryable=True,
+                )
+            for offer in offers:
+                activity.heartbeat(offer.offer_id)
+                request = CreateRequest(
+                    offer_id=offer.offer_id,
+                    image=spec.image,
+                    disk_gb=spec.disk_gb,
+                    label=input.label,
+                )
+                try:
+                    created = await provider.create_instance(request)
+                except OfferUnavailable:
+                    activity.logger.info("offer %s was taken; trying the next", offer.offer_id)
+                    continue
+                return instance_info(provider.name, created, input.label, offer)
+        # Retryable: the next try searches again and sees fresh offers.
+        raise ApplicationError(
+            f"all {len(offers)} cheapest matching offers were rented by others meanwhile",
+            type=ErrorType.OFFERS_TAKEN,
+        )
+
+    @activity.defn(name=ActivityName.ATTACH_SSH_KEYS)
+    async def attach_ssh_keys(self, input: AttachKeysInput) -> AttachKeysResult:
+        provider = self._provider(input.instance.provider)
+        keys = list(dict.fromkeys([self._identity.public_key, *input.public_keys]))
+        with provider_errors():
+            for key in keys:
+                await provider.attach_ssh_key(input.instance.instance_id, key)
+        return AttachKeysResult(attached=len(keys))
+
+    @activity.defn(name=ActivityName.WAIT_UNTIL_READY)
+    async def wait_until_ready(self, input: WaitReadyInput) -> WaitReadyResult:
+        """Poll until the provider says running and SSH answers with Dumont's key, or until the
+        deadline (then `ready=False` with the last thing seen)."""
+        info = input.instance
+        provider = self._provider(info.provider)
+        detail = "waiting for the provider"
+        while True:
+            current = await self._current(provider, info.instance_id)
+            if current.status is InstanceStatus.FAILED:
+                raise ApplicationError(
+                    f"instance {info.instance_id} failed to start: "
+                    f"{current.status_msg or current.raw_status or 'no reason given'}",
+                    type=ErrorType.INSTANCE_FAILED,
+                    non_retryable=True,
+                )
+            info = replace(info, ssh_host=current.ssh_host, ssh_port=current.ssh_port)
+            if current.status is InstanceStatus.RUNNING and current.ssh_host and current.ssh_port:
+                problem = await ssh_answers(
+                    current.ssh_host,
+                    current.ssh_port,
+                    username=self._ssh_username,
+                    key=self._key,
+                    limit_seconds=self._ssh_timeout,
+                )
+                if problem is None:
+                    return WaitReadyResult(ready=True, instance=info)
+                detail = f"SSH at {current.ssh_host}:{current.ssh_port} not answering: {problem}"
+            else:
+                detail = f"provider reports {current.raw_status or current.status}"
+            activity.heartbeat(detail)
+            remaining = (input.deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                return WaitReadyResult(ready=False, instance=info, detail=detail)
+            await asyncio.sleep(min(self._poll_seconds, remaining))
+
+    @activity.defn(name=ActivityName.STOP_INSTANCE)
+    async def stop_instance(self, input: InstanceActionInput) -> InstanceActionResult:
+        """Stop, and return once the provider reports the instance stopped."""
+        instance_id = input.instance.instance_id
+        provider = self._provider(input.instance.provider)
+        with provider_errors():
+            await provider.stop_instance(instance_id)
+        while True:
+            current = await self._current(provider, instance_id)
+            if current.status in (InstanceStatus.STOPPED, InstanceStatus.FAILED):
+                return InstanceActionResult(instance_id=instance_id, status=current.status)
+            activity.heartbeat(current.raw_status)
+            await asyncio.sleep(self._poll_seconds)
+
+    @activity.defn(name=ActivityName.START_INSTANCE)
+    async def start_instance(self, input: InstanceActionInput) -> InstanceActionResult:
+        provider = self._provider(input.instance.provider)
+        with provider_errors():
+            await provider.start_instance(input.instance.instance_id)
+        return await self._status(provider, input.instance.instance_id)
+
+    @activity.defn(name=ActivityName.REBOOT_INSTANCE)
+    async def reboot_instance(self, input: InstanceActionInput) -> InstanceActionResult:
+        provider = self._provider(input.instance.provider)
+        with provider_errors():
+            await provider.reboot_instance(input.instance.instance_id)
+        return await self._status(provider, input.instance.instance_id)
+
+    @activity.defn(name=ActivityName.DESTROY_INSTANCES)
+    async def destroy_instances(self, input: DestroyInstancesInput) -> DestroyInstancesResult:
+        """Destroy every live instance of the machine (or of one attempt's label), found by
+        label so that an instance whose create answer was lost is destroyed too."""
+        provider = self._provider(input.provider)
+        prefix = input.label or instance_label_prefix(input.machine_id)
+        destroyed: list[DestroyedInstance] = []
+        with provider_errors():
+            for instance in await provider.find_by_label(prefix):
+                wanted = (
+                    instance.label == input.label
+                    if input.label
+                    else is_machine_label(instance.label, input.machine_id)
+                )
+                if not wanted or instance.status is InstanceStatus.GONE:
+                    continue
+                activity.heartbeat(instance.instance_id)
+                await provider.destroy_instance(instance.instance_id)
+                destroyed.append(DestroyedInstance(instance.instance_id, instance.label or ""))
+        return DestroyInstancesResult(destroyed=destroyed)
+
+    async def _status(self, provider: Provider, instance_id: str) -> InstanceActionResult:
+        current = await self._current(provider, instance_id)
+        return InstanceActionResult(instance_id=instance_id, status=current.status)
+
+    async def _current(self, provider: Provider, instance_id: str) -> ProviderInstance:
+        with provider_errors():
+            current = await provider.get_instance(instance_id)
+        if current is None or current.status is InstanceStatus.GONE:
+            raise ApplicationError(
+                f"instance {instance_id} no longer exists at {provider.name}",
+                type=ErrorType.INSTANCE_GONE,
+                non_retryable=True,
+            )
+        return current

@@ -1,0 +1,68 @@
+"""The FastAPI application: `uvicorn api.app:create_app --factory`.
+
+The lifespan opens what every request shares (the database engine, the Temporal client, the
+provider registry) once, and keeps the API up when Temporal is not: requests that need it
+answer 503 until it is reachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from api.errors import install_error_handlers
+from api.routes import machines, offers, ssh_keys
+from api.temporal import TemporalConnector, TemporalUnavailable
+from core.db import make_engine, migrate
+from core.settings import Settings, get_settings
+from providers.registry import ProviderRegistry
+
+log = logging.getLogger(__name__)
+
+# Routes anyone may call; every other route requires a Bearer token.
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        migrate(engine)
+        temporal = TemporalConnector(settings.temporal_address, settings.temporal_namespace)
+        try:
+            await temporal.client()
+        except TemporalUnavailable as exc:
+            log.warning("%s; starting anyway, will connect on first use", exc)
+        providers = ProviderRegistry.from_settings(settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.temporal = temporal
+        app.state.providers = providers
+        try:
+            yield
+        finally:
+            await providers.aclose()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Dumont Cloud",
+        summary="Control plane for rented GPU machines.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(machines.router)
+    app.include_router(offers.router)
+    app.include_router(ssh_keys.router)
+
+    @app.get("/health", tags=["health"])
+    def health(request: Request) -> dict[str, str | bool]:
+        """Liveness; says whether Temporal is connected without trying to connect."""
+        return {"status": "ok", "temporal": request.app.state.temporal.connected}
+
+    return app

@@ -1,0 +1,110 @@
+"""The API's calls into machine workflows: start one, send it an action, tell it keys changed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
+
+from core import search_attributes
+from core.models import Machine
+from core.types import (
+    ActionInput,
+    ActionResult,
+    MachineInput,
+    MachineResult,
+    MachineSpec,
+    MachineState,
+    SshKeysChanged,
+    machine_workflow_id,
+)
+from workflows.machine import MachineWorkflow
+
+Action = Literal["stop", "start", "restart", "destroy"]
+
+_UPDATES: dict[Action, UpdateMethodMultiParam[[MachineWorkflow, ActionInput], ActionResult]] = {
+    "stop": MachineWorkflow.stop,
+    "start": MachineWorkflow.start,
+    "restart": MachineWorkflow.restart,
+    "destroy": MachineWorkflow.destroy,
+}
+
+
+def spec_of(machine: Machine) -> MachineSpec:
+    return MachineSpec(
+        gpu_name=machine.gpu_name,
+        image=machine.image,
+        disk_gb=machine.disk_gb,
+        num_gpus=machine.num_gpus,
+        region=machine.region,
+        max_price=machine.max_price,
+        min_reliability=machine.min_reliability,
+        min_vram_gb=machine.min_vram_gb,
+        provider=machine.provider,
+    )
+
+
+def _handle(client: Client, machine_id: str) -> WorkflowHandle[MachineWorkflow, MachineResult]:
+    return client.get_workflow_handle_for(MachineWorkflow.run, machine_workflow_id(machine_id))
+
+
+async def start_machine_workflow(
+    client: Client, task_queue: str, machine: Machine
+) -> WorkflowHandle[MachineWorkflow, MachineResult]:
+    """Start the machine's workflow. A machine id is never reused, even after destroy."""
+    return await client.start_workflow(
+        MachineWorkflow.run,
+        MachineInput(machine_id=machine.id, owner_id=machine.owner_id, spec=spec_of(machine)),
+        id=machine_workflow_id(machine.id),
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(search_attributes.MACHINE_STATE, MachineState.STARTING.value),
+                SearchAttributePair(search_attributes.MACHINE_OWNER, machine.owner_id),
+                SearchAttributePair(search_attributes.GPU_NAME, machine.gpu_name),
+            ]
+        ),
+    )
+
+
+async def run_action(
+    client: Client, machine_id: str, action: Action, reason: str | None
+) -> ActionResult:
+    """Send the action and wait until the machine has done it."""
+    return await _handle(client, machine_id).execute_update(
+        _UPDATES[action], ActionInput(reason=reason)
+    )
+
+
+async def send_action(client: Client, machine_id: str, action: Action, reason: str | None) -> None:
+    """Send the action and return once the machine accepted it (its validator passed)."""
+    update = await _handle(client, machine_id).start_update(
+        _UPDATES[action], ActionInput(reason=reason), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+    # A rejected update never reaches ACCEPTED: the server answers with its failed outcome,
+    # which the SDK (1.35) keeps on the handle instead of raising. `result()` on a known outcome
+    # makes no network call, and raises the validator's rejection.
+    if update._known_outcome is not None:
+        await update.result()
+
+
+async def notify_keys_changed(client: Client, machine_ids: list[str], fingerprint: str) -> None:
+    """Tell each machine its owner's SSH keys changed. Machines that ended are skipped."""
+    for machine_id in machine_ids:
+        try:
+            await _handle(client, machine_id).signal(
+                MachineWorkflow.ssh_keys_changed, SshKeysChanged(fingerprint=fingerprint)
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise

@@ -1,0 +1,205 @@
+"""`/api/v1/machines`: create, list, read, act on and delete machines, and read their events.
+
+Reads come from the database projection; actions go to the machine's workflow as updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session, SQLModel, col, select
+
+from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.machine_workflows import Action, run_action, send_action, start_machine_workflow
+from api.schemas import ActionAccepted, ErrorOut, EventOut, MachineCreate, MachineOut
+from core.models import Event, Machine
+from core.types import ActionResult, MachineState
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/api/v1/machines",
+    tags=["machines"],
+    responses={
+        401: {"model": ErrorOut, "description": "Missing or invalid token"},
+        404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
+        503: {"model": ErrorOut, "description": "Temporal is unreachable"},
+    },
+)
+
+Wait = Annotated[
+    bool,
+    Query(description="Wait until the action is done (true) or only until it is accepted (false)"),
+]
+Reason = Annotated[str | None, Query(max_length=500, description="Recorded with the event")]
+
+
+def owned_machine(machine_id: str, user: CurrentUser, session: SessionDep) -> Machine:
+    """The caller's machine; someone else's answers exactly like a missing one."""
+    machine = session.get(Machine, machine_id)
+    if machine is None or machine.owner_id != user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"machine {machine_id} not found")
+    return machine
+
+
+OwnedMachine = Annotated[Machine, Depends(owned_machine)]
+
+
+def _insert(session: Session, *rows: SQLModel) -> None:
+    for row in rows:  # one flush each, in order: later rows refer to earlier ones
+        session.add(row)
+        session.flush()
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=MachineOut)
+async def create_machine(
+    body: MachineCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> Machine:
+    machine = Machine(
+        id=f"vast_{secrets.token_hex(6)}",
+        owner_id=user.id,
+        status=MachineState.STARTING.value,
+        **body.model_dump(),
+    )
+    created = Event(
+        machine_id=machine.id,
+        owner_id=user.id,
+        event_type="created",
+        state=MachineState.STARTING.value,
+        data=body.model_dump(exclude_none=True),
+    )
+    # The rows are inserted, the workflow started, then the rows committed: if Temporal
+    # refuses, the transaction rolls back and nothing is written; and the workflow's first
+    # projection write waits for this commit. Database calls that may wait on a lock (SQLite
+    # has one writer) run in the thread pool, never on the event loop.
+    await run_in_threadpool(_insert, session, machine, created)
+    handle = await start_machine_workflow(temporal, settings.task_queue, machine)
+    try:
+        await run_in_threadpool(session.commit)
+    except Exception:
+        await handle.terminate(reason="the machine's record could not be saved")
+        raise
+    log.info("machine %s created for %s", machine.id, user.id)
+    return machine
+
+
+@router.get("", response_model=list[MachineOut])
+def list_machines(
+    user: CurrentUser,
+    session: SessionDep,
+    status_filter: Annotated[MachineState | None, Query(alias="status")] = None,
+) -> list[Machine]:
+    query = select(Machine).where(Machine.owner_id == user.id)
+    if status_filter is not None:
+        query = query.where(Machine.status == status_filter.value)
+    return list(session.exec(query.order_by(col(Machine.created_at).desc())))
+
+
+@router.get("/{machine_id}", response_model=MachineOut)
+def get_machine(machine: OwnedMachine) -> Machine:
+    return machine
+
+
+@router.get("/{machine_id}/events", response_model=list[EventOut])
+def list_events(
+    machine: OwnedMachine,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Event]:
+    query = (
+        select(Event)
+        .where(Event.machine_id == machine.id)
+        .order_by(col(Event.timestamp).desc(), col(Event.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
+async def _act(
+    action: Action,
+    machine: Machine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    wait: bool,
+    reason: str | None,
+) -> MachineOut | ActionAccepted:
+    if machine.status == MachineState.DESTROYED:
+        raise HTTPException(status.HTTP_409_CONFLICT, "machine is destroyed")
+    if not wait:
+        await send_action(temporal, machine.id, action, reason)
+        url = f"{router.prefix}/{machine.id}"
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = url
+        return ActionAccepted(machine_id=machine.id, action=action, status_url=url)
+    result: ActionResult = await run_action(temporal, machine.id, action, reason)
+    # Activities updated the projection while the action ran.
+    await run_in_threadpool(session.refresh, machine)
+    # The update's answer is the freshest word on the state, whatever the projection says.
+    return MachineOut.model_validate(machine).model_copy(update={"status": result.state})
+
+
+_ACTION_RESPONSES: dict[int | str, dict[str, object]] = {
+    202: {"model": ActionAccepted, "description": "Accepted (`?wait=false`)"},
+    409: {"model": ErrorOut, "description": "The machine's state forbids this action"},
+}
+
+
+@router.post("/{machine_id}/stop", responses=_ACTION_RESPONSES)
+async def stop_machine(
+    machine: OwnedMachine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    wait: Wait = True,
+    reason: Reason = None,
+) -> MachineOut | ActionAccepted:
+    """Stop the instance; the disk stays on the host and GPU billing stops."""
+    return await _act("stop", machine, session, temporal, response, wait, reason)
+
+
+@router.post("/{machine_id}/start", responses=_ACTION_RESPONSES)
+async def start_machine(
+    machine: OwnedMachine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    wait: Wait = True,
+    reason: Reason = None,
+) -> MachineOut | ActionAccepted:
+    """Start a stopped machine on its host."""
+    return await _act("start", machine, session, temporal, response, wait, reason)
+
+
+@router.post("/{machine_id}/restart", responses=_ACTION_RESPONSES)
+async def restart_machine(
+    machine: OwnedMachine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    wait: Wait = True,
+    reason: Reason = None,
+) -> MachineOut | ActionAccepted:
+    """Reboot the instance."""
+    return await _act("restart", machine, session, temporal, response, wait, reason)
+
+
+@router.delete("/{machine_id}", responses=_ACTION_RESPONSES)
+async def destroy_machine(
+    machine: OwnedMachine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    wait: Wait = True,
+    reason: Reason = None,
+) -> MachineOut | ActionAccepted:
+    """Destroy the instance and end the machine; its record and events are kept."""
+    return await _act("destroy", machine, session, temporal, response, wait, reason)

@@ -1,0 +1,3 @@
+from dumont.cli import main
+
+main()

@@ -1,0 +1,24 @@
+"""The `dumont` command."""
+
+from __future__ import annotations
+
+import typer
+
+from dumont.commands import machines, ssh_keys, token
+from dumont.commands.offers import offers
+from dumont.dev import dev
+
+app = typer.Typer(
+    help="Dumont Cloud: GPU machines that sleep when idle and wake on demand.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens
+)
+app.command("dev")(dev)
+app.add_typer(machines.app, name="machines")
+app.command("offers")(offers)
+app.add_typer(ssh_keys.app, name="ssh-keys")
+app.add_typer(token.app, name="token")
+
+
+def main() -> None:
+    app()

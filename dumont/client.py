@@ -1,0 +1,146 @@
+"""A small synchronous client for Dumont's HTTP API, with errors a person can read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from dumont.config import ClientConfig
+
+JSON = Any
+
+
+class ApiError(Exception):
+    """The API answered with an error; `message` is the server's own words."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status_code})")
+        self.status_code = status_code
+        self.message = message
+
+
+class ApiUnreachable(Exception):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the Dumont API at {url} ({reason}); is it running? "
+            "(`dumont dev` starts one; DUMONT_API_URL points elsewhere)"
+        )
+        self.url = url
+
+
+def error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+    if isinstance(body, dict):
+        # Validation errors carry a one-line summary next to the field-by-field list.
+        for key in ("message", "detail", "error", "msg"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return str(body)
+
+
+class DumontClient:
+    def __init__(self, config: ClientConfig, timeout: float = 60.0) -> None:
+        self.config = config
+        self._http = httpx.Client(
+            base_url=config.api_url,
+            headers={"Authorization": f"Bearer {config.token}"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DumontClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: JSON = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        if params:
+            params = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.config.api_url, str(exc) or type(exc).__name__) from None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, error_message(response))
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # Machines
+    def list_machines(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/machines")
+        return result
+
+    def get_machine(self, machine_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/machines/{machine_id}")
+        return result
+
+    def create_machine(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/api/v1/machines", json=body)
+        return result
+
+    def machine_action(self, machine_id: str, action: str, *, wait: bool) -> dict[str, Any]:
+        # Actions that wait may take as long as a boot: no client-side timeout cuts them.
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/v1/machines/{machine_id}/{action}",
+            params={"wait": str(wait).lower()},
+            timeout=None if wait else 60.0,
+        )
+        return result
+
+    def delete_machine(self, machine_id: str, *, wait: bool) -> JSON:
+        return self.request(
+            "DELETE",
+            f"/api/v1/machines/{machine_id}",
+            params={"wait": str(wait).lower()},
+            timeout=None if wait else 60.0,
+        )
+
+    def machine_events(self, machine_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/machines/{machine_id}/events", params={"limit": limit}
+        )
+        return result
+
+    # Offers
+    def offers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/offers", params=params)
+        return result
+
+    # SSH keys
+    def list_ssh_keys(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/ssh-keys")
+        return result
+
+    def add_ssh_key(self, name: str, public_key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", "/api/v1/ssh-keys", json={"name": name, "public_key": public_key}
+        )
+        return result
+
+    def delete_ssh_key(self, key_id: int) -> None:
+        self.request("DELETE", f"/api/v1/ssh-keys/{key_id}")

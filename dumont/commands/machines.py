@@ -1,0 +1,296 @@
+"""`dumont machines ...`: create, list, show, act on and remove machines."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dumont.client import DumontClient
+from dumont.config import load_client_config
+from dumont.output import (
+    console,
+    fail,
+    gpu_text,
+    money,
+    print_json,
+    reports_errors,
+    status_text,
+    table,
+    when,
+)
+
+app = typer.Typer(help="Create and manage GPU machines.", no_args_is_help=True)
+
+UP_STATES = frozenset({"running", "idle"})
+FAILED_STATES = frozenset({"error", "destroyed", "deleted"})
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+NoWait = Annotated[
+    bool, typer.Option("--no-wait", help="Return once the action is accepted, not when done.")
+]
+
+
+def _client() -> DumontClient:
+    return DumontClient(load_client_config())
+
+
+def _location(machine: dict[str, Any]) -> str:
+    return machine.get("geolocation") or machine.get("region") or "-"
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """`stop_requested → stopping`; a state change named after its state shows it once."""
+    kind, state = event["event_type"], event.get("state")
+    return kind if not state or state == kind else f"{kind} → {status_text(state)}"
+
+
+def _print_event(event: dict[str, Any], started: float) -> None:
+    elapsed = max(0.0, time.monotonic() - started)
+    reason = f"  [dim]{event['reason']}[/]" if event.get("reason") else ""
+    console.print(f"  [dim]{elapsed:5.0f}s[/] {_event_text(event)}{reason}")
+
+
+def wait_until_up(
+    client: DumontClient, machine_id: str, timeout: float, poll: float = 1.0
+) -> dict[str, Any]:
+    """Follow the machine live (its events as they happen) until it is up or has failed."""
+    started = time.monotonic()
+    seen: set[int] = set()
+    with console.status(f"{machine_id}: starting…") as spinner:
+        while True:
+            machine = client.get_machine(machine_id)
+            for event in reversed(client.machine_events(machine_id)):  # newest first → oldest
+                if event["id"] not in seen:
+                    seen.add(event["id"])
+                    _print_event(event, started)
+            status = machine["status"]
+            if status in UP_STATES:
+                return machine
+            if status in FAILED_STATES:
+                reason = machine.get("status_reason") or "no reason recorded"
+                raise fail(f"{machine_id} is {status}: {reason}")
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                raise fail(
+                    f"{machine_id} is still {status} after {timeout:.0f} s; "
+                    f"follow it with `dumont machines show {machine_id}`"
+                )
+            spinner.update(f"{machine_id}: {status_text(status)} ({elapsed:.0f} s)")
+            time.sleep(poll)
+
+
+@app.command("create")
+@reports_errors
+def create(
+    gpu: Annotated[str, typer.Option(help='GPU model, e.g. "RTX 4090".')],
+    image: Annotated[str, typer.Option(help="Docker image to run.")],
+    disk: Annotated[int, typer.Option(help="Disk size in GB.")] = 50,
+    region: Annotated[
+        str | None, typer.Option(help="NA, SA, EU, AS, OC, AF or an ISO country code.")
+    ] = None,
+    max_price: Annotated[float | None, typer.Option(help="Most USD per hour to pay.")] = None,
+    num_gpus: Annotated[int, typer.Option(help="GPUs per machine.")] = 1,
+    min_reliability: Annotated[float | None, typer.Option(help="0..1.")] = None,
+    min_vram: Annotated[float | None, typer.Option(help="GB of memory per GPU.")] = None,
+    name: Annotated[str | None, typer.Option(help="A name to recognise it by.")] = None,
+    no_wait: NoWait = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be up.")] = 900,
+    as_json: JsonOption = False,
+) -> None:
+    """Rent a GPU machine and follow it until it is up, then print how to SSH in."""
+    body = {
+        "gpu_name": gpu,
+        "image": image,
+        "disk_gb": disk,
+        "num_gpus": num_gpus,
+        "region": region,
+        "max_price": max_price,
+        "min_reliability": min_reliability,
+        "min_vram_gb": min_vram,
+        "name": name,
+    }
+    with _client() as client:
+        machine = client.create_machine({k: v for k, v in body.items() if v is not None})
+        machine_id = machine["id"]
+        if no_wait:
+            if as_json:
+                print_json(machine)
+            else:
+                console.print(f"{machine_id}: {status_text(machine['status'])}")
+            return
+        if not as_json:
+            console.print(f"Created [bold]{machine_id}[/] ({gpu_text(gpu, num_gpus)}, {image})")
+        try:
+            machine = wait_until_up(client, machine_id, timeout)
+        except KeyboardInterrupt:
+            raise fail(
+                f"stopped waiting; {machine_id} keeps starting: "
+                f"`dumont machines show {machine_id}`",
+                130,
+            ) from None
+    if as_json:
+        print_json(machine)
+        return
+    console.print(
+        f"[green]{machine_id} is {machine['status']}[/] on {_location(machine)} "
+        f"at {money(machine.get('price_per_hour'))}/h"
+    )
+    if machine.get("ssh"):
+        console.print(f"  {machine['ssh']}", markup=False, soft_wrap=True)
+
+
+@app.command("ls")
+@reports_errors
+def list_machines(as_json: JsonOption = False) -> None:
+    """List your machines."""
+    with _client() as client:
+        machines = client.list_machines()
+    if as_json:
+        print_json(machines)
+        return
+    if not machines:
+        console.print("No machines yet: `dumont machines create --gpu ... --image ...`")
+        return
+    rows = table(
+        "ID", "NAME", "STATUS", "GPU", "$/H", "LOCATION", "SSH",
+        keep_whole=("ID", "STATUS", "$/H", "SSH"),
+    )  # fmt: skip
+    for m in machines:
+        rows.add_row(
+            m["id"],
+            m.get("name") or "-",
+            status_text(m["status"]),
+            gpu_text(m["gpu_name"], m.get("num_gpus")),
+            money(m.get("price_per_hour")),
+            _location(m),
+            m.get("ssh") or "-",
+        )
+    console.print(rows)
+
+
+@app.command("show")
+@reports_errors
+def show(
+    machine_id: Annotated[str, typer.Argument(help="Machine id.")], as_json: JsonOption = False
+) -> None:
+    """Everything about one machine."""
+    with _client() as client:
+        machine = client.get_machine(machine_id)
+    if as_json:
+        print_json(machine)
+        return
+    details = Table(show_header=False, box=None, padding=(0, 2))
+    details.add_column(style="bold", no_wrap=True)
+    details.add_column(overflow="fold")
+    details.add_row("id", machine["id"])
+    details.add_row("name", machine.get("name") or "-")
+    details.add_row("status", status_text(machine["status"]))
+    if machine.get("status_reason"):
+        details.add_row("reason", machine["status_reason"])
+    details.add_row("gpu", gpu_text(machine["gpu_name"], machine.get("num_gpus")))
+    details.add_row("image", machine["image"])
+    details.add_row("disk", f"{machine['disk_gb']} GB")
+    details.add_row("region", machine.get("region") or "-")
+    details.add_row("location", machine.get("geolocation") or "-")
+    details.add_row("price", f"{money(machine.get('price_per_hour'))}/h")
+    details.add_row("instance", machine.get("instance_id") or "-")
+    details.add_row("ssh", machine.get("ssh") or "-")
+    details.add_row("created", when(machine.get("created_at")))
+    details.add_row("updated", when(machine.get("updated_at")))
+    console.print(details)
+
+
+def _act(machine_id: str, action: str, doing: str, no_wait: bool, as_json: bool) -> None:
+    with _client() as client:
+        if no_wait:
+            accepted = client.machine_action(machine_id, action, wait=False)
+            if as_json:
+                print_json(accepted)
+            else:
+                console.print(
+                    f"{machine_id}: {action} accepted; follow it with "
+                    f"`dumont machines show {machine_id}`",
+                    soft_wrap=True,
+                )
+            return
+        with console.status(f"{machine_id}: {doing}…"):
+            machine = client.machine_action(machine_id, action, wait=True)
+    if as_json:
+        print_json(machine)
+    else:
+        console.print(f"{machine_id}: {status_text(machine.get('status'))}")
+
+
+@app.command("stop")
+@reports_errors
+def stop(
+    machine_id: Annotated[str, typer.Argument(help="Machine id.")],
+    no_wait: NoWait = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop a machine: GPU billing stops, the disk stays on the host."""
+    _act(machine_id, "stop", "stopping", no_wait, as_json)
+
+
+@app.command("start")
+@reports_errors
+def start(
+    machine_id: Annotated[str, typer.Argument(help="Machine id.")],
+    no_wait: NoWait = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a stopped machine."""
+    _act(machine_id, "start", "starting", no_wait, as_json)
+
+
+@app.command("restart")
+@reports_errors
+def restart(
+    machine_id: Annotated[str, typer.Argument(help="Machine id.")],
+    no_wait: NoWait = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Reboot a machine."""
+    _act(machine_id, "restart", "restarting", no_wait, as_json)
+
+
+@app.command("rm")
+@reports_errors
+def remove(
+    machine_id: Annotated[str, typer.Argument(help="Machine id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    no_wait: NoWait = False,
+) -> None:
+    """Destroy a machine's instance; its record and events are kept."""
+    if not yes:
+        typer.confirm(f"Destroy {machine_id}? Its instance and disk are deleted", abort=True)
+    with _client() as client:
+        if no_wait:
+            client.delete_machine(machine_id, wait=False)
+            console.print(f"{machine_id}: destroy accepted")
+            return
+        with console.status(f"{machine_id}: destroying…"):
+            machine = client.delete_machine(machine_id, wait=True)
+    console.print(f"{machine_id}: {status_text((machine or {}).get('status', 'destroyed'))}")
+
+
+@app.command("events")
+@reports_errors
+def events(
+    machine_id: Annotated[str, typer.Argument(help="Machine id.")],
+    limit: Annotated[int, typer.Option(help="How many of the latest events.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """A machine's history, oldest first."""
+    with _client() as client:
+        items = list(reversed(client.machine_events(machine_id, limit)))
+    if as_json:
+        print_json(items)
+        return
+    rows = table("TIME", "EVENT", "REASON", keep_whole=("TIME",))
+    for event in items:
+        rows.add_row(when(event.get("timestamp")), _event_text(event), event.get("reason") or "")
+    console.print(rows)

@@ -1,0 +1,1 @@
+"""Sandbox machines: a directory, real processes, and a real SSH server per rented instance."""

@@ -1,0 +1,118 @@
+"""Helpers for CLI tests: running `dumont` in-process, free ports, and a real API server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner, Result
+
+from core.accounts import create_user, issue_token
+from core.db import make_engine, session_scope
+from dumont.cli import app
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Variables that would leak the developer's own setup into a test.
+CLEARED_ENV = (
+    "DUMONT_API_URL", "DUMONT_TOKEN", "DUMONT_DATA_DIR", "DUMONT_DATABASE_URL",
+    "DUMONT_API_PORT", "DUMONT_TEMPORAL_PORT", "DUMONT_TEMPORAL_UI_PORT", "DUMONT_S3_PORT",
+    "DUMONT_SIM_PORT", "TEMPORAL_ADDRESS", "DUMONT_TEMPORAL_ADDRESS", "VAST_URL", "VAST_API_KEY",
+    "DUMONT_VAST_URL", "DUMONT_VAST_API_KEY",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dumont(
+    *args: str, env: Mapping[str, str | None] | None = None, input: str | None = None
+) -> Result:
+    """Run the CLI in-process with only the given settings in the environment."""
+    full_env: dict[str, str | None] = dict.fromkeys(CLEARED_ENV)
+    full_env["COLUMNS"] = "200"  # wide enough that tables never fold a value
+    full_env.update(env or {})
+    return CliRunner().invoke(app, list(args), env=full_env, input=input)
+
+
+@dataclass
+class ApiServer:
+    url: str
+    database_url: str
+
+
+@dataclass
+class ApiUser:
+    """A user of its own on the shared server, so tests never see each other's rows."""
+
+    url: str
+    token: str
+
+    def env(self, **extra: str | None) -> dict[str, str | None]:
+        return {"DUMONT_API_URL": self.url, "DUMONT_TOKEN": self.token, **extra}
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def api_server(
+    tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironment
+) -> Iterator[ApiServer]:
+    """The real API (uvicorn) on its own SQLite and the Temporal dev server, with no worker and
+    no marketplace: what needs neither works, machines are created but do not move."""
+    data_dir = tmp_path_factory.mktemp("api")
+    database_url = f"sqlite:///{data_dir / 'api.db'}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    env.update(
+        DUMONT_DATABASE_URL=database_url,
+        DUMONT_DATA_DIR=str(data_dir),
+        DUMONT_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        DUMONT_TASK_QUEUE=f"cli-test-{port}",
+        DUMONT_VAST_URL=f"http://127.0.0.1:{free_port()}",
+        DUMONT_VAST_API_KEY="unused",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/health", process)
+        yield ApiServer(url=url, database_url=database_url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def api_user(api_server: ApiServer) -> ApiUser:
+    engine = make_engine(api_server.database_url)
+    with session_scope(engine) as session:
+        token = issue_token(session, create_user(session, f"user-{uuid.uuid4().hex[:8]}").id)
+    engine.dispose()
+    return ApiUser(url=api_server.url, token=token)

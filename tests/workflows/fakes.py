@@ -1,0 +1,223 @@
+"""An in-memory cloud whose activities carry the real activity names, for workflow tests.
+
+Time is the activity's scheduled time as the Temporal server sees it, so on the time-skipping
+server a boot delay passes when the workflow's timers are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.offers import describe_search
+from core.types import (
+    ActivityName,
+    AttachKeysInput,
+    AttachKeysResult,
+    DestroyedInstance,
+    DestroyInstancesInput,
+    DestroyInstancesResult,
+    ErrorType,
+    InstanceActionInput,
+    InstanceActionResult,
+    InstanceInfo,
+    InstanceStatus,
+    LifecyclePolicy,
+    LifecyclePolicyInput,
+    MachineState,
+    OwnerKeys,
+    OwnerKeysInput,
+    ProvisionInput,
+    RecordInstanceInput,
+    RecordInstancesDestroyedInput,
+    RecordResult,
+    RecordStateInput,
+    WaitReadyInput,
+    WaitReadyResult,
+    instance_label_prefix,
+)
+
+
+@dataclass
+class FakeInstance:
+    instance_id: str
+    label: str
+    offer_id: str
+    created_at: datetime
+    status: InstanceStatus = InstanceStatus.PROVISIONING
+    keys: list[str] = field(default_factory=list)
+
+
+def _now() -> datetime:
+    return activity.info().current_attempt_scheduled_time
+
+
+class FakeCloud:
+    def __init__(
+        self,
+        policy: LifecyclePolicy,
+        *,
+        offers: Sequence[str] = ("offer-1", "offer-2", "offer-3", "offer-4"),
+        boot_seconds: Callable[[int], float] = lambda attempt: 0,
+        fail_attempts: int = 0,
+        hang_after_create: bool = False,
+        owner_keys: Sequence[str] = ("ssh-ed25519 AAAAowner owner@laptop",),
+    ) -> None:
+        self.policy = policy
+        self.offers = list(offers)
+        self.boot_seconds = boot_seconds  # attempt number (1-based) -> seconds to boot
+        self.fail_attempts = fail_attempts  # the first N instances fail to start
+        self.hang_after_create = hang_after_create
+        self.owner_keys = list(owner_keys)
+        self.instances: dict[str, FakeInstance] = {}
+        self.calls: list[str] = []
+        self.events: list[RecordStateInput] = []
+        self.destroyed: list[str] = []
+        self.created = asyncio.Event()
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.lifecycle_policy,
+            self.provision_instance,
+            self.attach_ssh_keys,
+            self.wait_until_ready,
+            self.stop_instance,
+            self.start_instance,
+            self.reboot_instance,
+            self.destroy_instances,
+            self.record_state,
+            self.record_instance,
+            self.record_instances_destroyed,
+            self.owner_ssh_keys,
+        ]
+
+    def live(self) -> list[FakeInstance]:
+        return [i for i in self.instances.values() if i.status is not InstanceStatus.GONE]
+
+    def states(self) -> list[MachineState]:
+        return [e.state for e in self.events if e.event_type != "boot_failed"]
+
+    def _info(self, instance: FakeInstance) -> InstanceInfo:
+        return InstanceInfo(
+            provider="vast",
+            instance_id=instance.instance_id,
+            label=instance.label,
+            offer_id=instance.offer_id,
+            gpu_name="RTX 4090",
+            num_gpus=1,
+            price_per_hour=0.4,
+            geolocation="Lisbon, PT",
+        )
+
+    @activity.defn(name=ActivityName.LIFECYCLE_POLICY)
+    async def lifecycle_policy(self, input: LifecyclePolicyInput) -> LifecyclePolicy:
+        return self.policy
+
+    @activity.defn(name=ActivityName.PROVISION_INSTANCE)
+    async def provision_instance(self, input: ProvisionInput) -> InstanceInfo:
+        self.calls.append(f"provision {input.label}")
+        for instance in self.live():
+            if instance.label == input.label:
+                return self._info(instance)
+        offers = [o for o in self.offers if o not in input.excluded_offers]
+        if not offers:
+            raise ApplicationError(
+                "no offer matches: " + describe_search(input.spec),
+                type=ErrorType.NO_MATCHING_OFFER,
+                non_retryable=True,
+            )
+        instance = FakeInstance(
+            instance_id=f"i{len(self.instances) + 1}",
+            label=input.label,
+            offer_id=offers[0],
+            created_at=_now(),
+        )
+        self.instances[instance.instance_id] = instance
+        self.created.set()
+        if self.hang_after_create:
+            # The create landed but its answer never comes back: only a cancel ends this.
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.1)
+        return self._info(instance)
+
+    @activity.defn(name=ActivityName.ATTACH_SSH_KEYS)
+    async def attach_ssh_keys(self, input: AttachKeysInput) -> AttachKeysResult:
+        self.calls.append(f"attach {input.instance.instance_id}")
+        self.instances[input.instance.instance_id].keys = list(input.public_keys)
+        return AttachKeysResult(attached=len(input.public_keys) + 1)
+
+    @activity.defn(name=ActivityName.WAIT_UNTIL_READY)
+    async def wait_until_ready(self, input: WaitReadyInput) -> WaitReadyResult:
+        instance = self.instances[input.instance.instance_id]
+        attempt = int(instance.label.rsplit("-", 1)[1])
+        if attempt <= self.fail_attempts:
+            instance.status = InstanceStatus.FAILED
+            raise ApplicationError(
+                f"instance {instance.instance_id} failed to start: OCI runtime create failed",
+                type=ErrorType.INSTANCE_FAILED,
+                non_retryable=True,
+            )
+        booted = (_now() - instance.created_at).total_seconds() >= self.boot_seconds(attempt)
+        if not booted:
+            return WaitReadyResult(ready=False, instance=input.instance, detail="image loading")
+        instance.status = InstanceStatus.RUNNING
+        ready = InstanceInfo(**{**vars(input.instance), "ssh_host": "127.0.0.1", "ssh_port": 22})
+        return WaitReadyResult(ready=True, instance=ready)
+
+    @activity.defn(name=ActivityName.STOP_INSTANCE)
+    async def stop_instance(self, input: InstanceActionInput) -> InstanceActionResult:
+        return self._set(input, "stop", InstanceStatus.STOPPED)
+
+    @activity.defn(name=ActivityName.START_INSTANCE)
+    async def start_instance(self, input: InstanceActionInput) -> InstanceActionResult:
+        return self._set(input, "start", InstanceStatus.PROVISIONING)
+
+    @activity.defn(name=ActivityName.REBOOT_INSTANCE)
+    async def reboot_instance(self, input: InstanceActionInput) -> InstanceActionResult:
+        return self._set(input, "reboot", InstanceStatus.PROVISIONING)
+
+    def _set(
+        self, input: InstanceActionInput, what: str, status: InstanceStatus
+    ) -> InstanceActionResult:
+        self.calls.append(f"{what} {input.instance.instance_id}")
+        instance = self.instances[input.instance.instance_id]
+        instance.status = status
+        instance.created_at = _now()
+        return InstanceActionResult(instance_id=instance.instance_id, status=status)
+
+    @activity.defn(name=ActivityName.DESTROY_INSTANCES)
+    async def destroy_instances(self, input: DestroyInstancesInput) -> DestroyInstancesResult:
+        prefix = input.label or instance_label_prefix(input.machine_id)
+        gone: list[DestroyedInstance] = []
+        for instance in self.live():
+            if instance.label == prefix or (not input.label and instance.label.startswith(prefix)):
+                instance.status = InstanceStatus.GONE
+                self.destroyed.append(instance.instance_id)
+                gone.append(DestroyedInstance(instance.instance_id, instance.label))
+        return DestroyInstancesResult(destroyed=gone)
+
+    @activity.defn(name=ActivityName.RECORD_STATE)
+    async def record_state(self, input: RecordStateInput) -> RecordResult:
+        self.events.append(input)
+        return RecordResult(written=1)
+
+    @activity.defn(name=ActivityName.RECORD_INSTANCE)
+    async def record_instance(self, input: RecordInstanceInput) -> RecordResult:
+        return RecordResult(written=1)
+
+    @activity.defn(name=ActivityName.RECORD_INSTANCES_DESTROYED)
+    async def record_instances_destroyed(
+        self, input: RecordInstancesDestroyedInput
+    ) -> RecordResult:
+        return RecordResult(written=len(input.instances))
+
+    @activity.defn(name=ActivityName.OWNER_SSH_KEYS)
+    async def owner_ssh_keys(self, input: OwnerKeysInput) -> OwnerKeys:
+        return OwnerKeys(public_keys=list(self.owner_keys))

@@ -1,0 +1,158 @@
+"""The Temporal worker: every workflow and activity of the machine lifecycle.
+
+Run it with `python -m worker` (or `python worker.py`); it reads `DUMONT_*` settings, waits for
+Temporal to come up, and stops cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.policy import PolicyActivities
+from activities.provider import ProviderActivities, ProviderLookup
+from activities.records import RecordActivities
+from core.db import make_engine, migrate
+from core.settings import Settings
+from core.ssh import SshIdentity, ensure_identity
+from core.types import LifecyclePolicy
+from providers.registry import ProviderRegistry
+from workflows.machine import MachineWorkflow
+
+log = logging.getLogger("dumont.worker")
+
+# Sync activities (database writes now, boto3 / google-cloud later) run in threads.
+MAX_CONCURRENT_ACTIVITIES = 64
+CONNECT_RETRY_SECONDS = 2.0
+
+
+def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
+    return LifecyclePolicy(
+        boot_timeout_seconds=settings.boot_timeout_seconds,
+        provision_attempts=settings.provision_attempts,
+        heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    providers: ProviderLookup,
+    identity: SshIdentity,
+    engine: Engine,
+    activity_executor: Executor,
+    provider_poll_seconds: float = 3.0,
+    **worker_options: Any,
+) -> Worker:
+    """A worker on `settings.task_queue` with every workflow and activity registered.
+
+    `activity_executor` runs the sync activities; give it at least
+    `MAX_CONCURRENT_ACTIVITIES` threads. `provider_poll_seconds` is how often boots and stops
+    ask the provider how they are doing.
+    """
+    provider_activities = ProviderActivities(
+        providers,
+        identity,
+        offers_per_attempt=settings.offers_per_attempt,
+        poll_seconds=provider_poll_seconds,
+    )
+    records = RecordActivities(engine)
+    policy = PolicyActivities(lifecycle_policy(settings))
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[MachineWorkflow],
+        activities=[
+            policy.lifecycle_policy,
+            provider_activities.provision_instance,
+            provider_activities.attach_ssh_keys,
+            provider_activities.wait_until_ready,
+            provider_activities.stop_instance,
+            provider_activities.start_instance,
+            provider_activities.reboot_instance,
+            provider_activities.destroy_instances,
+            records.record_state,
+            records.record_instance,
+            records.record_instances_destroyed,
+            records.owner_ssh_keys,
+        ],
+        activity_executor=activity_executor,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        **worker_options,
+    )
+
+
+async def connect(settings: Settings, stop: asyncio.Event) -> Client | None:
+    """Connect to Temporal, waiting (and saying so) while it is not up; None if told to stop."""
+    while not stop.is_set():
+        try:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as exc:  # the core SDK reports connection failures this way
+            log.warning(
+                "Temporal at %s is not reachable (%s); retrying in %.0f s",
+                settings.temporal_address,
+                exc,
+                CONNECT_RETRY_SECONDS,
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), CONNECT_RETRY_SECONDS)
+            except TimeoutError:
+                pass
+    return None
+
+
+async def run(settings: Settings) -> None:
+    identity = ensure_identity(settings.ssh_key_path)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    registry = ProviderRegistry.from_settings(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        client = await connect(settings, stop)
+        if client is None:
+            return
+        with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
+            worker = build_worker(
+                client,
+                settings,
+                providers=registry,
+                identity=identity,
+                engine=engine,
+                activity_executor=executor,
+            )
+            async with worker:
+                log.info(
+                    "worker polling %r on %s (providers: %s)",
+                    settings.task_queue,
+                    settings.temporal_address,
+                    ", ".join(registry.names) or "none",
+                )
+                await stop.wait()
+                log.info("shutting down: finishing the activities in flight")
+    finally:
+        await registry.aclose()
+        engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(Settings()))
+
+
+if __name__ == "__main__":
+    main()

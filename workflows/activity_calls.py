@@ -1,0 +1,188 @@
+"""Every activity the machine workflow calls, each with its timeouts and retry policy.
+
+Activities are called by name (`core.types.ActivityName`) so that activity modules, with their
+network and database libraries, never enter the workflow sandbox.
+
+Every call waits for a cancelled activity to finish (`WAIT_CANCELLATION_COMPLETED`): when a
+destroy cancels a boot, no create or status write may land after the destroy has moved on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+from core.types import (
+    ActivityName,
+    AttachKeysInput,
+    AttachKeysResult,
+    DestroyInstancesInput,
+    DestroyInstancesResult,
+    ErrorType,
+    InstanceActionInput,
+    InstanceActionResult,
+    InstanceInfo,
+    LifecyclePolicy,
+    LifecyclePolicyInput,
+    OwnerKeys,
+    OwnerKeysInput,
+    ProvisionInput,
+    RecordInstanceInput,
+    RecordInstancesDestroyedInput,
+    RecordResult,
+    RecordStateInput,
+    WaitReadyInput,
+    WaitReadyResult,
+)
+
+WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+
+# Database writes: a database outage delays the lifecycle, it never drops a record.
+_RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+# Provider calls that change something: a few tries, then the workflow decides (error state).
+_PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=[ErrorType.NO_MATCHING_OFFER, ErrorType.INSTANCE_GONE],
+)
+# Destroy stops the billing: it keeps trying for as long as the provider answers "not now".
+_DESTROY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=60)
+)
+
+
+def _heartbeat(policy: LifecyclePolicy) -> timedelta:
+    return timedelta(seconds=policy.heartbeat_timeout_seconds)
+
+
+async def lifecycle_policy(input: LifecyclePolicyInput) -> LifecyclePolicy:
+    result: LifecyclePolicy = await workflow.execute_activity(
+        ActivityName.LIFECYCLE_POLICY,
+        input,
+        result_type=LifecyclePolicy,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=_RECORD_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def provision_instance(input: ProvisionInput, policy: LifecyclePolicy) -> InstanceInfo:
+    result: InstanceInfo = await workflow.execute_activity(
+        ActivityName.PROVISION_INSTANCE,
+        input,
+        result_type=InstanceInfo,
+        start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_PROVIDER_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def attach_ssh_keys(input: AttachKeysInput) -> AttachKeysResult:
+    result: AttachKeysResult = await workflow.execute_activity(
+        ActivityName.ATTACH_SSH_KEYS,
+        input,
+        result_type=AttachKeysResult,
+        start_to_close_timeout=timedelta(minutes=2),
+        retry_policy=_PROVIDER_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def wait_until_ready(
+    instance: InstanceInfo, deadline: datetime, policy: LifecyclePolicy
+) -> WaitReadyResult:
+    """Waits until the instance answers SSH, or the deadline; a retry after a dead worker keeps
+    the same deadline, and the whole call can never outlive it by more than a minute."""
+    remaining = max(deadline - workflow.now(), timedelta(seconds=1))
+    result: WaitReadyResult = await workflow.execute_activity(
+        ActivityName.WAIT_UNTIL_READY,
+        WaitReadyInput(instance=instance, deadline=deadline),
+        result_type=WaitReadyResult,
+        schedule_to_close_timeout=remaining + timedelta(minutes=1),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=2),
+            maximum_interval=timedelta(seconds=30),
+            non_retryable_error_types=[ErrorType.INSTANCE_FAILED, ErrorType.INSTANCE_GONE],
+        ),
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def instance_action(
+    name: ActivityName, instance: InstanceInfo, policy: LifecyclePolicy
+) -> InstanceActionResult:
+    """stop_instance / start_instance / reboot_instance."""
+    result: InstanceActionResult = await workflow.execute_activity(
+        name,
+        InstanceActionInput(instance=instance),
+        result_type=InstanceActionResult,
+        start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_PROVIDER_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def destroy_instances(
+    input: DestroyInstancesInput, policy: LifecyclePolicy
+) -> DestroyInstancesResult:
+    result: DestroyInstancesResult = await workflow.execute_activity(
+        ActivityName.DESTROY_INSTANCES,
+        input,
+        result_type=DestroyInstancesResult,
+        start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_DESTROY_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def _record(name: ActivityName, input: Any) -> RecordResult:
+    result: RecordResult = await workflow.execute_activity(
+        name,
+        input,
+        result_type=RecordResult,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=_RECORD_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def record_state(input: RecordStateInput) -> RecordResult:
+    return await _record(ActivityName.RECORD_STATE, input)
+
+
+async def record_instance(input: RecordInstanceInput) -> RecordResult:
+    return await _record(ActivityName.RECORD_INSTANCE, input)
+
+
+async def record_instances_destroyed(input: RecordInstancesDestroyedInput) -> RecordResult:
+    return await _record(ActivityName.RECORD_INSTANCES_DESTROYED, input)
+
+
+async def owner_ssh_keys(input: OwnerKeysInput) -> OwnerKeys:
+    result: OwnerKeys = await workflow.execute_activity(
+        ActivityName.OWNER_SSH_KEYS,
+        input,
+        result_type=OwnerKeys,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=_RECORD_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
