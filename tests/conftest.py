@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from core import search_attributes
@@ -42,9 +44,12 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=binary("temporal"),
         search_attributes=list(search_attributes.ALL),
         dev_server_extra_args=[
-            "--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=120",
-            "--sqlite-pragma", "journal_mode=wal",
-            "--sqlite-pragma", "synchronous=normal",
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=120",
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
         ],
     )
     try:
@@ -58,6 +63,16 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, for timers and deadlines."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
+    )
+    # The machine workflow upserts these; a server that does not know them fails the task.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                for key in search_attributes.ALL
+            },
+        )
     )
     try:
         yield env

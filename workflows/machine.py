@@ -306,7 +306,7 @@ class MachineWorkflow:
     # --- provisioning ---------------------------------------------------------------------
 
     async def _create(self) -> None:
-        await self._transition(S.STARTING, "created")
+        await self._transition(S.STARTING, "provisioning")
         await self._provision()
 
     async def _provision(self) -> None:
