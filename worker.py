@@ -50,20 +50,18 @@ def build_worker(
     identity: SshIdentity,
     engine: Engine,
     activity_executor: Executor,
-    provider_poll_seconds: float = 3.0,
     **worker_options: Any,
 ) -> Worker:
     """A worker on `settings.task_queue` with every workflow and activity registered.
 
     `activity_executor` runs the sync activities; give it at least
-    `MAX_CONCURRENT_ACTIVITIES` threads. `provider_poll_seconds` is how often boots and stops
-    ask the provider how they are doing.
+    `MAX_CONCURRENT_ACTIVITIES` threads.
     """
     provider_activities = ProviderActivities(
         providers,
         identity,
         offers_per_attempt=settings.offers_per_attempt,
-        poll_seconds=provider_poll_seconds,
+        poll_seconds=settings.provider_poll_seconds,
     )
     records = RecordActivities(engine)
     policy = PolicyActivities(lifecycle_policy(settings))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 from core.types import MachineSpec
-from providers.base import OfferQuery
+from providers.base import Offer, OfferQuery
 
 
 def offer_query(spec: MachineSpec, *, limit: int) -> OfferQuery:
@@ -34,3 +36,21 @@ def describe_search(spec: MachineSpec, *, excluded: int = 0) -> str:
     if excluded:
         text += f" (leaving out {excluded} offer(s) that already failed to boot)"
     return text
+
+
+def in_rental_order(offers: list[Offer], *, tie_band: float = 0.02) -> list[Offer]:
+    """Cheapest first, with offers priced within `tie_band` of each other shuffled.
+
+    Machines created together (a team starting 50 at once) would otherwise all race for the
+    same cheapest offer and lose it to each other one by one; every lost race is a create call,
+    and vast.ai rate-limits creates to one per 4.5 s.
+    """
+    ordered = sorted(offers, key=lambda o: o.price_per_hour)
+    result: list[Offer] = []
+    while ordered:
+        ceiling = ordered[0].price_per_hour * (1 + tie_band)
+        band = [o for o in ordered if o.price_per_hour <= ceiling]
+        ordered = ordered[len(band) :]
+        random.shuffle(band)
+        result += band
+    return result

@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import provider_errors
-from activities.offers import describe_search, offer_query
+from activities.offers import describe_search, in_rental_order, offer_query
 from activities.ssh_probe import ssh_answers
 from core.ssh import SshIdentity
 from core.types import (
@@ -106,8 +106,7 @@ class ProviderActivities:
             excluded = set(input.excluded_offers)
             query = offer_query(spec, limit=self._offers_per_attempt + len(excluded))
             offers = [o for o in await provider.search_offers(query) if o.offer_id not in excluded]
-            offers.sort(key=lambda o: o.price_per_hour)
-            offers = offers[: self._offers_per_attempt]
+            offers = in_rental_order(offers)[: self._offers_per_attempt]
             if not offers:
                 raise ApplicationError(
                     "no offer matches: " + describe_search(spec, excluded=len(excluded)),

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     boot_timeout_seconds: int = Field(default=900, ge=10)
     provision_attempts: int = Field(default=3, ge=1, le=20)
     offers_per_attempt: int = Field(default=5, ge=1, le=50)
+    # How often a boot or a stop asks the provider how it is doing. vast.ai rate-limits
+    # instance reads per account, so a fleet booting at once shares this budget.
+    provider_poll_seconds: float = Field(default=3.0, gt=0, le=60)
     # How soon a dead worker's long activity (boot wait, create, destroy) is retried elsewhere.
     heartbeat_timeout_seconds: int = Field(default=30, ge=2, le=600)
 

@@ -123,6 +123,8 @@ class Stack:
                 ),
             }
         )
+        # The local marketplace has no read rate limit: poll boots every second unless told.
+        env.setdefault("DUMONT_PROVIDER_POLL_SECONDS", "1")
         return env
 
     def infrastructure(self) -> list[ChildSpec]:

@@ -5,6 +5,7 @@ Reads come from the database projection; actions go to the machine's workflow as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from typing import Annotated
@@ -17,7 +18,7 @@ from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
 from api.machine_workflows import Action, run_action, send_action, start_machine_workflow
 from api.schemas import ActionAccepted, ErrorOut, EventOut, MachineCreate, MachineOut
 from core.models import Event, Machine
-from core.types import ActionResult, MachineState
+from core.types import ActionResult, MachineState, machine_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,21 @@ def owned_machine(machine_id: str, user: CurrentUser, session: SessionDep) -> Ma
 OwnedMachine = Annotated[Machine, Depends(owned_machine)]
 
 
-def _insert(session: Session, *rows: SQLModel) -> None:
+def _insert_committed(session: Session, *rows: SQLModel) -> None:
     for row in rows:  # one flush each, in order: later rows refer to earlier ones
         session.add(row)
         session.flush()
+    session.commit()
+
+
+def _delete_committed(session: Session, machine_id: str) -> None:
+    for event in session.exec(select(Event).where(Event.machine_id == machine_id)):
+        session.delete(event)
+    session.flush()
+    machine = session.get(Machine, machine_id)
+    if machine is not None:
+        session.delete(machine)
+    session.commit()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MachineOut)
@@ -76,16 +88,20 @@ async def create_machine(
         state=MachineState.STARTING.value,
         data=body.model_dump(exclude_none=True),
     )
-    # The rows are inserted, the workflow started, then the rows committed: if Temporal
-    # refuses, the transaction rolls back and nothing is written; and the workflow's first
-    # projection write waits for this commit. Database calls that may wait on a lock (SQLite
-    # has one writer) run in the thread pool, never on the event loop.
-    await run_in_threadpool(_insert, session, machine, created)
-    handle = await start_machine_workflow(temporal, settings.task_queue, machine)
+    # The rows are committed first, in a short transaction, then the workflow is started; if
+    # Temporal refuses, the rows are deleted again, so nothing is left. Never the other way
+    # round: a workflow without its row would rent an instance its owner cannot see. No
+    # connection is held while Temporal answers (SQLite has one writer; the pool is bounded).
+    await run_in_threadpool(_insert_committed, session, machine, created)
     try:
-        await run_in_threadpool(session.commit)
-    except Exception:
-        await handle.terminate(reason="the machine's record could not be saved")
+        await start_machine_workflow(temporal, settings.task_queue, machine)
+    except BaseException:
+        await run_in_threadpool(_delete_committed, session, machine.id)
+        # An ambiguous failure (a timeout) may still have started it: make sure it is gone.
+        with contextlib.suppress(Exception):
+            await temporal.get_workflow_handle(machine_workflow_id(machine.id)).terminate(
+                reason="the machine's creation was rolled back"
+            )
         raise
     log.info("machine %s created for %s", machine.id, user.id)
     return machine
@@ -140,6 +156,10 @@ async def _act(
         response.status_code = status.HTTP_202_ACCEPTED
         response.headers["Location"] = url
         return ActionAccepted(machine_id=machine.id, action=action, status_url=url)
+    # An action may take minutes: give the connection back to the pool while it runs. A
+    # commit (of nothing) rather than a rollback, which would expire `machine` and make the
+    # next attribute read a blocking query on the event loop.
+    await run_in_threadpool(session.commit)
     result: ActionResult = await run_action(temporal, machine.id, action, reason)
     # Activities updated the projection while the action ran.
     await run_in_threadpool(session.refresh, machine)

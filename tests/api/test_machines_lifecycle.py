@@ -68,22 +68,32 @@ async def until_status(api: Api, machine_id: str, wanted: str) -> dict[str, Any]
             await asyncio.sleep(0.1)
 
 
+async def sim_instance_running(sim: SimHandle, instance_id: str) -> bool:
+    instance = await sim.admin.instance(int(instance_id))
+    return bool(instance["actual_status"] == "running")
+
+
+async def ssh_run(machine: dict[str, Any], key: asyncssh.SSHKey, command: str) -> str:
+    """Run a command on the machine as its owner would, with the ssh address the API gave."""
+    async with asyncssh.connect(
+        machine["ssh_host"],
+        machine["ssh_port"],
+        username="root",
+        client_keys=[key],
+        known_hosts=None,
+        login_timeout=10,
+    ) as conn:
+        return str((await conn.run(command, check=True)).stdout)
+
+
 async def can_log_in(machine: dict[str, Any], key: asyncssh.SSHKey) -> bool:
     try:
-        async with asyncssh.connect(
-            machine["ssh_host"],
-            machine["ssh_port"],
-            username="root",
-            client_keys=[key],
-            known_hosts=None,
-            login_timeout=10,
-        ) as conn:
-            return (await conn.run("echo hello", check=True)).stdout == "hello\n"
+        return await ssh_run(machine, key, "echo hello") == "hello\n"
     except asyncssh.PermissionDenied:
         return False
 
 
-async def test_a_machine_from_create_to_destroy(live_api: Api) -> None:
+async def test_a_machine_from_create_to_destroy(live_api: Api, sim: SimHandle) -> None:
     api = live_api
     created = await api.call("POST", "/api/v1/machines", json=VALID)
     assert created.status_code == 201, created.text
@@ -111,9 +121,11 @@ async def test_a_machine_from_create_to_destroy(live_api: Api) -> None:
     assert conflict.status_code == 409
     assert conflict.json()["detail"] == "machine is already running"
 
+    await ssh_run(machine, key, "echo 'work in progress' > /workspace/notes.txt")
     stopped = await api.call("POST", f"{url}/stop")
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["status"] == "stopped"
+    assert not await sim_instance_running(sim, machine["instance_id"])
     again = await api.call("POST", f"{url}/stop")
     assert (again.status_code, again.json()["detail"]) == (409, "machine is already stopped")
     restart = await api.call("POST", f"{url}/restart")
@@ -128,13 +140,15 @@ async def test_a_machine_from_create_to_destroy(live_api: Api) -> None:
     assert accepted.status_code == 202
     assert accepted.headers["Location"] == url
     assert accepted.json() == {"machine_id": machine_id, "action": "start", "status_url": url}
-    await until_status(api, machine_id, "running")
+    machine = await until_status(api, machine_id, "running")
+    assert await ssh_run(machine, key, "cat /workspace/notes.txt") == "work in progress\n"
 
     restarted = await api.call("POST", f"{url}/restart")
     assert (restarted.status_code, restarted.json()["status"]) == (200, "running")
 
     destroyed = await api.call("DELETE", url)
     assert (destroyed.status_code, destroyed.json()["status"]) == (200, "destroyed")
+    assert [i for i in await sim.admin.instances() if i["id"] == int(machine["instance_id"])] == []
     assert (await api.call("GET", url)).json()["status"] == "destroyed"
     gone = await api.call("POST", f"{url}/start")
     assert (gone.status_code, gone.json()["detail"]) == (409, "machine is destroyed")

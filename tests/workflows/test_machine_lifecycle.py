@@ -58,6 +58,7 @@ async def test_machine_lifecycle_on_the_local_cloud(
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
         boot_timeout_seconds=60,
         heartbeat_timeout_seconds=5,
+        provider_poll_seconds=0.2,
     )
     client = dev_env.client
     with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
@@ -68,7 +69,6 @@ async def test_machine_lifecycle_on_the_local_cloud(
             identity=identity,
             engine=engine,
             activity_executor=executor,
-            provider_poll_seconds=0.2,
         )
         async with worker:
             handle = await create_machine(client, engine, settings.task_queue)
