@@ -168,6 +168,19 @@ class SshKeysChanged:
     fingerprint: str | None = None
 
 
+@dataclass
+class AgentReport:
+    """Signal `agent_report`: sent by the API (or the fleet monitor) on a TRANSITION only —
+    online↔offline, busy↔idle — never on every heartbeat, which go to the database."""
+
+    online: bool
+    at: datetime
+    gpu_busy: bool | None = None  # None: the GPU could not be read, which counts as busy
+    gpu_utilization: float | None = None
+    active_users: int | None = None
+    last_input_at: datetime | None = None
+
+
 class ErrorType(StrEnum):
     """`ApplicationError.type` values that workflows, activities and the API agree on."""
 
