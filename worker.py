@@ -1,4 +1,5 @@
-"""The Temporal worker: every workflow and activity of the machine lifecycle.
+"""The Temporal worker: every workflow and activity of the machine lifecycle, and the fleet
+monitor (started here if it is not running).
 
 Run it with `python -m worker` (or `python worker.py`); it reads `DUMONT_*` settings, waits for
 Temporal to come up, and stops cleanly on SIGINT/SIGTERM.
@@ -15,17 +16,22 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.worker import Worker
 
+from activities.agent_install import AgentInstallActivities
+from activities.alerts import AlertActivities
+from activities.monitor import MonitorActivities
 from activities.policy import PolicyActivities
 from activities.provider import ProviderActivities, ProviderLookup
 from activities.records import RecordActivities
 from core.db import make_engine, migrate
 from core.settings import Settings
 from core.ssh import SshIdentity, ensure_identity
-from core.types import LifecyclePolicy
+from core.types import FLEET_MONITOR_WORKFLOW_ID, LifecyclePolicy, MonitorInput
 from providers.registry import ProviderRegistry
 from workflows.machine import MachineWorkflow
+from workflows.monitor import FleetMonitorWorkflow
 
 log = logging.getLogger("dumont.worker")
 
@@ -39,6 +45,8 @@ def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
         boot_timeout_seconds=settings.boot_timeout_seconds,
         provision_attempts=settings.provision_attempts,
         heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+        agent_interval_seconds=settings.agent_interval_seconds,
+        agent_reinstall_seconds=settings.agent_reinstall_seconds,
     )
 
 
@@ -65,10 +73,19 @@ def build_worker(
     )
     records = RecordActivities(engine)
     policy = PolicyActivities(lifecycle_policy(settings))
+    agent = AgentInstallActivities(
+        providers,
+        identity,
+        engine,
+        api_url=settings.public_api_url,
+        interval_seconds=settings.agent_interval_seconds,
+    )
+    alerts = AlertActivities(engine)
+    monitor = MonitorActivities(engine, client)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MachineWorkflow],
+        workflows=[MachineWorkflow, FleetMonitorWorkflow],
         activities=[
             policy.lifecycle_policy,
             provider_activities.provision_instance,
@@ -82,11 +99,28 @@ def build_worker(
             records.record_instance,
             records.record_instances_destroyed,
             records.owner_ssh_keys,
+            agent.install_agent,
+            monitor.sweep_silent_agents,
+            alerts.evaluate_alerts,
+            alerts.deliver_webhooks,
+            monitor.prune_metrics,
         ],
         activity_executor=activity_executor,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         graceful_shutdown_timeout=timedelta(seconds=10),
         **worker_options,
+    )
+
+
+async def ensure_fleet_monitor(client: Client, settings: Settings) -> None:
+    """Start the fleet monitor unless it runs already (every worker asks; one monitor runs)."""
+    await client.start_workflow(
+        FleetMonitorWorkflow.run,
+        MonitorInput(interval_seconds=settings.monitor_interval_seconds),
+        id=FLEET_MONITOR_WORKFLOW_ID,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
 
 
@@ -134,6 +168,7 @@ async def run(settings: Settings) -> None:
                 activity_executor=executor,
             )
             async with worker:
+                await ensure_fleet_monitor(client, settings)
                 log.info(
                     "worker polling %r on %s (providers: %s)",
                     settings.task_queue,

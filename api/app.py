@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from api.errors import install_error_handlers
-from api.routes import machines, offers, ssh_keys
+from api.ingest.service import start_ingest
+from api.routes import agent, alerts, instances, machines, metrics, offers, ssh_keys
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.db import make_engine, migrate
 from core.settings import Settings, get_settings
@@ -43,9 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.temporal = temporal
         app.state.providers = providers
+        app.state.ingest = start_ingest(engine, temporal)
         try:
             yield
         finally:
+            await app.state.ingest.writer.stop()
             await providers.aclose()
             engine.dispose()
 
@@ -59,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(machines.router)
     app.include_router(offers.router)
     app.include_router(ssh_keys.router)
+    app.include_router(metrics.router)
+    app.include_router(agent.router)
+    app.include_router(instances.router)
+    app.include_router(alerts.router)
 
     @app.get("/health", tags=["health"])
     def health(request: Request) -> dict[str, str | bool]:

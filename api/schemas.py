@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncssh
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from core.metrics.liveness import offline_after
 from core.regions import countries_for
 from core.types import MachineState
 
@@ -57,6 +58,20 @@ class MachineOut(BaseModel):
     ssh_port: int | None
     created_at: datetime
     updated_at: datetime
+    # The agent's latest report.
+    gpu_utilization: float | None = None
+    last_report_at: datetime | None = None
+    last_activity: datetime | None = None
+    report_interval_seconds: int | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def online(self) -> bool:
+        """The agent reported within its last three intervals."""
+        if self.last_report_at is None:
+            return False
+        age = datetime.now(UTC) - self.last_report_at
+        return age <= offline_after(self.report_interval_seconds)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -166,3 +181,37 @@ class ErrorOut(BaseModel):
 class ValidationErrorOut(BaseModel):
     detail: list[dict[str, Any]]
     message: str
+
+
+class AutoHibernationOut(BaseModel):
+    enabled: bool
+    pause_after_minutes: int
+    delete_after_minutes: int
+    gpu_usage_threshold: float
+
+
+class VastInfoOut(BaseModel):
+    instance_id: int | str | None = Field(description="The provider's id (a number on vast.ai)")
+    gpu_type: str
+    region: str | None
+
+
+class InstanceStatusOut(BaseModel):
+    """The seed's `GET /api/instances/{id}/status`."""
+
+    instance_id: str = Field(description="The Dumont machine id")
+    status: str = Field(description="The machine's state, or `offline` if its agent is silent")
+    gpu_utilization: float | None
+    last_activity: datetime | None
+    auto_hibernation: AutoHibernationOut
+    vast_info: VastInfoOut
+
+
+class MetricsOut(BaseModel):
+    machine_id: str
+    range: str
+    step_seconds: int
+    series: dict[str, list[tuple[datetime, float | None, float | None]]] = Field(
+        description="Per series, `[bucket start, average, maximum]` oldest first; null where "
+        "the bucket holds no sample"
+    )

@@ -6,7 +6,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Index
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+from sqlalchemy import (
+    false as sa_false,
+)
+from sqlalchemy import (
+    true as sa_true,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -104,6 +122,28 @@ class Machine(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
 
+    # Auto-hibernation config (the seed's `auto_hibernation` block).
+    auto_hibernation_enabled: bool = Field(
+        default=True, sa_column_kwargs={"server_default": sa_true()}
+    )
+    pause_after_minutes: int = Field(default=3, sa_column_kwargs={"server_default": "3"})
+    delete_after_minutes: int = Field(default=30, sa_column_kwargs={"server_default": "30"})
+    gpu_usage_threshold: float = Field(default=5.0, sa_column_kwargs={"server_default": "5.0"})
+
+    # Latest agent report, written by the heartbeat ingest (api/ingest).
+    last_report_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    last_activity: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    gpu_utilization: float | None = None
+    report_interval_seconds: int | None = None
+    agent_version: str | None = Field(default=None, max_length=64)
+    # What the machine workflow was last told (`agent_report` signals go on transitions only).
+    agent_online: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    agent_busy: bool | None = None
+
 
 class ProviderInstanceRecord(SQLModel, table=True):
     """Every provider instance Dumont has created, for billing and orphan hunting."""
@@ -142,3 +182,191 @@ class Event(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     timestamp: datetime = _ts(nullable=False)
+
+
+class AgentToken(SQLModel, table=True):
+    """A machine's agent token: it may post that machine's status and nothing else. Only its
+    SHA-256 is stored; issuing a new one revokes the machine's previous ones."""
+
+    __tablename__ = "agent_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    machine_id: str = Field(foreign_key="machines.id", index=True, max_length=64)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = _ts(nullable=False)
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+
+
+# Metrics tables carry no foreign keys: they are written in bulk by the heartbeat writer, whose
+# samples only come from machines an agent token resolved, and are pruned by age.
+
+
+class MetricSample(SQLModel, table=True):
+    """One agent report's numbers, kept for `DUMONT_METRICS_RAW_RETENTION_HOURS`."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (
+        Index("ix_metric_samples_machine_time", "machine_id", "timestamp"),
+        Index("ix_metric_samples_time", "timestamp"),
+    )
+
+    # INTEGER on SQLite, where only that type makes the rowid alias that autoincrements.
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    )
+    machine_id: str = Field(max_length=64)
+    timestamp: datetime = _ts(nullable=False)
+    gpu_utilization: float | None = None
+    gpu_memory_used_mb: float | None = None
+    gpu_memory_total_mb: float | None = None
+    cpu_percent: float | None = None
+    memory_used_mb: float | None = None
+    memory_total_mb: float | None = None
+    disk_used_gb: float | None = None
+    disk_total_gb: float | None = None
+    net_rx_bytes_per_s: float | None = None
+    net_tx_bytes_per_s: float | None = None
+    active_users: int | None = None
+    process_count: int | None = None
+
+
+# Series kept in rollups: `MetricSample` columns. Each has sum, count, min and max per bucket, so
+# averages and maxima over any union of buckets are exact; count excludes unknown readings.
+ROLLUP_SERIES: tuple[str, ...] = (
+    "gpu_utilization",
+    "gpu_memory_used_mb",
+    "gpu_memory_total_mb",
+    "cpu_percent",
+    "memory_used_mb",
+    "memory_total_mb",
+    "disk_used_gb",
+    "disk_total_gb",
+    "net_rx_bytes_per_s",
+    "net_tx_bytes_per_s",
+)
+ROLLUP_AGGREGATES: tuple[str, ...] = ("sum", "count", "min", "max")
+
+# Per machine, per resolution (60, 3600 or 86400 s), per bucket start (epoch seconds, UTC).
+metric_rollups = Table(
+    "metric_rollups",
+    SQLModel.metadata,
+    Column("machine_id", String(64), nullable=False),
+    Column("resolution", Integer, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),
+    *(
+        Column(
+            f"{series}_{agg}",
+            Integer if agg == "count" else Float,
+            nullable=agg != "count",
+            server_default="0" if agg == "count" else None,
+        )
+        for series in ROLLUP_SERIES
+        for agg in ROLLUP_AGGREGATES
+    ),
+    PrimaryKeyConstraint("machine_id", "resolution", "bucket_start"),
+    Index("ix_metric_rollups_resolution_bucket", "resolution", "bucket_start"),
+)
+
+
+# --- alerts (core/alerts) ----------------------------------------------------------------------
+
+
+class AlertRule(SQLModel, table=True):
+    """One of an owner's alert rules (`core.alerts.rules.RuleKind`); the defaults are created
+    the first time the owner's rules are read."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (Index("ix_alert_rules_owner_kind", "owner_id", "kind", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(foreign_key="users.id", max_length=64)
+    kind: str = Field(max_length=32)
+    threshold: float | None = None  # percent; None for machine_offline
+    duration_seconds: int = 0
+    enabled: bool = True
+    updated_at: datetime = _ts(nullable=False)
+
+
+class AlertWebhook(SQLModel, table=True):
+    """Where an owner's alert events are posted, and the secret that signs them."""
+
+    __tablename__ = "alert_webhooks"
+
+    owner_id: str = Field(primary_key=True, foreign_key="users.id", max_length=64)
+    url: str | None = Field(default=None, max_length=2048)
+    # Kept readable because every delivery is signed with it; shown once, never logged.
+    secret: str | None = Field(default=None, max_length=128)
+    secret_created_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    updated_at: datetime = _ts(nullable=False)
+
+
+class Alert(SQLModel, table=True):
+    """One firing of a rule on a machine, until it resolves."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_owner_fired", "owner_id", "fired_at"),
+        Index("ix_alerts_machine_kind_state", "machine_id", "kind", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(max_length=64)
+    machine_id: str = Field(foreign_key="machines.id", max_length=64)
+    kind: str = Field(max_length=32)
+    state: str = Field(default="firing", max_length=16)  # firing | resolved
+    threshold: float | None = None
+    value: float | None = None
+    reason: str = Field(max_length=2000)
+    resolved_reason: str | None = Field(default=None, max_length=2000)
+    fired_at: datetime = _ts(nullable=False)
+    resolved_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One alert event to post to an owner's webhook, retried with backoff until delivered or
+    out of attempts. The body is fixed when the event happens, so every attempt sends (and
+    signs) the same bytes."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        Index("ix_alert_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_alert_deliveries_owner_created", "owner_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(max_length=64)
+    alert_id: int = Field(foreign_key="alerts.id", index=True)
+    event: str = Field(max_length=32)  # alert.firing | alert.resolved
+    url: str = Field(max_length=2048)
+    body: str = Field(max_length=65536)
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _ts(nullable=False)
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+
+
+class AlertDeliveryAttempt(SQLModel, table=True):
+    """Every try of a delivery: the HTTP status it got, or why it got none."""
+
+    __tablename__ = "alert_delivery_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="alert_deliveries.id", index=True)
+    attempted_at: datetime = _ts(nullable=False)
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=2000)

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     s3_bucket: str = "dumont"
     s3_region: str = "auto"
 
+    # Snapshots (core/snapshots)
+    snapshot_keep_last: int = Field(default=3, ge=1, le=1000)  # committed snapshots per machine
+    # How long a `deleted` machine's snapshots are kept; 0 keeps them until the user deletes.
+    snapshot_deleted_retention_days: int = Field(default=0, ge=0)
+    snapshot_price_per_gb_month: float = Field(default=0.015, ge=0)  # R2's price
+    # Packs of an unfinished snapshot stay this long, so a retried snapshot resumes from them.
+    snapshot_gc_grace_hours: float = Field(default=24.0, ge=0)
+    snapshot_pack_mib: int = Field(default=16, ge=1, le=256)
+    snapshot_url_ttl_seconds: int = Field(default=21600, ge=60, le=604800)
+
     # vast.ai (the real one, or the local marketplace in sim/)
     vast_url: str = Field(
         default="https://console.vast.ai",
@@ -66,6 +76,14 @@ class Settings(BaseSettings):
     provider_poll_seconds: float = Field(default=3.0, gt=0, le=60)
     # How soon a dead worker's long activity (boot wait, create, destroy) is retried elsewhere.
     heartbeat_timeout_seconds: int = Field(default=30, ge=2, le=600)
+
+    # The agent and the fleet monitor
+    # The API's URL as machines reach it: the agent posts its reports there.
+    public_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
+    agent_interval_seconds: int = Field(default=30, ge=1, le=3600)
+    # Re-installs of an agent that went offline are at least this far apart.
+    agent_reinstall_seconds: int = Field(default=300, ge=0)
+    monitor_interval_seconds: int = Field(default=30, ge=1, le=3600)
 
     # The CLI
     api_url: str | None = None

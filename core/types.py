@@ -111,6 +111,33 @@ class LifecyclePolicy:
     boot_poll_seconds: int = 15
     # How soon a dead worker is noticed in a long activity (boot waits, creates, destroys).
     heartbeat_timeout_seconds: int = 30
+    # The agent's report interval: no first report within three of them after an install
+    # counts as offline.
+    agent_interval_seconds: int = 30
+    # Re-installs of an agent that went offline are at least this far apart.
+    agent_reinstall_seconds: int = 300
+
+
+@dataclass
+class AgentStatus:
+    """What the machine workflow knows of its agent; deadlines are absolute so that a
+    continue-as-new or a worker restart keeps them."""
+
+    online: bool | None = None  # None: no report since the last install
+    gpu_busy: bool | None = None
+    gpu_utilization: float | None = None
+    active_users: int | None = None
+    last_input_at: datetime | None = None
+    # `at` of the newest report applied; older or equal reports are ignored.
+    last_report_at: datetime | None = None
+    installed_at: datetime | None = None
+    install_error: str | None = None
+    # An agent with no report by then is taken as offline.
+    report_due_by: datetime | None = None
+    # When the next re-install is due; None when none is wanted.
+    reinstall_at: datetime | None = None
+    last_reinstall_at: datetime | None = None
+    reinstalls: int = 0
 
 
 @dataclass
@@ -130,6 +157,7 @@ class MachineSnapshot:
     policy: LifecyclePolicy | None = None
     # Offers whose instance failed to boot: the next attempt provisions elsewhere.
     failed_offers: list[str] = field(default_factory=list)
+    agent: AgentStatus = field(default_factory=AgentStatus)
 
 
 @dataclass
@@ -212,6 +240,12 @@ class ActivityName(StrEnum):
     RECORD_INSTANCE = "record_instance"
     RECORD_INSTANCES_DESTROYED = "record_instances_destroyed"
     OWNER_SSH_KEYS = "owner_ssh_keys"
+    INSTALL_AGENT = "install_agent"
+    # The fleet monitor's
+    SWEEP_SILENT_AGENTS = "sweep_silent_agents"
+    EVALUATE_ALERTS = "evaluate_alerts"
+    DELIVER_WEBHOOKS = "deliver_webhooks"
+    PRUNE_METRICS = "prune_metrics"
 
 
 @dataclass
@@ -321,3 +355,71 @@ class OwnerKeysInput:
 @dataclass
 class OwnerKeys:
     public_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InstallAgentInput:
+    machine_id: str
+    instance: InstanceInfo
+
+
+@dataclass
+class InstallAgentResult:
+    """`installed=False` when the provider does not report the instance running (nothing was
+    done); `detail` says what happened either way."""
+
+    installed: bool
+    detail: str | None = None
+
+
+# --- the fleet monitor -------------------------------------------------------------------------
+
+FLEET_MONITOR_WORKFLOW_ID = "fleet-monitor"
+
+
+@dataclass
+class MonitorState:
+    """The monitor's whole state, carried across continue-as-new: absolute deadlines."""
+
+    next_tick_at: datetime | None = None
+    next_prune_at: datetime | None = None
+    ticks: int = 0
+
+
+@dataclass
+class MonitorInput:
+    interval_seconds: int = 30
+    prune_interval_seconds: int = 3600
+    carried: MonitorState | None = None
+
+
+@dataclass
+class MonitorTick:
+    """One monitor round's time: every activity of a round judges by it, so a retried
+    activity decides as the first try did."""
+
+    now: datetime
+
+
+@dataclass
+class SweepResult:
+    offline: int = 0
+    signalled: int = 0
+
+
+@dataclass
+class EvaluateAlertsResult:
+    fired: int = 0
+    resolved: int = 0
+
+
+@dataclass
+class DeliverWebhooksResult:
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+@dataclass
+class PruneMetricsResult:
+    deleted: int = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dumont.commands import machines, ssh_keys, token
+from dumont.commands import alerts, machines, sim, ssh_keys, token
 from dumont.commands.offers import offers
 from dumont.dev import dev
 
@@ -18,6 +18,8 @@ app.add_typer(machines.app, name="machines")
 app.command("offers")(offers)
 app.add_typer(ssh_keys.app, name="ssh-keys")
 app.add_typer(token.app, name="token")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:

@@ -126,6 +126,50 @@ class DumontClient:
         )
         return result
 
+    def machine_metrics(
+        self, machine_id: str, range_: str, series: str | None = None
+    ) -> dict[str, Any]:
+        """`{"machine_id", "range", "step_seconds", "series": {name: [[ts, avg, max], ...]}}`."""
+        result: dict[str, Any] = self.request(
+            "GET",
+            f"/api/v1/machines/{machine_id}/metrics",
+            params={"range": range_, "series": series},
+        )
+        return result
+
+    # Alerts
+    def list_alerts(
+        self, state: str | None = None, machine_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Newest first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET",
+            "/api/v1/alerts",
+            params={"state": state, "machine_id": machine_id, "limit": limit},
+        )
+        return result
+
+    def alert_rules(self) -> dict[str, Any]:
+        """`{"rules": [{"kind", "threshold", "duration_seconds", "enabled"}], "webhook_url",
+        "webhook_secret_created_at"}`."""
+        result: dict[str, Any] = self.request("GET", "/api/v1/alerts/rules")
+        return result
+
+    def update_alert_rules(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Change the rules and/or the webhook URL named in `body`; the rest is kept."""
+        result: dict[str, Any] = self.request("PUT", "/api/v1/alerts/rules", json=body)
+        return result
+
+    def rotate_webhook_secret(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/api/v1/alerts/webhook-secret")
+        return result
+
+    def alert_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", "/api/v1/alerts/deliveries", params={"status": status, "limit": limit}
+        )
+        return result
+
     # Offers
     def offers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/offers", params=params)

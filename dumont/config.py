@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +39,32 @@ def load_client_config() -> ClientConfig:
             "or create one with `dumont token create`"
         )
     return ClientConfig(api_url=api_url.rstrip("/"), token=token, dev_env=dev_env)
+
+
+@dataclass(frozen=True)
+class SimAdminConfig:
+    """Where the local cloud's admin API is (`dumont dev`'s sim) and its token, if it has one."""
+
+    url: str
+    token: str | None
+
+
+def load_sim_admin_config() -> SimAdminConfig:
+    """`VAST_URL` / `DUMONT_SIM_ADMIN_TOKEN`, else the values `dumont dev` wrote to dev.env."""
+    dev_env = Settings().data_dir.expanduser() / DEV_ENV_FILE
+    from_file = read_env_file(dev_env)
+
+    def setting(*names: str) -> str | None:
+        for source in (os.environ, from_file):
+            for name in names:
+                if source.get(name):
+                    return source[name]
+        return None
+
+    url = setting("VAST_URL", "DUMONT_VAST_URL")
+    if not url:
+        raise ConfigError(
+            f"no sim URL: set VAST_URL, or run `dumont dev` (it writes {dev_env}); "
+            "`dumont sim` only talks to the local cloud"
+        )
+    return SimAdminConfig(url=url.rstrip("/"), token=setting("DUMONT_SIM_ADMIN_TOKEN"))

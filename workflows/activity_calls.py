@@ -23,6 +23,8 @@ from core.types import (
     DestroyInstancesInput,
     DestroyInstancesResult,
     ErrorType,
+    InstallAgentInput,
+    InstallAgentResult,
     InstanceActionInput,
     InstanceActionResult,
     InstanceInfo,
@@ -51,6 +53,13 @@ _PROVIDER_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=6,
     non_retryable_error_types=[ErrorType.NO_MATCHING_OFFER, ErrorType.INSTANCE_GONE],
+)
+# An agent install is worth a few tries; then the machine runs without it and says why.
+_INSTALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+    non_retryable_error_types=[ErrorType.INSTANCE_GONE],
 )
 # Destroy stops the billing: it keeps trying for as long as the provider answers "not now".
 _DESTROY_RETRY = RetryPolicy(
@@ -183,6 +192,19 @@ async def owner_ssh_keys(input: OwnerKeysInput) -> OwnerKeys:
         result_type=OwnerKeys,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=_RECORD_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def install_agent(input: InstallAgentInput, policy: LifecyclePolicy) -> InstallAgentResult:
+    result: InstallAgentResult = await workflow.execute_activity(
+        ActivityName.INSTALL_AGENT,
+        input,
+        result_type=InstallAgentResult,
+        start_to_close_timeout=timedelta(minutes=3),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_INSTALL_RETRY,
         cancellation_type=WAIT,
     )
     return result

@@ -4,20 +4,27 @@ Shape (after samples-python `message_passing/safe_message_handlers`): the whole 
 `MachineSnapshot`, carried across continue-as-new; update handlers check their transition in a
 validator before anything is recorded, then do their work under one lock; a destroy cancels a
 boot in progress and then destroys every instance carrying the machine's label prefix.
+
+Every boot ends by installing the agent (a failed install leaves the machine running, with the
+reason). The agent's transitions arrive as `agent_report` signals; an agent that goes offline,
+or never reports after its install, is re-installed, at most once per
+`policy.agent_reinstall_seconds`, while the machine is up.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    TimeoutError,
     is_cancelled_exception,
+)
+from temporalio.exceptions import (
+    TimeoutError as ActivityTimeout,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -26,9 +33,11 @@ with workflow.unsafe.imports_passed_through():
         ActionInput,
         ActionResult,
         ActivityName,
+        AgentReport,
         AttachKeysInput,
         DestroyInstancesInput,
         ErrorType,
+        InstallAgentInput,
         InstanceInfo,
         LifecyclePolicy,
         LifecyclePolicyInput,
@@ -49,6 +58,11 @@ with workflow.unsafe.imports_passed_through():
 
 S = MachineState
 
+# States in which the agent should be running and reporting.
+UP = frozenset({S.RUNNING, S.IDLE})
+# An agent with no report for this many intervals after its install is taken as offline.
+FIRST_REPORT_INTERVALS = 3
+
 
 def _failure(err: ActivityError) -> tuple[str | None, str]:
     """The error type and a readable message of a failed activity; re-raises a cancellation."""
@@ -57,7 +71,7 @@ def _failure(err: ActivityError) -> tuple[str | None, str]:
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return cause.type, cause.message
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, ActivityTimeout):
         return "Timeout", f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
     return None, str(cause or err)
 
@@ -100,9 +114,22 @@ class MachineWorkflow:
                 raise  # the workflow itself was cancelled
 
         while True:
-            await workflow.wait_condition(
-                lambda: s.state is S.DESTROYED or self._should_continue_as_new()
-            )
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        s.state is S.DESTROYED
+                        or self._should_continue_as_new()
+                        or self._agent_work_due()
+                    ),
+                    timeout=self._until_agent_deadline(),
+                )
+            except TimeoutError:
+                pass  # an agent deadline passed: checked just below
+            if self._agent_work_due():
+                await self._agent_upkeep()
+                continue
+            if not (s.state is S.DESTROYED or self._should_continue_as_new()):
+                continue
             # Never abandon an update half done; a destroy may arrive while we wait, so the
             # terminal state is checked again afterwards.
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -136,6 +163,26 @@ class MachineWorkflow:
             except ActivityError as err:
                 _, message = _failure(err)
                 workflow.logger.warning("attaching changed SSH keys failed: %s", message)
+
+    @workflow.signal
+    def agent_report(self, report: AgentReport) -> None:
+        """An agent transition (from the API) or silence (from the fleet monitor). Idempotent:
+        a report no newer than the last one applied changes nothing."""
+        s = self._snapshot
+        agent = s.agent
+        if agent.last_report_at is not None and report.at <= agent.last_report_at:
+            return
+        agent.last_report_at = report.at
+        agent.online = report.online
+        agent.gpu_busy = report.gpu_busy
+        agent.gpu_utilization = report.gpu_utilization
+        agent.active_users = report.active_users
+        agent.last_input_at = report.last_input_at
+        if report.online:
+            agent.report_due_by = agent.reinstall_at = None
+            agent.install_error = None
+        elif self._agent_expected() and agent.reinstall_at is None:
+            agent.reinstall_at = self._earliest_reinstall()
 
     @workflow.update
     async def stop(self, input: ActionInput) -> ActionResult:
@@ -224,7 +271,7 @@ class MachineWorkflow:
             instance_id=s.instance.instance_id if s.instance else None,
         )
 
-    async def _cancellable(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _cancellable(self, work: Callable[[], Awaitable[object]]) -> None:
         async def run_work() -> None:
             await work()
 
@@ -275,7 +322,7 @@ class MachineWorkflow:
         """Wait for the current instance to answer SSH: running, or error with the reason."""
         problem = await self._wait_until_ready()
         if problem is None:
-            await self._transition(S.RUNNING, "running")
+            await self._up(what)
         else:
             await self._transition(S.ERROR, "error", f"{what} failed: {problem}")
 
@@ -343,7 +390,7 @@ class MachineWorkflow:
             except ActivityError as err:
                 _, problem = _failure(err)
             if problem is None:
-                await self._transition(S.RUNNING, "running")
+                await self._up("create")
                 return
             where = instance.geolocation or "unknown location"
             failures.append(f"attempt {s.attempt} ({instance.gpu_name}, {where}): {problem}")
@@ -402,6 +449,115 @@ class MachineWorkflow:
                 )
             )
 
+    # --- the agent ------------------------------------------------------------------------
+
+    async def _up(self, what: str) -> None:
+        """The instance answers SSH: install the agent, then the machine is running, with the
+        reason when the agent could not be installed (the workload must not depend on it)."""
+        problem = await self._install_agent(f"installed after {what}")
+        reason = None if problem is None else f"agent not installed: {problem}"
+        await self._transition(S.RUNNING, "running", reason)
+
+    async def _install_agent(self, context: str) -> str | None:
+        """Install (or re-install) the agent; None when it runs, else why not."""
+        s = self._snapshot
+        agent = s.agent
+        assert s.instance is not None
+        problem: str | None = None
+        detail = ""
+        try:
+            result = await calls.install_agent(
+                InstallAgentInput(machine_id=s.machine_id, instance=s.instance), self._policy
+            )
+        except ActivityError as err:
+            _, problem = _failure(err)
+        else:
+            if not result.installed:
+                problem = result.detail or "not installed"
+            elif result.detail:
+                detail = f": {result.detail}"
+        now = workflow.now()
+        agent.online = None
+        if problem is None:
+            agent.installed_at = now
+            agent.install_error = agent.reinstall_at = None
+            agent.report_due_by = now + timedelta(
+                seconds=self._policy.agent_interval_seconds * FIRST_REPORT_INTERVALS
+            )
+        else:
+            agent.install_error = problem
+            agent.report_due_by = None
+            agent.reinstall_at = now + timedelta(seconds=self._policy.agent_reinstall_seconds)
+        if s.state in UP:  # a re-install: the running machine's reason follows the agent
+            s.reason = None if problem is None else f"agent not installed: {problem}"
+        if problem is None:
+            await self._record_event("agent_installed", context + detail)
+        else:
+            await self._record_event("agent_install_failed", f"agent not installed: {problem}")
+        return problem
+
+    def _agent_expected(self) -> bool:
+        """Whether an agent should be running (and looked after) now."""
+        return self._snapshot.state in UP and not self._destroy_requested
+
+    def _agent_work_due(self) -> bool:
+        if not self._agent_expected():
+            return False
+        now = workflow.now()
+        return any(t is not None and now >= t for t in self._agent_deadlines())
+
+    def _agent_deadlines(self) -> list[datetime | None]:
+        return [self._snapshot.agent.report_due_by, self._snapshot.agent.reinstall_at]
+
+    def _until_agent_deadline(self) -> timedelta | None:
+        if not self._agent_expected():
+            return None
+        deadlines = [t for t in self._agent_deadlines() if t is not None]
+        if not deadlines:
+            return None
+        return max(min(deadlines) - workflow.now(), timedelta(seconds=1))
+
+    def _why_reinstall(self) -> str:
+        agent = self._snapshot.agent
+        if agent.install_error is not None:
+            return "the last install failed"
+        heard_since_install = agent.last_report_at is not None and (
+            agent.installed_at is None or agent.last_report_at > agent.installed_at
+        )
+        return "agent went offline" if heard_since_install else "agent never reported after install"
+
+    def _earliest_reinstall(self) -> datetime:
+        last = self._snapshot.agent.last_reinstall_at
+        now = workflow.now()
+        if last is None:
+            return now
+        return max(now, last + timedelta(seconds=self._policy.agent_reinstall_seconds))
+
+    async def _agent_upkeep(self) -> None:
+        """An agent deadline passed: a missing first report makes the agent offline; a due
+        re-install runs (cancelled by a destroy, like a boot)."""
+        async with self._lock:
+            if not self._agent_work_due():
+                return  # the state changed while this waited its turn
+            agent = self._snapshot.agent
+            now = workflow.now()
+            if agent.report_due_by is not None and now >= agent.report_due_by:
+                agent.report_due_by = None
+                agent.online = False
+                agent.reinstall_at = agent.reinstall_at or self._earliest_reinstall()
+            assert agent.reinstall_at is not None
+            if now < agent.reinstall_at:
+                return
+            why = self._why_reinstall()
+            agent.reinstall_at = None
+            agent.last_reinstall_at = now
+            agent.reinstalls += 1
+            try:
+                await self._cancellable(lambda: self._install_agent(f"re-installed: {why}"))
+            except asyncio.CancelledError:
+                if not self._destroy_requested:
+                    raise
+
     async def _attach_keys(self) -> None:
         s = self._snapshot
         assert s.instance is not None
@@ -421,6 +577,8 @@ class MachineWorkflow:
         s = self._snapshot
         s.state = state
         s.state_since = workflow.now()
+        if state not in UP:  # no agent is expected to report
+            s.agent.report_due_by = s.agent.reinstall_at = None
         s.reason = reason
         workflow.upsert_search_attributes([MACHINE_STATE.value_set(state.value)])
         await self._record_event(event_type, reason)

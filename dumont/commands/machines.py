@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from dumont.client import DumontClient
+from dumont.commands.metrics import metrics
+from dumont.commands.top import agent_text, top
 from dumont.config import load_client_config
 from dumont.output import (
     console,
@@ -196,6 +198,9 @@ def show(
     details.add_row("region", machine.get("region") or "-")
     details.add_row("location", machine.get("geolocation") or "-")
     details.add_row("price", f"{money(machine.get('price_per_hour'))}/h")
+    details.add_row("agent", agent_text(machine, time.time()))
+    if machine.get("gpu_utilization") is not None:
+        details.add_row("gpu util", f"{machine['gpu_utilization']:.0f}%")
     details.add_row("instance", machine.get("instance_id") or "-")
     details.add_row("ssh", machine.get("ssh") or "-")
     details.add_row("created", when(machine.get("created_at")))
@@ -294,3 +299,7 @@ def events(
     for event in items:
         rows.add_row(when(event.get("timestamp")), _event_text(event), event.get("reason") or "")
     console.print(rows)
+
+
+app.command("top")(top)
+app.command("metrics")(metrics)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORKSPACE_MOUNTPOINT = "/workspace"
+# The agent's install directory: private to each machine, as a container's /opt is.
+AGENT_MOUNTPOINT = "/opt/dumont-agent"
 # Environment markers that let the sim find every process a machine started, even daemons.
 MARKER_ID = "DUMONT_SANDBOX_ID"
 MARKER_DIR = "DUMONT_SANDBOX_DIR"
@@ -40,8 +42,18 @@ class MachineLayout:
         return self.sim_dir / "ssh_host_ed25519_key"
 
     @property
+    def agent_dir(self) -> Path:
+        """What the machine sees at /opt/dumont-agent (in a mount namespace)."""
+        return self.root / "opt" / "dumont-agent"
+
+    @property
     def gpu_file(self) -> Path:
         return self.sim_dir / "gpu.json"
+
+    @property
+    def ssh_file(self) -> Path:
+        """Interactive SSH sessions and the last keystroke, for the agent (no sshd here)."""
+        return self.sim_dir / "ssh.json"
 
     @property
     def onstart_log(self) -> Path:
@@ -53,8 +65,14 @@ class MachineLayout:
         return WORKSPACE_MOUNTPOINT if self.namespace else str(self.workspace)
 
     def create(self) -> None:
-        for path in (self.workspace, self.home / ".ssh", self.sim_dir):
+        for path in (self.workspace, self.home / ".ssh", self.sim_dir, self.agent_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+    def private_mounts(self) -> list[tuple[str, Path]]:
+        """(mountpoint, host directory) bound in the machine's mount namespace, if it has one."""
+        if not self.namespace:
+            return []
+        return [(WORKSPACE_MOUNTPOINT, self.workspace), (AGENT_MOUNTPOINT, self.agent_dir)]
 
     def markers(self) -> dict[str, str]:
         return {MARKER_ID: str(self.instance_id), MARKER_DIR: str(self.root)}
@@ -63,14 +81,14 @@ class MachineLayout:
         """A path as the machine names it -> the path on this host (for SFTP)."""
         if not visible.startswith("/"):
             visible = f"{self.visible_workspace}/{visible}"
-        if self.namespace and (
-            visible == WORKSPACE_MOUNTPOINT or visible.startswith(WORKSPACE_MOUNTPOINT + "/")
-        ):
-            return str(self.workspace) + visible[len(WORKSPACE_MOUNTPOINT) :]
+        for mountpoint, host in self.private_mounts():
+            if visible == mountpoint or visible.startswith(mountpoint + "/"):
+                return str(host) + visible[len(mountpoint) :]
         return visible
 
     def to_visible(self, host: str) -> str:
-        workspace = str(self.workspace)
-        if self.namespace and (host == workspace or host.startswith(workspace + "/")):
-            return WORKSPACE_MOUNTPOINT + host[len(workspace) :]
+        for mountpoint, host_dir in self.private_mounts():
+            prefix = str(host_dir)
+            if host == prefix or host.startswith(prefix + "/"):
+                return mountpoint + host[len(prefix) :]
         return host

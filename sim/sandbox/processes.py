@@ -16,11 +16,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sim.sandbox.layout import MARKER_DIR, MARKER_ID, WORKSPACE_MOUNTPOINT, MachineLayout
+from sim.sandbox.layout import (
+    AGENT_MOUNTPOINT,
+    MARKER_DIR,
+    MARKER_ID,
+    WORKSPACE_MOUNTPOINT,
+    MachineLayout,
+)
 
-# Bind the machine's workspace at /workspace inside a private mount namespace, then run argv.
+# Inside a private mount namespace, bind the machine's workspace at /workspace and its agent
+# directory at /opt/dumont-agent, then run argv.
 _MOUNT_AND_EXEC = (
-    f'mount --bind "$1" {WORKSPACE_MOUNTPOINT} && cd {WORKSPACE_MOUNTPOINT} && shift && exec "$@"'
+    f'mount --bind "$1" {WORKSPACE_MOUNTPOINT} && mount --bind "$2" {AGENT_MOUNTPOINT} '
+    f'&& cd {WORKSPACE_MOUNTPOINT} && shift 2 && exec "$@"'
 )
 
 
@@ -28,6 +36,7 @@ def namespace_available() -> bool:
     """Whether sessions can get a private mount namespace (needs root and `unshare -m`)."""
     try:
         Path(WORKSPACE_MOUNTPOINT).mkdir(exist_ok=True)
+        Path(AGENT_MOUNTPOINT).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as probe:
             result = subprocess.run(
                 [
@@ -40,6 +49,7 @@ def namespace_available() -> bool:
                     "-c",
                     _MOUNT_AND_EXEC,
                     "probe",
+                    probe,
                     probe,
                     "true",
                 ],
@@ -67,6 +77,7 @@ def wrap(layout: MachineLayout, argv: list[str]) -> list[str]:
         _MOUNT_AND_EXEC,
         "sandbox",
         str(layout.workspace),
+        str(layout.agent_dir),
         *argv,
     ]
 

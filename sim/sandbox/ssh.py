@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import pty
@@ -17,6 +18,7 @@ import signal
 import struct
 import termios
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
@@ -103,6 +105,42 @@ class _MappedSFTP(asyncssh.SFTPServer):
             self.channel.exit(0)
 
 
+class InteractiveActivity:
+    """What sshd's terminals tell the agent on a real machine, written to the machine's
+    ssh.json: how many pty sessions are open, and when a client last sent input to one."""
+
+    def __init__(self, layout: MachineLayout) -> None:
+        self._path = layout.ssh_file
+        self.sessions = 0
+        self.last_input_at = self._recorded_last_input()
+
+    def _recorded_last_input(self) -> str | None:
+        # The last keystroke outlives a restart of the machine's SSH server.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            value = json.loads(self._path.read_text()).get("last_input_at")
+            return value if isinstance(value, str) else None
+        return None
+
+    def opened(self) -> None:
+        self.sessions += 1
+        self.write()
+
+    def closed(self) -> None:
+        self.sessions -= 1
+        self.write()
+
+    def input_received(self) -> None:
+        self.last_input_at = datetime.now(UTC).isoformat()
+        self.write()
+
+    def write(self) -> None:
+        payload = {"sessions": self.sessions, "last_input_at": self.last_input_at}
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, self._path)
+
+
 class MachineSSH:
     """One machine's SSH listener and its open connections."""
 
@@ -116,10 +154,12 @@ class MachineSSH:
         self.environment = environment
         self.authorized_keys = authorized_keys
         self.connections: set[asyncssh.SSHServerConnection] = set()
+        self.activity = InteractiveActivity(layout)
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
     async def start(self, port: int) -> int:
         """Listen on 127.0.0.1:`port` (0: any free port); returns the port."""
+        self.activity.write()
         self._acceptor = await asyncssh.listen(
             "127.0.0.1",
             port,
@@ -151,6 +191,7 @@ class MachineSSH:
 
     def _env(self, process: asyncssh.SSHServerProcess[bytes]) -> dict[str, str]:
         env = dict(self.environment())
+        env["DUMONT_SIM_SSH_FILE"] = str(self.layout.ssh_file)
         for name, value in (process.env or {}).items():
             name_text = os.fsdecode(name) if isinstance(name, bytes) else str(name)
             if name_text.startswith(_CLIENT_ENV):
@@ -219,11 +260,16 @@ class MachineSSH:
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(master, "rb", buffering=0)
         )
         output = asyncio.create_task(_copy_out(reader.read, process.stdout))
-        feeding = asyncio.create_task(_feed_pty(process, master, proc.pid))
+        # A pty session is interactive: sshd's terminal would show it, typing in it moves it.
+        self.activity.opened()
+        feeding = asyncio.create_task(
+            _feed_pty(process, master, proc.pid, self.activity.input_received)
+        )
         try:
             status = await proc.wait()
             await _finish([output])
         finally:
+            self.activity.closed()
             feeding.cancel()
             transport.close()
         return _exit_status(status)
@@ -267,7 +313,12 @@ async def _feed_pipe(
             stdin.close()
 
 
-async def _feed_pty(process: asyncssh.SSHServerProcess[bytes], master: int, pid: int) -> None:
+async def _feed_pty(
+    process: asyncssh.SSHServerProcess[bytes],
+    master: int,
+    pid: int,
+    on_input: Callable[[], None],
+) -> None:
     try:
         while True:
             try:
@@ -279,6 +330,7 @@ async def _feed_pty(process: asyncssh.SSHServerProcess[bytes], master: int, pid:
                 continue
             if not data:
                 break
+            on_input()
             await _write_all(master, data)
         # A pty cannot be half-closed: after the client's EOF the shell keeps running until
         # the channel itself goes away.

@@ -10,7 +10,9 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,9 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from core.accounts import create_user, issue_token
+from core.agent_tokens import issue_agent_token
 from core.db import make_engine, session_scope
+from core.models import Machine
 from dumont.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +31,7 @@ CLEARED_ENV = (
     "DUMONT_API_URL", "DUMONT_TOKEN", "DUMONT_DATA_DIR", "DUMONT_DATABASE_URL",
     "DUMONT_API_PORT", "DUMONT_TEMPORAL_PORT", "DUMONT_TEMPORAL_UI_PORT", "DUMONT_S3_PORT",
     "DUMONT_SIM_PORT", "TEMPORAL_ADDRESS", "DUMONT_TEMPORAL_ADDRESS", "VAST_URL", "VAST_API_KEY",
-    "DUMONT_VAST_URL", "DUMONT_VAST_API_KEY",
+    "DUMONT_VAST_URL", "DUMONT_VAST_API_KEY", "DUMONT_SIM_ADMIN_TOKEN",
 )  # fmt: skip
 
 
@@ -59,6 +63,8 @@ class ApiUser:
 
     url: str
     token: str
+    user_id: str
+    database_url: str
 
     def env(self, **extra: str | None) -> dict[str, str | None]:
         return {"DUMONT_API_URL": self.url, "DUMONT_TOKEN": self.token, **extra}
@@ -77,7 +83,7 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 3
     raise TimeoutError(url)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one for all CLI tests: each test has a user of its own
 def api_server(
     tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironment
 ) -> Iterator[ApiServer]:
@@ -94,6 +100,7 @@ def api_server(
         DUMONT_TASK_QUEUE=f"cli-test-{port}",
         DUMONT_VAST_URL=f"http://127.0.0.1:{free_port()}",
         DUMONT_VAST_API_KEY="unused",
+        DUMONT_INGEST_WAIT_FOR_COMMIT="true",  # a posted report is readable once answered
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
@@ -113,6 +120,66 @@ def api_server(
 def api_user(api_server: ApiServer) -> ApiUser:
     engine = make_engine(api_server.database_url)
     with session_scope(engine) as session:
-        token = issue_token(session, create_user(session, f"user-{uuid.uuid4().hex[:8]}").id)
+        user_id = create_user(session, f"user-{uuid.uuid4().hex[:8]}").id
+        token = issue_token(session, user_id)
     engine.dispose()
-    return ApiUser(url=api_server.url, token=token)
+    return ApiUser(
+        url=api_server.url, token=token, user_id=user_id, database_url=api_server.database_url
+    )
+
+
+def add_machine(user: ApiUser, **fields: Any) -> str:
+    """A machine row of the user's, as the machine workflow would have left it (this API has
+    no worker); returns its id."""
+    values: dict[str, Any] = {
+        "id": f"vast_{uuid.uuid4().hex[:12]}",
+        "owner_id": user.user_id,
+        "gpu_name": "RTX 4090",
+        "image": "pytorch/pytorch",
+        "disk_gb": 20,
+        "status": "running",
+    }
+    values.update(fields)
+    engine = make_engine(user.database_url)
+    with session_scope(engine) as session:
+        session.add(Machine(**values))
+    engine.dispose()
+    return str(values["id"])
+
+
+def agent_report(machine_id: str, at: datetime, gpu: float) -> dict[str, Any]:
+    """A full agent report (agent/PROTOCOL.md): the GPU at `gpu` %, the rest steady."""
+    return {
+        "instance_id": machine_id,
+        "hostname": "c.1",
+        "timestamp": at.isoformat(),
+        "agent_version": "0.1.0",
+        "interval_seconds": 30,
+        "gpu_metrics": {
+            "utilization_percent": gpu,
+            "memory_used_mb": 18432,
+            "memory_total_mb": 24576,
+        },
+        "cpu_percent": 40.0,
+        "memory_used_mb": 20480,
+        "memory_total_mb": 65536,
+        "disk_used_gb": 12.0,
+        "disk_total_gb": 100.0,
+        "net_rx_bytes_per_s": 2048.0,
+        "net_tx_bytes_per_s": 1024.0,
+    }
+
+
+def post_reports(user: ApiUser, machine_id: str, reports: list[dict[str, Any]]) -> None:
+    """Post reports through the real ingest route, as the machine's agent would."""
+    engine = make_engine(user.database_url)
+    with session_scope(engine) as session:
+        agent_token = issue_agent_token(session, machine_id)
+    engine.dispose()
+    response = httpx.post(
+        f"{user.url}/api/agent/status",
+        json={"samples": reports},
+        headers={"Authorization": f"Bearer {agent_token}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(reports)

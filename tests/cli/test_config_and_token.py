@@ -10,7 +10,7 @@ from sqlmodel import select
 from core.accounts import user_for_token
 from core.db import make_engine, session_scope
 from core.models import User
-from dumont.config import load_client_config
+from dumont.config import load_client_config, load_sim_admin_config
 from dumont.devenv import write_dev_env
 from tests.cli.conftest import CLEARED_ENV, dumont, free_port
 
@@ -65,3 +65,32 @@ def test_without_a_token_the_cli_says_how_to_get_one(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "no API token" in result.stderr and "dumont dev" in result.stderr
+
+
+def test_sim_commands_find_the_sim_in_dev_env_unless_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DUMONT_DATA_DIR", str(tmp_path))
+    write_dev_env(
+        tmp_path, {"VAST_URL": "http://127.0.0.1:2/", "DUMONT_SIM_ADMIN_TOKEN": "from-file"}
+    )
+
+    from_file = load_sim_admin_config()
+    monkeypatch.setenv("VAST_URL", "http://127.0.0.1:3")
+    overridden = load_sim_admin_config()
+
+    assert (from_file.url, from_file.token) == ("http://127.0.0.1:2", "from-file")
+    assert (overridden.url, overridden.token) == ("http://127.0.0.1:3", "from-file")
+
+
+def test_an_unreachable_sim_names_the_url_it_tried(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    write_dev_env(tmp_path, {"VAST_URL": url, "DUMONT_SIM_ADMIN_TOKEN": "x"})
+
+    result = dumont("sim", "faults", "ls", env={"DUMONT_DATA_DIR": str(tmp_path)})
+
+    assert result.exit_code == 1
+    assert f"cannot reach the sim at {url}" in result.stderr
+    assert "Traceback" not in result.output

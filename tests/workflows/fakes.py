@@ -24,6 +24,8 @@ from core.types import (
     DestroyInstancesInput,
     DestroyInstancesResult,
     ErrorType,
+    InstallAgentInput,
+    InstallAgentResult,
     InstanceActionInput,
     InstanceActionResult,
     InstanceInfo,
@@ -68,6 +70,7 @@ class FakeCloud:
         fail_attempts: int = 0,
         hang_after_create: bool = False,
         owner_keys: Sequence[str] = ("ssh-ed25519 AAAAowner owner@laptop",),
+        agent_install_error: str | None = None,
     ) -> None:
         self.policy = policy
         self.offers = list(offers)
@@ -75,6 +78,9 @@ class FakeCloud:
         self.fail_attempts = fail_attempts  # the first N instances fail to start
         self.hang_after_create = hang_after_create
         self.owner_keys = list(owner_keys)
+        # Every agent install fails with this, when set.
+        self.agent_install_error = agent_install_error
+        self.install_times: list[datetime] = []
         self.instances: dict[str, FakeInstance] = {}
         self.calls: list[str] = []
         self.events: list[RecordStateInput] = []
@@ -95,13 +101,19 @@ class FakeCloud:
             self.record_instance,
             self.record_instances_destroyed,
             self.owner_ssh_keys,
+            self.install_agent,
         ]
 
     def live(self) -> list[FakeInstance]:
         return [i for i in self.instances.values() if i.status is not InstanceStatus.GONE]
 
     def states(self) -> list[MachineState]:
-        return [e.state for e in self.events if e.event_type != "boot_failed"]
+        """The machine's state changes: events of failed boots and of the agent left out."""
+        return [
+            e.state
+            for e in self.events
+            if e.event_type != "boot_failed" and not e.event_type.startswith("agent_")
+        ]
 
     def _info(self, instance: FakeInstance) -> InstanceInfo:
         return InstanceInfo(
@@ -202,6 +214,16 @@ class FakeCloud:
                 self.destroyed.append(instance.instance_id)
                 gone.append(DestroyedInstance(instance.instance_id, instance.label))
         return DestroyInstancesResult(destroyed=gone)
+
+    @activity.defn(name=ActivityName.INSTALL_AGENT)
+    async def install_agent(self, input: InstallAgentInput) -> InstallAgentResult:
+        self.calls.append(f"install {input.instance.instance_id}")
+        self.install_times.append(_now())
+        if self.agent_install_error is not None:
+            raise ApplicationError(
+                self.agent_install_error, type="AgentDeployFailed", non_retryable=True
+            )
+        return InstallAgentResult(installed=True, detail="agent running from /opt/dumont-agent")
 
     @activity.defn(name=ActivityName.RECORD_STATE)
     async def record_state(self, input: RecordStateInput) -> RecordResult:

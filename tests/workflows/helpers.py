@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -17,6 +20,9 @@ from workflows.machine import MachineWorkflow
 SPEC = MachineSpec(gpu_name="RTX 4090", image="pytorch/pytorch:latest", disk_gb=40, region="EU")
 
 MachineHandle = WorkflowHandle[MachineWorkflow, MachineResult]
+
+SIGNALED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
 
 
 @asynccontextmanager
@@ -42,3 +48,16 @@ async def start_machine(client: Client, task_queue: str) -> MachineHandle:
         id=machine_workflow_id(machine_id),
         task_queue=task_queue,
     )
+
+
+async def signals_processed(handle: WorkflowHandle[Any, Any]) -> None:
+    """Wait until the workflow has run a task after the last signal it received, so that a
+    query answers with every signal applied."""
+    for _ in range(300):
+        history = await handle.fetch_history()
+        kinds = [event.event_type for event in history.events]
+        signalled = max(i for i, kind in enumerate(kinds) if kind == SIGNALED)
+        if COMPLETED in kinds[signalled:]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} never processed its last signal")

@@ -68,12 +68,17 @@ async def live_instances(sim: SimHandle, handle: MachineHandle) -> list[dict[str
 
 
 def recorded_states(engine: Engine, handle: MachineHandle) -> list[str | None]:
+    """The states of the machine's state-change events (its agent's events left out)."""
+    return [
+        e.state for e in recorded_events(engine, handle) if not e.event_type.startswith("agent_")
+    ]
+
+
+def recorded_events(engine: Engine, handle: MachineHandle) -> list[Event]:
     with Session(engine) as session:
         return list(
             session.exec(
-                select(Event.state)
-                .where(Event.machine_id == machine_id(handle))
-                .order_by(col(Event.id))
+                select(Event).where(Event.machine_id == machine_id(handle)).order_by(col(Event.id))
             ).all()
         )
 

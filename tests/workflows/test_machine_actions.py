@@ -89,13 +89,17 @@ async def test_stop_start_restart_destroy(dev_env: WorkflowEnvironment) -> None:
 
     assert result.state is S.DESTROYED
     assert cloud.live() == []
+    # The agent is installed after every boot: create, start, restart.
     assert cloud.calls == [
         f"provision dumont-{handle.id.removeprefix('machine-')}-1",
         f"attach {instance_id}",
+        f"install {instance_id}",
         f"stop {instance_id}",
         f"start {instance_id}",
         f"attach {instance_id}",
+        f"install {instance_id}",
         f"reboot {instance_id}",
+        f"install {instance_id}",
     ]
     assert cloud.states() == [
         S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED, S.STARTING, S.RUNNING,

@@ -1,0 +1,1 @@
+"""Alerts: per-owner rules, their evaluation over the agents' samples, and signed webhooks."""

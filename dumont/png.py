@@ -1,0 +1,145 @@
+"""A tiny RGB canvas that saves itself as PNG (zlib + struct; no imaging library).
+
+It draws what a line chart needs: rectangles, lines and text in a built-in 5×7 pixel font.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+Colour = tuple[int, int, int]
+
+# 5×7 glyphs, one int per row, the high bit (0x10) the leftmost pixel. Lower case draws as
+# upper case; anything else missing draws as "?".
+FONT: dict[str, tuple[int, ...]] = {
+    " ": (0, 0, 0, 0, 0, 0, 0),
+    "0": (0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E),
+    "1": (0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E),
+    "2": (0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F),
+    "3": (0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E),
+    "4": (0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02),
+    "5": (0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E),
+    "6": (0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E),
+    "7": (0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08),
+    "8": (0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E),
+    "9": (0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C),
+    "A": (0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11),
+    "B": (0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E),
+    "C": (0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E),
+    "D": (0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C),
+    "E": (0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F),
+    "F": (0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10),
+    "G": (0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F),
+    "H": (0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11),
+    "I": (0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E),
+    "J": (0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C),
+    "K": (0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11),
+    "L": (0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F),
+    "M": (0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11),
+    "N": (0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11),
+    "O": (0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E),
+    "P": (0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10),
+    "Q": (0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D),
+    "R": (0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11),
+    "S": (0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E),
+    "T": (0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04),
+    "U": (0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E),
+    "V": (0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04),
+    "W": (0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A),
+    "X": (0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11),
+    "Y": (0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04),
+    "Z": (0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F),
+    ".": (0, 0, 0, 0, 0, 0x0C, 0x0C),
+    ",": (0, 0, 0, 0, 0x0C, 0x04, 0x08),
+    ":": (0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0),
+    "%": (0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03),
+    "-": (0, 0, 0, 0x1F, 0, 0, 0),
+    "+": (0, 0x04, 0x04, 0x1F, 0x04, 0x04, 0),
+    "=": (0, 0, 0x1F, 0, 0x1F, 0, 0),
+    "/": (0, 0x01, 0x02, 0x04, 0x08, 0x10, 0),
+    "(": (0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02),
+    ")": (0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08),
+    "$": (0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04),
+    "_": (0, 0, 0, 0, 0, 0, 0x1F),
+    "°": (0x0C, 0x12, 0x12, 0x0C, 0, 0, 0),
+    "?": (0x0E, 0x11, 0x01, 0x02, 0x04, 0, 0x04),
+}
+GLYPH_WIDTH = 5
+GLYPH_HEIGHT = 7
+
+
+def text_width(text: str, scale: int = 1) -> int:
+    """Pixels `text` takes: each glyph plus one column of space."""
+    return len(text) * (GLYPH_WIDTH + 1) * scale
+
+
+class Canvas:
+    def __init__(self, width: int, height: int, background: Colour = (255, 255, 255)) -> None:
+        self.width = width
+        self.height = height
+        self._pixels = bytearray(bytes(background) * (width * height))
+
+    def pixel(self, x: int, y: int, colour: Colour) -> None:
+        if 0 <= x < self.width and 0 <= y < self.height:
+            offset = (y * self.width + x) * 3
+            self._pixels[offset : offset + 3] = bytes(colour)
+
+    def rect(self, x0: int, y0: int, x1: int, y1: int, colour: Colour) -> None:
+        """Fill the rectangle with corners (x0, y0) and (x1, y1), both included."""
+        for y in range(max(0, min(y0, y1)), min(self.height, max(y0, y1) + 1)):
+            for x in range(max(0, min(x0, x1)), min(self.width, max(x0, x1) + 1)):
+                self.pixel(x, y, colour)
+
+    def line(self, x0: int, y0: int, x1: int, y1: int, colour: Colour, thickness: int = 1) -> None:
+        """Bresenham's line; thicker lines are stacked copies one pixel down."""
+        dx, dy = abs(x1 - x0), -abs(y1 - y0)
+        sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
+        error = dx + dy
+        while True:
+            for extra in range(thickness):
+                self.pixel(x0, y0 + extra, colour)
+            if x0 == x1 and y0 == y1:
+                return
+            doubled = 2 * error
+            if doubled >= dy:
+                error += dy
+                x0 += sx
+            if doubled <= dx:
+                error += dx
+                y0 += sy
+
+    def text(self, x: int, y: int, text: str, colour: Colour, scale: int = 1) -> None:
+        """Draw `text` with its top-left corner at (x, y)."""
+        for index, char in enumerate(text):
+            glyph = FONT.get(char) or FONT.get(char.upper()) or FONT["?"]
+            left = x + index * (GLYPH_WIDTH + 1) * scale
+            for row, bits in enumerate(glyph):
+                for column in range(GLYPH_WIDTH):
+                    if bits & (0x10 >> column):
+                        self.rect(
+                            left + column * scale,
+                            y + row * scale,
+                            left + column * scale + scale - 1,
+                            y + row * scale + scale - 1,
+                            colour,
+                        )
+
+    def png(self) -> bytes:
+        """The image as a PNG file: 8-bit RGB, no interlace, filter 0 on every row."""
+        stride = self.width * 3
+        raw = b"".join(
+            b"\x00" + bytes(self._pixels[y * stride : (y + 1) * stride]) for y in range(self.height)
+        )
+        header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + _chunk(b"IHDR", header)
+            + _chunk(b"IDAT", zlib.compress(raw, 9))
+            + _chunk(b"IEND", b"")
+        )
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    checksum = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)
