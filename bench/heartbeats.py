@@ -262,12 +262,15 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    percentiles_ms: dict[float, float] = field(default_factory=dict)  # as wrk reports them
 
     @property
     def rate(self) -> float:
         return self.ok / self.seconds
 
     def pct(self, q: float) -> float:
+        if q in self.percentiles_ms:
+            return self.percentiles_ms[q]
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
@@ -338,6 +341,87 @@ def load(name: str, port: int, fleet: Fleet, args: argparse.Namespace) -> Result
     return Result(name, ok, errors, args.seconds, latencies)
 
 
+WRK_SCRIPT = """
+local machines = {%(machines)s}
+local flip_every = %(flip_every)d
+local sent = 0
+local delay_ms = %(delay_ms)d
+function init(args)
+  sent = math.random(0, #machines * flip_every)
+end
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
+function request()
+  sent = sent + 1
+  local m = machines[(sent %% #machines) + 1]
+  local busy = math.floor(sent / #machines / flip_every) %% 2 == 1
+  local gpu = busy and 80.0 or 1.0
+  local ts = os.date("!%%Y-%%m-%%dT%%H:%%M:%%S") .. string.format(".%%06dZ", sent %% 1000000)
+  local body = string.format(%(template)s, m[1], ts, gpu)
+  return wrk.format("POST", "/api/agent/status",
+    {["Authorization"] = "Bearer " .. m[2], ["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def load_with_wrk(name: str, port: int, fleet: Fleet, args: argparse.Namespace) -> Result:
+    """The same load from wrk (C, one thread per core): a Python load generator takes about
+    a core of the two by itself, which then the server under test does not get."""
+    body = json.loads(report("", 0.0))
+    body["instance_id"], body["timestamp"] = "@M@", "@T@"
+    body["gpu_metrics"]["utilization_percent"] = "@G@"
+    template = (
+        json.dumps(body).replace('"@M@"', '"%s"').replace('"@T@"', '"%s"').replace('"@G@"', "%.1f")
+    )
+    machines = ", ".join(f'{{"{m}", "{t}"}}' for m, t in fleet.machines)
+    script = WRK_SCRIPT % {
+        "machines": machines,
+        "flip_every": int(args.flip_every),
+        "template": json.dumps(template),
+        # Each connection waits this long between reports: an offered load of `--rate`/s.
+        "delay_ms": round(args.agents * 1000 / args.rate) if args.rate else 0,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    command = ["wrk", "-t2", f"-c{args.agents}", f"-d{int(args.seconds)}s", "--latency"]
+    subprocess.run(  # warm-up, unmeasured
+        [*command[:3], f"-d{max(1, int(args.warmup))}s", "-s", fh.name, f"http://127.0.0.1:{port}"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*command, "-s", fh.name, f"http://127.0.0.1:{port}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    os.unlink(fh.name)
+    return parse_wrk(name, out, args.seconds)
+
+
+def parse_wrk(name: str, out: str, seconds: float) -> Result:
+    def ms(text: str) -> float:
+        value, unit = float(text[:-2] if text.endswith(("ms", "us")) else text[:-1]), text[-2:]
+        return value / 1000 if unit == "us" else value * 1000 if not unit.endswith("ms") else value
+
+    percentiles: dict[float, float] = {}
+    requests, errors = 0, 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "99%"):
+            percentiles[float(parts[0][:-1]) / 100] = ms(parts[1])
+        elif "requests in" in line:
+            requests = int(parts[0])
+        elif line.strip().startswith("Non-2xx"):
+            errors += int(parts[-1])
+        elif line.strip().startswith("Socket errors"):
+            errors += sum(int(p.rstrip(",")) for p in parts[3::2])
+    return Result(name, requests - errors, errors, seconds, [], percentiles)
+
+
 # --- the run -----------------------------------------------------------------------------
 
 
@@ -400,7 +484,8 @@ async def run(args: argparse.Namespace) -> None:
                 server, port = start_uvicorn(app, workers, env)
                 try:
                     label = f"{name}, {workers} worker{'s' * (workers > 1)}"
-                    result = await asyncio.to_thread(load, label, port, fleet, args)
+                    loader = load_with_wrk if args.loader == "wrk" else load
+                    result = await asyncio.to_thread(loader, label, port, fleet, args)
                 finally:
                     stop(server)  # the lifespan writes what is queued before exiting
                 results.append(result)
@@ -429,7 +514,8 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(
         f"\n{args.agents} concurrent agents, {args.seconds:g} s per case after {args.warmup:g} s "
         f"(best of {args.rounds} rounds) "
-        f"warm-up, {args.load_processes} load processes (httpx), uvicorn + uvloop + httptools, "
+        f"warm-up, load from {args.loader}"
+        f"{f' offering {args.rate:g}/s' if args.rate else ''}, uvicorn + uvloop + httptools, "
         f"{os.cpu_count()} CPUs\n"
     )
     print(f"{'case':<58} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs bare':>8}")
@@ -449,6 +535,18 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=64)
+    parser.add_argument(
+        "--loader",
+        choices=["httpx", "wrk"],
+        default="httpx",
+        help="httpx processes, or wrk (Debian package; it leaves the CPU to the server)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="with wrk: offered reports/s over all agents (0: as fast as they are answered)",
+    )
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
