@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from core import search_attributes
 from core.db import make_engine, migrate
 
-pytest_plugins = ["tests.fixtures.sim"]
+pytest_plugins = ["tests.fixtures.sim", "tests.fixtures.s3"]
 
 BIN = Path(sys.executable).parent
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -1,0 +1,62 @@
+"""python3 -m agent.snapshot create|restore --workspace DIR (driven over stdin/stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from agent.snapshot.codec import CodecError, Compressor
+from agent.snapshot.create import CreateEngine
+from agent.snapshot.restore import RestoreEngine
+from agent.snapshot.statcache import StatCache, default_location
+from agent.snapshot.wire import Wire
+
+MiB = 1024 * 1024
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 -m agent.snapshot")
+    parser.add_argument("mode", choices=("create", "restore"))
+    parser.add_argument("--workspace", default="/workspace")
+    parser.add_argument("--cache", help="stat cache file (default: ~/.cache/dumont-snapshot)")
+    parser.add_argument("--no-cache", action="store_true", help="read every file again")
+    parser.add_argument("--codec", help="zstandard, zstd-cli or zlib (default: the best here)")
+    parser.add_argument("--workers", type=int, default=0, help="compress/verify threads")
+    parser.add_argument("--uploaders", type=int, default=4)
+    parser.add_argument("--pack-mib", type=int, default=16)
+    parser.add_argument("--window-mib", type=int, default=256)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    wire = Wire()
+    workers = args.workers or max(2, min(8, os.cpu_count() or 2))
+    cache = StatCache(None if args.no_cache else (args.cache or default_location(args.workspace)))
+    if args.mode == "restore":
+        return RestoreEngine(args.workspace, wire, cache, workers=workers + 2).run()
+    if not os.path.isdir(args.workspace):
+        wire.send("error", message=f"{args.workspace} is not a directory")
+        return 1
+    try:
+        compressor = Compressor(args.codec)
+    except CodecError as exc:
+        wire.send("error", message=str(exc))
+        return 1
+    engine = CreateEngine(
+        args.workspace,
+        wire,
+        cache,
+        compressor,
+        workers=workers,
+        uploaders=args.uploaders,
+        pack_size=args.pack_mib * MiB,
+        window=max(args.window_mib, 2 * args.pack_mib + 64) * MiB,
+    )
+    code = engine.run()
+    if code != 0:
+        # Do not wait for uploads or chunking still running: the snapshot failed already.
+        sys.stdout.flush()
+        os._exit(code)
+    return code

@@ -1,0 +1,243 @@
+"""`restore`: download packs through presigned GETs, verify every chunk, recreate the tree.
+
+The tree is built in a staging directory inside the target and moved into place only when every
+chunk of every file was verified against its SHA-256: a corrupt or missing object fails the
+restore loudly and leaves the target as it was. Then the target holds exactly the snapshot
+(anything else in it is removed), and the root hash is computed from what is on disk.
+
+Messages in: restore {manifest, packs: [{url, size}]}. Out: hello, progress, restored, error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Tuple
+
+from agent.snapshot import ENGINE_VERSION, transfer
+from agent.snapshot.codec import Decompressor, decodable
+from agent.snapshot.scan import STAGING_PREFIX, walk
+from agent.snapshot.statcache import StatCache
+from agent.snapshot.tree import DIR, FILE, LINK, TreeEntry, content_digest, root_hash
+from agent.snapshot.wire import Wire
+
+PROGRESS_SECONDS = 1.0
+# Fetch the span from a pack's first needed chunk to its last in one GET.
+Location = Tuple[int, int, int, int, str]  # pack index, offset, length, raw size, codec
+
+
+class RestoreFailed(RuntimeError):
+    pass
+
+
+class RestoreEngine:
+    def __init__(self, target: str, wire: Wire, cache: StatCache, *, workers: int) -> None:
+        self.target = os.path.abspath(target)
+        self.wire = wire
+        self.cache = cache
+        self.workers = workers
+        self.staging = os.path.join(self.target, f"{STAGING_PREFIX}{os.getpid()}")
+        self._decompressor = Decompressor()
+        self._lock = threading.Lock()
+        self._written: dict[str, int] = {}
+        self._targets: dict[str, list[tuple[str, int]]] = {}
+        self.stats = {"files": 0, "bytes": 0, "downloaded_bytes": 0, "packs": 0, "chunks": 0}
+        self._last_progress = time.monotonic()
+
+    def run(self) -> int:
+        self.wire.send("hello", version=ENGINE_VERSION, mode="restore", codecs=decodable())
+        try:
+            message = self.wire.receive()
+            if message is None or message["t"] != "restore":
+                raise RestoreFailed(f"expected the manifest, got {message!r}")
+            root = self._restore(message["manifest"], message["packs"])
+        except (RestoreFailed, transfer.TransferError, OSError, ValueError, KeyError) as exc:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.wire.send("error", message=f"{type(exc).__name__}: {exc}")
+            return 1
+        self.wire.send("restored", root=root, stats=self.stats)
+        return 0
+
+    def _restore(self, manifest: dict[str, Any], packs: list[dict[str, Any]]) -> str:
+        chunks: dict[str, Location] = {h: tuple(v) for h, v in manifest["chunks"].items()}
+        missing_codecs = {loc[4] for loc in chunks.values()} - set(decodable())
+        if missing_codecs:
+            raise RestoreFailed(
+                "this machine cannot decode {} (install zstd or python3-zstandard)".format(
+                    ", ".join(sorted(missing_codecs))
+                )
+            )
+        entries = manifest["entries"]
+        os.makedirs(self.target, exist_ok=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.mkdir(self.staging, 0o700)
+        self._targets = self._lay_out(entries, chunks)
+        self._fetch(packs, chunks, self._targets)
+        files = {e["p"]: e for e in entries if e["k"] == FILE}
+        for path, entry in files.items():
+            if self._written.get(path, 0) != entry["s"]:
+                raise RestoreFailed(f"{path} was not restored completely")
+        self._apply_metadata(entries)
+        self._move_into_place(entries)
+        return self._verify_and_cache(files, chunks)
+
+    def _staged(self, path: str) -> str:
+        return self.staging if path == "." else os.path.join(self.staging, path)
+
+    def _lay_out(
+        self, entries: list[dict[str, Any]], chunks: dict[str, Location]
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Create directories and empty files; chunk hash -> [(file, offset)] to fill."""
+        targets: dict[str, list[tuple[str, int]]] = {}
+        for entry in entries:
+            path = entry["p"]
+            if path == ".":
+                continue
+            if entry["k"] == DIR:
+                os.makedirs(self._staged(path), 0o700, exist_ok=True)
+            elif entry["k"] == FILE:
+                with open(self._staged(path), "wb") as handle:
+                    handle.truncate(entry["s"])
+                self._written[path] = 0
+                offset = 0
+                for digest in entry["c"]:
+                    targets.setdefault(digest, []).append((path, offset))
+                    offset += chunks[digest][3]
+        return targets
+
+    def _fetch(
+        self,
+        packs: list[dict[str, Any]],
+        chunks: dict[str, Location],
+        targets: dict[str, list[tuple[str, int]]],
+    ) -> None:
+        by_pack: dict[int, list[tuple[str, Location]]] = {}
+        for digest in targets:
+            location = chunks[digest]
+            by_pack.setdefault(location[0], []).append((digest, location))
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="fetch") as pool:
+            jobs = [
+                pool.submit(self._fetch_pack, packs[index], sorted(needed, key=lambda c: c[1][1]))
+                for index, needed in by_pack.items()
+            ]
+            for job in jobs:
+                job.result()  # the first failure ends the restore
+
+    def _fetch_pack(
+        self,
+        pack: dict[str, Any],
+        needed: list[tuple[str, Location]],
+    ) -> None:
+        start = needed[0][1][1]
+        end = max(location[1] + location[2] for _, location in needed)
+        whole = start == 0 and end == pack["size"]
+        data = transfer.get(pack["url"], None if whole else (start, end))
+        items = [
+            (loc[4], data[loc[1] - start : loc[1] - start + loc[2]], loc[3]) for _, loc in needed
+        ]
+        try:
+            plain = self._decompressor.many(items)
+        except Exception as exc:
+            raise RestoreFailed(
+                "pack {} is corrupt: {}".format(pack["url"].split("?", 1)[0], exc)
+            ) from None
+        for (digest, _), content in zip(needed, plain):
+            if hashlib.sha256(content).hexdigest() != digest:
+                raise RestoreFailed(
+                    "hash mismatch for chunk {} in pack {}".format(
+                        digest, pack["url"].split("?", 1)[0]
+                    )
+                )
+        for (digest, _), content in zip(needed, plain):
+            for path, offset in self._targets[digest]:
+                fd = os.open(self._staged(path), os.O_WRONLY)
+                try:
+                    os.pwrite(fd, content, offset)
+                finally:
+                    os.close(fd)
+                with self._lock:
+                    self._written[path] += len(content)
+        with self._lock:
+            self.stats["downloaded_bytes"] += len(data)
+            self.stats["packs"] += 1
+            self.stats["chunks"] += len(needed)
+            if time.monotonic() - self._last_progress >= PROGRESS_SECONDS:
+                self._last_progress = time.monotonic()
+                self.wire.send("progress", stats=self.stats)
+
+    def _apply_metadata(self, entries: list[dict[str, Any]]) -> None:
+        as_root = os.geteuid() == 0
+        for entry in entries:
+            path = self._staged(entry["p"])
+            if entry["k"] == LINK:
+                os.symlink(entry["l"], path)
+            if entry["k"] != DIR:
+                self._own_and_time(path, entry, as_root)
+            if entry["k"] == FILE:
+                os.chmod(path, entry["m"])
+        # Deepest first: a read-only directory must get its mode after its children are in.
+        for entry in sorted(
+            (e for e in entries if e["k"] == DIR), key=lambda e: -e["p"].count("/")
+        ):
+            if entry["p"] == ".":
+                continue
+            path = self._staged(entry["p"])
+            self._own_and_time(path, entry, as_root)
+            os.chmod(path, entry["m"])
+
+    @staticmethod
+    def _own_and_time(path: str, entry: dict[str, Any], as_root: bool) -> None:
+        if as_root:
+            os.lchown(path, entry["u"], entry["g"])
+        follow = entry["k"] != LINK
+        if follow or os.utime in os.supports_follow_symlinks:
+            os.utime(path, ns=(entry["t"], entry["t"]), follow_symlinks=follow)
+
+    def _move_into_place(self, entries: list[dict[str, Any]]) -> None:
+        staged_name = os.path.basename(self.staging)
+        for name in os.listdir(self.target):
+            if name == staged_name:
+                continue
+            old = os.path.join(self.target, name)
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old)
+            else:
+                os.unlink(old)
+        top = {e["p"]: e for e in entries if "/" not in e["p"] and e["p"] != "."}
+        for name in os.listdir(self.staging):
+            os.rename(os.path.join(self.staging, name), os.path.join(self.target, name))
+        os.rmdir(self.staging)
+        as_root = os.geteuid() == 0
+        for name, entry in top.items():
+            if entry["k"] == DIR:  # a rename may touch a directory's times
+                self._own_and_time(os.path.join(self.target, name), entry, as_root)
+        root = next((e for e in entries if e["p"] == "."), None)
+        if root is not None:
+            self._own_and_time(self.target, root, as_root)
+            os.chmod(self.target, root["m"])
+
+    def _verify_and_cache(
+        self, files: dict[str, dict[str, Any]], chunks: dict[str, Location]
+    ) -> str:
+        """The root hash of what is now on disk; file contents are the chunks verified above."""
+        found: list[TreeEntry] = []
+        for path, kind, st in walk(self.target):
+            if kind == FILE:
+                entry = files.get(path)
+                ref = content_digest(entry["c"]) if entry is not None else "unrestored"
+                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, st.st_size, ref))
+                if entry is not None:
+                    self.cache.remember(path, st, [(d, chunks[d][3]) for d in entry["c"]])
+                self.stats["files"] += 1
+                self.stats["bytes"] += st.st_size
+            elif kind == LINK:
+                link = os.readlink(os.path.join(self.target, path))
+                found.append(TreeEntry(path, kind, 0, 0, link))
+            else:
+                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, 0, ""))
+        self.cache.save()
+        return root_hash(found)

@@ -1,0 +1,42 @@
+"""Walking the workspace: every directory, file and symlink, with its metadata, in path order."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterator
+
+from agent.snapshot.tree import DIR, FILE, LINK
+
+# Restores stage their tree here inside the target; never part of a snapshot.
+STAGING_PREFIX = ".dumont-restore-"
+
+
+def relative(parent: str, name: str) -> str:
+    return name if parent == "." else parent + "/" + name
+
+
+def walk(workspace: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, kind, lstat) for the root "." and everything under it. Sockets, fifos and
+    devices are skipped: they are not data."""
+    yield ".", DIR, os.lstat(workspace)
+    stack: list[str] = ["."]
+    while stack:
+        parent = stack.pop()
+        directory = workspace if parent == "." else os.path.join(workspace, parent)
+        with os.scandir(directory) as listing:
+            found = sorted(listing, key=lambda item: item.name)
+        subdirs = []
+        for item in found:
+            if parent == "." and item.name.startswith(STAGING_PREFIX):
+                continue
+            path = relative(parent, item.name)
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                yield path, DIR, st
+                subdirs.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                yield path, FILE, st
+            elif stat.S_ISLNK(st.st_mode):
+                yield path, LINK, st
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,55 @@
+"""The root hash of a workspace tree: the one definition both the engine and the control plane
+use, so a restore can prove it recreated exactly what the manifest describes.
+
+An entry is (path, kind, mode, size, ref): kind "d", "f" or "l"; ref is the file's content
+digest (over its chunk hashes) or the symlink's target. Timestamps and owners are restored but
+not hashed: they are not the workspace's content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Iterable, NamedTuple
+
+DIR = "d"
+FILE = "f"
+LINK = "l"
+
+
+class TreeEntry(NamedTuple):
+    path: str  # relative, "/"-separated, "." for the root; undecodable bytes surrogate-escaped
+    kind: str
+    mode: int  # permission bits with setuid/setgid/sticky; 0 for symlinks
+    size: int
+    ref: str
+
+
+def content_digest(chunk_hashes: Iterable[str]) -> str:
+    """A file's digest: SHA-256 over its chunks' SHA-256 digests, in order."""
+    digest = hashlib.sha256()
+    for chunk in chunk_hashes:
+        digest.update(bytes.fromhex(chunk))
+    return digest.hexdigest()
+
+
+def root_hash(entries: Iterable[TreeEntry]) -> str:
+    lines: list[bytes] = []
+    for entry in entries:
+        head = f"{entry.kind}\0{entry.mode:o}\0{entry.size}\0{entry.ref}\0"
+        lines.append(os.fsencode(entry.path) + b"\0" + head.encode("utf-8", "surrogateescape"))
+    digest = hashlib.sha256()
+    for line in sorted(lines):
+        digest.update(line)
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def from_manifest(entry: dict[str, Any]) -> TreeEntry:
+    """A manifest entry ({"p", "k", "m", "s", "c" | "l"}) as the root hash sees it."""
+    kind = entry["k"]
+    if kind == FILE:
+        return TreeEntry(entry["p"], kind, entry["m"], entry["s"], content_digest(entry["c"]))
+    if kind == LINK:
+        return TreeEntry(entry["p"], kind, 0, 0, entry["l"])
+    return TreeEntry(entry["p"], kind, entry["m"], 0, "")

@@ -1,0 +1,353 @@
+"""Driving one engine run from the control plane: answer its questions, keep the index, and
+commit only what was verified.
+
+Snapshot: for each batch the engine sends, answer which chunks the owner's store lacks; for
+each pack it seals, register the pack and answer a presigned PUT URL; when it reports a pack
+stored, index the pack's chunks (so a retried run skips them). When it is done: build the
+manifest, confirm every referenced pack is in the store (HEAD of each pack no committed snapshot
+vouches for yet: this run's and a failed earlier attempt's), write the manifest, and commit.
+
+Restore: read and check the manifest, hand the engine presigned GET URLs, and accept only the
+root hash the snapshot committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from agent.snapshot import ENGINE_VERSION
+from core.snapshots import index, manifest
+from core.snapshots.channel import EngineChannel, EngineGone
+from core.snapshots.index import ChunkLocation, CommitFigures, PackInfo
+from core.snapshots.policy import SnapshotPolicy
+from core.snapshots.store import ObjectStore, StoreError
+from core.snapshots.types import RestoreResult, SnapshotProgress, SnapshotResult
+
+ProgressCallback = Callable[[SnapshotProgress], Awaitable[None] | None]
+_HEAD_THREADS = 8
+
+
+class SnapshotFailed(RuntimeError):
+    """The snapshot was not committed; the message says why."""
+
+
+class RestoreFailed(RuntimeError):
+    """The workspace was not restored (the engine left the target as it was)."""
+
+
+async def _report(callback: ProgressCallback | None, progress: SnapshotProgress) -> None:
+    if callback is None:
+        return
+    result = callback(progress)
+    if result is not None:
+        await result
+
+
+async def _engine_failure(channel: EngineChannel, what: str) -> str:
+    code, stderr = await channel.finish()
+    return f"{what} (engine exit status {code}): {stderr.strip()[-1500:]}".strip()
+
+
+@dataclass(frozen=True)
+class SnapshotTarget:
+    snapshot_id: str
+    owner_id: str
+    machine_id: str
+
+
+class SnapshotRun:
+    def __init__(
+        self,
+        db: Engine,
+        store: ObjectStore,
+        policy: SnapshotPolicy,
+        target: SnapshotTarget,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.policy = policy
+        self.target = target
+        self.on_progress = on_progress
+        self.entries: list[dict[str, Any]] = []
+        self.locations: dict[str, ChunkLocation] = {}
+        self.packs: dict[str, PackInfo] = {}
+        self._sealed: dict[int, tuple[PackInfo, list[list[Any]]]] = {}
+        self.progress = SnapshotProgress(target.snapshot_id, "scanning")
+        self.uploaded_this_run = 0
+        self._started = time.monotonic()
+
+    def committed_result(self) -> SnapshotResult | None:
+        """The result of an earlier attempt that already committed (a retried activity)."""
+        row = index.get_snapshot(self.db, self.target.snapshot_id)
+        if row is None or row.status != "committed" or row.root_hash is None:
+            return None
+        return SnapshotResult(
+            row.id,
+            row.root_hash,
+            row.files,
+            row.logical_bytes,
+            row.uploaded_bytes,
+            row.stored_bytes,
+            row.packs,
+            0.0,
+        )
+
+    async def run(self, channel: EngineChannel) -> SnapshotResult:
+        t = self.target
+        await asyncio.to_thread(
+            index.begin_snapshot, self.db, t.snapshot_id, t.owner_id, t.machine_id
+        )
+        try:
+            return await self._converse(channel)
+        except BaseException as exc:
+            await channel.kill()
+            if isinstance(exc, Exception):
+                await asyncio.to_thread(index.record_error, self.db, t.snapshot_id, str(exc))
+            raise
+
+    async def _converse(self, channel: EngineChannel) -> SnapshotResult:
+        while True:
+            message = await channel.receive()
+            if message is None:
+                raise SnapshotFailed(await _engine_failure(channel, "the engine stopped early"))
+            kind = message["t"]
+            if kind == "hello":
+                if message.get("version") != ENGINE_VERSION:
+                    raise SnapshotFailed(f"engine version {message.get('version')} is not ours")
+            elif kind == "batch":
+                await self._on_batch(channel, message)
+            elif kind == "pack":
+                await self._on_pack(channel, message)
+            elif kind == "uploaded":
+                await self._on_uploaded(message)
+            elif kind in ("progress", "scanned"):
+                await self._on_stats(message["stats"], "uploading" if kind == "scanned" else None)
+            elif kind == "error":
+                raise SnapshotFailed(f"the engine failed: {message.get('message')}")
+            elif kind == "done":
+                await self._on_stats(message["stats"], "committing")
+                result = await self._commit()
+                await channel.send({"t": "committed"})
+                # Committed and verified: however the engine exits now, only its cache is at stake.
+                await channel.finish()
+                return result
+
+    async def _on_stats(self, stats: dict[str, Any], phase: str | None) -> None:
+        self.progress = replace(
+            self.progress,
+            phase=phase or self.progress.phase,
+            files=int(stats.get("files", 0)),
+            bytes_scanned=int(stats.get("bytes", 0)),
+        )
+        await _report(self.on_progress, self.progress)
+
+    async def _on_batch(self, channel: EngineChannel, message: dict[str, Any]) -> None:
+        self.entries.extend(message["entries"])
+        asked = [digest for digest, _size in message["chunks"]]
+        present = await asyncio.to_thread(
+            index.present_chunks, self.db, self.target.owner_id, asked
+        )
+        self.locations.update(present)
+        needed = [number for number, digest in enumerate(asked) if digest not in present]
+        await channel.send({"t": "need", "batch": message["batch"], "chunks": needed})
+
+    async def _on_pack(self, channel: EngineChannel, message: dict[str, Any]) -> None:
+        t = self.target
+        info = await asyncio.to_thread(
+            index.register_pack,
+            self.db,
+            t.owner_id,
+            t.snapshot_id,
+            int(message["size"]),
+            len(message["chunks"]),
+        )
+        self._sealed[message["pack"]] = (info, message["chunks"])
+        url = self.store.presign_put(info.key, self.policy.url_ttl_seconds)
+        await channel.send({"t": "put", "pack": message["pack"], "url": url})
+
+    async def _on_uploaded(self, message: dict[str, Any]) -> None:
+        info, table = self._sealed.pop(message["pack"])
+        chunks = [
+            (digest, ChunkLocation(info.id, offset, length, raw, codec))
+            for digest, offset, length, raw, codec in table
+        ]
+        await asyncio.to_thread(index.pack_uploaded, self.db, self.target.owner_id, info.id, chunks)
+        for digest, location in chunks:
+            self.locations.setdefault(digest, location)
+        self.packs[info.id] = info
+        self.uploaded_this_run += info.size
+        self.progress = replace(
+            self.progress,
+            phase="uploading",
+            bytes_uploaded=self.uploaded_this_run,
+            packs_uploaded=self.progress.packs_uploaded + 1,
+        )
+        await _report(self.on_progress, self.progress)
+
+    async def _commit(self) -> SnapshotResult:
+        t = self.target
+        row = await asyncio.to_thread(index.get_snapshot, self.db, t.snapshot_id)
+        assert row is not None
+        used = {location.pack_id for location in self.locations.values()}
+        known = await asyncio.to_thread(index.packs, self.db, used)
+        missing_rows = used - set(known)
+        if missing_rows:
+            raise SnapshotFailed(f"{len(missing_rows)} packs vanished from the index meanwhile")
+        self.packs = {p: PackInfo(p, known[p].key, known[p].size) for p in used}
+        try:
+            built = manifest.build(
+                snapshot_id=t.snapshot_id,
+                owner_id=t.owner_id,
+                machine_id=t.machine_id,
+                created_at=row.created_at.isoformat(),
+                entries=self.entries,
+                locations=self.locations,
+                packs=self.packs,
+            )
+        except manifest.ManifestError as exc:
+            raise SnapshotFailed(f"the engine's tree does not hold: {exc}") from exc
+        referenced = {p["id"] for p in built["packs"]}
+        unchecked = await asyncio.to_thread(index.unreferenced, self.db, referenced)
+        await asyncio.to_thread(self._confirm_in_store, [self.packs[p] for p in unchecked])
+        key = index.manifest_key(t.owner_id, t.snapshot_id)
+        data = manifest.encode(built)
+        try:
+            await asyncio.to_thread(self.store.put, key, data)
+            stored = await asyncio.to_thread(self.store.size, key)
+        except StoreError as exc:
+            raise SnapshotFailed(str(exc)) from exc
+        if stored != len(data):
+            raise SnapshotFailed(f"the manifest {key} did not reach the store")
+        files = [e for e in self.entries if e["k"] == "f"]
+        figures = CommitFigures(
+            root_hash=built["root_hash"],
+            manifest_key=key,
+            files=len(files),
+            logical_bytes=sum(e["s"] for e in files),
+            stored_bytes=sum(p["size"] for p in built["packs"]),
+        )
+        try:
+            await asyncio.to_thread(index.commit, self.db, t.snapshot_id, referenced, figures)
+        except Exception as exc:
+            raise SnapshotFailed(f"recording the commit: {exc}") from exc
+        self.progress = replace(self.progress, phase="done")
+        await _report(self.on_progress, self.progress)
+        committed = self.committed_result()
+        assert committed is not None
+        return replace(committed, seconds=time.monotonic() - self._started)
+
+    def _confirm_in_store(self, packs: list[PackInfo]) -> None:
+        def check(pack: PackInfo) -> str | None:
+            size = self.store.size(pack.key)
+            if size is None:
+                return f"pack {pack.key} is not in the store"
+            if size != pack.size:
+                return f"pack {pack.key} holds {size} bytes, not {pack.size}"
+            return None
+
+        try:
+            with ThreadPoolExecutor(_HEAD_THREADS) as pool:
+                problems = [p for p in pool.map(check, packs) if p]
+        except StoreError as exc:
+            raise SnapshotFailed(str(exc)) from exc
+        if problems:
+            raise SnapshotFailed(f"{len(problems)} packs failed verification: {problems[0]}")
+
+
+class RestoreRun:
+    def __init__(
+        self,
+        db: Engine,
+        store: ObjectStore,
+        policy: SnapshotPolicy,
+        snapshot_id: str,
+        owner_id: str,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.policy = policy
+        self.snapshot_id = snapshot_id
+        self.owner_id = owner_id
+        self.on_progress = on_progress
+        self._started = time.monotonic()
+
+    async def load(self) -> dict[str, Any]:
+        """The snapshot's manifest, checked against its committed root hash."""
+        row = await asyncio.to_thread(index.get_snapshot, self.db, self.snapshot_id)
+        if row is None or row.owner_id != self.owner_id:
+            raise RestoreFailed(f"snapshot {self.snapshot_id} not found")
+        if row.status != "committed" or row.root_hash is None or row.manifest_key is None:
+            raise RestoreFailed(f"snapshot {self.snapshot_id} is {row.status}, not committed")
+        try:
+            data = await asyncio.to_thread(self.store.get, row.manifest_key)
+            return manifest.decode(data, row.root_hash)
+        except (StoreError, manifest.ManifestError) as exc:
+            raise RestoreFailed(f"snapshot {self.snapshot_id}: {exc}") from exc
+
+    async def run(self, channel: EngineChannel) -> RestoreResult:
+        try:
+            return await self._converse(channel, await self.load())
+        except BaseException:
+            await channel.kill()
+            raise
+
+    async def _converse(self, channel: EngineChannel, loaded: dict[str, Any]) -> RestoreResult:
+        progress = SnapshotProgress(self.snapshot_id, "downloading")
+        while True:
+            message = await channel.receive()
+            if message is None:
+                raise RestoreFailed(await _engine_failure(channel, "the engine stopped early"))
+            kind = message["t"]
+            if kind == "hello":
+                needed = {location[4] for location in loaded["chunks"].values()}
+                lacking = needed - set(message.get("codecs", []))
+                if lacking:
+                    raise RestoreFailed(
+                        f"the machine cannot decode {', '.join(sorted(lacking))}: "
+                        "install zstd or python3-zstandard there"
+                    )
+                ttl = self.policy.url_ttl_seconds
+                packs = [
+                    {"url": self.store.presign_get(p["key"], ttl), "size": p["size"]}
+                    for p in loaded["packs"]
+                ]
+                body = {"entries": loaded["entries"], "chunks": loaded["chunks"]}
+                await channel.send({"t": "restore", "manifest": body, "packs": packs})
+            elif kind == "progress":
+                stats = message["stats"]
+                progress = replace(
+                    progress,
+                    files=int(stats.get("files", 0)),
+                    bytes_downloaded=int(stats.get("downloaded_bytes", 0)),
+                )
+                await _report(self.on_progress, progress)
+            elif kind == "error":
+                raise RestoreFailed(f"restore failed: {message.get('message')}")
+            elif kind == "restored":
+                await channel.finish()
+                if message["root"] != loaded["root_hash"]:
+                    raise RestoreFailed(
+                        f"the restored tree's root hash {message['root']} is not the "
+                        f"snapshot's {loaded['root_hash']}"
+                    )
+                stats = message["stats"]
+                await _report(self.on_progress, replace(progress, phase="done"))
+                return RestoreResult(
+                    self.snapshot_id,
+                    message["root"],
+                    int(stats["files"]),
+                    int(stats["bytes"]),
+                    int(stats["downloaded_bytes"]),
+                    time.monotonic() - self._started,
+                )
+            else:
+                raise EngineGone(f"unexpected message {kind!r} from the engine")

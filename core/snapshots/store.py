@@ -1,0 +1,137 @@
+"""The object store through boto3: R2, S3, MinIO or `rclone serve s3` alike.
+
+Machines never get credentials: they get presigned URLs for one object each. Checksums are
+computed and validated only when the API requires them: otherwise boto3 fails reading objects
+that `rclone serve s3` stored (FlexibleChecksumError), and stores without CRC support refuse
+its uploads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.settings import Settings
+
+_DELETE_BATCH = 1000  # DeleteObjects' limit
+
+
+class StoreError(RuntimeError):
+    """The store refused or could not be reached; the message says which and where."""
+
+
+class ObjectStore:
+    def __init__(
+        self,
+        endpoint: str | None,
+        access_key: str | None,
+        secret_key: str | None,
+        bucket: str,
+        region: str = "auto",
+    ) -> None:
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=120,
+            ),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObjectStore:
+        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+        return cls(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            secret,
+            settings.s3_bucket,
+            settings.s3_region,
+        )
+
+    def _error(self, what: str, exc: Exception) -> StoreError:
+        where = self.endpoint or "AWS S3"
+        return StoreError(f"object store {where} (bucket {self.bucket}): {what}: {exc}")
+
+    def ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("creating the bucket", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("reaching the bucket", exc) from exc
+
+    def presign_put(self, key: str, ttl_seconds: int) -> str:
+        return str(
+            self.client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds
+            )
+        )
+
+    def presign_get(self, key: str, ttl_seconds: int) -> str:
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds
+            )
+        )
+
+    def size(self, key: str) -> int | None:
+        """The object's size, or None when there is no such object."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error(f"HEAD {key}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(f"HEAD {key}", exc) from exc
+        return int(head["ContentLength"])
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"PUT {key}", exc) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"GET {key}", exc) from exc
+
+    def delete(self, keys: Iterable[str]) -> None:
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == _DELETE_BATCH:
+                self._delete(batch)
+                batch = []
+        if batch:
+            self._delete(batch)
+
+    def _delete(self, keys: list[str]) -> None:
+        try:
+            answer = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"deleting {len(keys)} objects", exc) from exc
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise StoreError(f"deleting {first.get('Key')}: {first.get('Message')}")

@@ -1,0 +1,74 @@
+"""Dataclasses in and out of the snapshot activities: plain data, safe in workflow code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    # Chosen by the caller and stable across retries: a retry resumes the same snapshot.
+    snapshot_id: str
+    owner_id: str
+    machine_id: str
+    ssh_host: str
+    ssh_port: int
+    ssh_user: str = "root"
+    workspace: str = "/workspace"
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    snapshot_id: str
+    root_hash: str
+    files: int
+    logical_bytes: int
+    uploaded_bytes: int  # new pack bytes this snapshot put in the store, all attempts
+    stored_bytes: int
+    packs: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    snapshot_id: str
+    owner_id: str
+    ssh_host: str
+    ssh_port: int
+    ssh_user: str = "root"
+    workspace: str = "/workspace"
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    snapshot_id: str
+    root_hash: str
+    files: int
+    bytes: int
+    downloaded_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SnapshotProgress:
+    """Heartbeat details of a running snapshot or restore."""
+
+    snapshot_id: str
+    phase: str  # scanning | uploading | committing | downloading | done
+    files: int = 0
+    bytes_scanned: int = 0
+    bytes_uploaded: int = 0
+    packs_uploaded: int = 0
+    bytes_downloaded: int = 0
+
+
+@dataclass(frozen=True)
+class CollectGarbageRequest:
+    owner_id: str | None = None  # None: every owner
+
+
+@dataclass(frozen=True)
+class CollectGarbageResult:
+    expired_snapshots: int
+    deleted_packs: int
+    deleted_bytes: int
