@@ -4,6 +4,8 @@ the database driver blocks."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -13,8 +15,10 @@ from core.models import Event, Machine, ProviderInstanceRecord, SshKey, utcnow
 from core.types import (
     ActivityName,
     InstanceInfo,
+    MachineState,
     OwnerKeys,
     OwnerKeysInput,
+    RecordConfigInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordResult,
@@ -37,10 +41,15 @@ class RecordActivities:
             if _event_exists(session, input.machine_id, input.seq):
                 return RecordResult(written=0)
             machine = session.get(Machine, input.machine_id) or _machine_from(input)
+            now = utcnow()
+            _account_hibernation(machine, input.state, now)
             machine.status = input.state.value
             machine.status_reason = input.reason
+            machine.idle_since = input.idle_since
+            if input.snapshot_id is not None:
+                machine.snapshot_id = input.snapshot_id
             _project_instance(machine, input.instance)
-            machine.updated_at = utcnow()
+            machine.updated_at = now
             session.add(machine)
             session.flush()  # the event's foreign key needs the machine row first
             session.add(
@@ -53,6 +62,27 @@ class RecordActivities:
                     data=_event_data(input),
                 )
             )
+        return RecordResult(written=1)
+
+    @activity.defn(name=ActivityName.RECORD_CONFIG)
+    def record_config(self, input: RecordConfigInput) -> RecordResult:
+        """The machine's auto-hibernation config, as the workflow holds it (the heartbeat
+        ingest judges busy/idle by the threshold stored here)."""
+        config = input.config
+        with session_scope(self._engine) as session:
+            machine = session.get(Machine, input.machine_id)
+            if machine is None:
+                return RecordResult(written=0)
+            machine.auto_hibernation_enabled = config.enabled
+            machine.gpu_usage_threshold = config.gpu_usage_threshold
+            machine.pause_after_minutes = config.pause_after_minutes
+            machine.delete_after_minutes = config.delete_after_minutes
+            machine.pre_hibernate_command = config.pre_hibernate_command
+            machine.pre_hibernate_timeout_seconds = config.pre_hibernate_timeout_seconds
+            machine.pre_hibernate_on_failure = config.pre_hibernate_on_failure
+            # The ingest re-judges busy/idle with the new threshold on the next report.
+            machine.agent_busy = None
+            session.add(machine)
         return RecordResult(written=1)
 
     @activity.defn(name=ActivityName.RECORD_INSTANCE)
@@ -116,8 +146,35 @@ def _event_exists(session: Session, machine_id: str, seq: int) -> bool:
     return any(data.get("seq") == seq for data in recent)
 
 
+# States in which no instance bills: time in them is what hibernation saves.
+_HIBERNATED = frozenset({MachineState.HIBERNATED.value, MachineState.DELETED.value})
+
+
+def _account_hibernation(machine: Machine, state: MachineState, now: datetime) -> None:
+    """Open a hibernated period on entering hibernated/deleted (at the price of the instance
+    that was destroyed); close it, adding its hours and avoided cost, on leaving."""
+    if state.value in _HIBERNATED:
+        if machine.hibernated_since is None:
+            machine.hibernated_since = now
+            machine.hibernated_price_per_hour = (
+                machine.price_per_hour or machine.hibernated_price_per_hour
+            )
+        return
+    if machine.hibernated_since is not None:
+        seconds = max((now - machine.hibernated_since).total_seconds(), 0.0)
+        machine.hibernated_seconds += seconds
+        machine.hibernated_cost_avoided += (
+            seconds / 3600.0 * (machine.hibernated_price_per_hour or 0.0)
+        )
+        machine.hibernated_since = None
+
+
 def _event_data(input: RecordStateInput) -> dict[str, object]:
     data: dict[str, object] = {"seq": input.seq}
+    if input.gpu_utilization is not None:
+        data["gpu_utilization"] = input.gpu_utilization
+    if input.snapshot_id is not None:
+        data["snapshot_id"] = input.snapshot_id
     if input.instance is not None:
         data["instance_id"] = input.instance.instance_id
         data["provider"] = input.instance.provider

@@ -40,11 +40,11 @@ from core.snapshots.types import (
     SnapshotRequest,
     SnapshotResult,
 )
-from core.ssh import SshIdentity
+from core.ssh import MachineUnreachable, SshIdentity, connect_machine
+from core.types import ActivityName, ErrorType
 
-SNAPSHOT_FAILED = "SnapshotFailed"
-RESTORE_FAILED = "RestoreFailed"
-MACHINE_UNREACHABLE = "MachineUnreachable"
+SNAPSHOT_FAILED = ErrorType.SNAPSHOT_FAILED
+RESTORE_FAILED = ErrorType.RESTORE_FAILED
 HEARTBEAT_SECONDS = 2.0
 SSH_CONNECT_SECONDS = 30.0
 # What the engine reports when a retry may help (the store or the network hiccuped).
@@ -90,27 +90,14 @@ class SnapshotActivities:
         self, host: str, port: int, user: str
     ) -> AsyncIterator[asyncssh.SSHClientConnection]:
         try:
-            conn = await asyncssh.connect(
-                host,
-                port,
-                username=user,
-                client_keys=[self._identity.load()],
-                known_hosts=None,  # a fresh machine has a fresh host key; the provider vouches
-                agent_path=None,
-                config=None,
-                connect_timeout=SSH_CONNECT_SECONDS,
-                keepalive_interval=15,
-            )
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            raise ApplicationError(
-                f"cannot reach {host}:{port} over SSH: {exc}", type=MACHINE_UNREACHABLE
-            ) from exc
-        try:
-            yield conn
-        finally:
-            conn.close()
+            async with connect_machine(
+                self._identity, host, port, user, SSH_CONNECT_SECONDS
+            ) as conn:
+                yield conn
+        except MachineUnreachable as exc:
+            raise ApplicationError(str(exc), type=ErrorType.MACHINE_UNREACHABLE) from exc
 
-    @activity.defn(name="snapshot_workspace")
+    @activity.defn(name=ActivityName.SNAPSHOT_WORKSPACE)
     async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
         target = SnapshotTarget(request.snapshot_id, request.owner_id, request.machine_id)
         latest = _Latest(SnapshotProgress(request.snapshot_id, "connecting"))
@@ -131,7 +118,7 @@ class SnapshotActivities:
                         type=SNAPSHOT_FAILED,
                     ) from exc
 
-    @activity.defn(name="restore_workspace")
+    @activity.defn(name=ActivityName.RESTORE_WORKSPACE)
     async def restore_workspace(self, request: RestoreRequest) -> RestoreResult:
         latest = _Latest(SnapshotProgress(request.snapshot_id, "connecting"))
         run = RestoreRun(
@@ -162,7 +149,7 @@ class SnapshotActivities:
                         non_retryable=not transient,
                     ) from exc
 
-    @activity.defn(name="collect_snapshot_garbage")
+    @activity.defn(name=ActivityName.COLLECT_SNAPSHOT_GARBAGE)
     async def collect_snapshot_garbage(
         self, request: CollectGarbageRequest
     ) -> CollectGarbageResult:

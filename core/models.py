@@ -129,6 +129,32 @@ class Machine(SQLModel, table=True):
     pause_after_minutes: int = Field(default=3, sa_column_kwargs={"server_default": "3"})
     delete_after_minutes: int = Field(default=30, sa_column_kwargs={"server_default": "30"})
     gpu_usage_threshold: float = Field(default=5.0, sa_column_kwargs={"server_default": "5.0"})
+    pre_hibernate_command: str | None = Field(default=None, max_length=4000)
+    pre_hibernate_timeout_seconds: int = Field(
+        default=300, sa_column_kwargs={"server_default": "300"}
+    )
+    pre_hibernate_on_failure: str = Field(
+        default="abort", max_length=16, sa_column_kwargs={"server_default": "abort"}
+    )
+
+    # Hibernation bookkeeping, written with every state change (activities/records.py).
+    idle_since: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    hibernated_since: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    # Hours hibernated before `hibernated_since`, in seconds, and what they would have cost.
+    hibernated_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    hibernated_cost_avoided: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    # The instance price while hibernated (the instance itself is gone).
+    hibernated_price_per_hour: float | None = None
+    snapshot_id: str | None = Field(default=None, max_length=64)
+
+    # Wake/sleep schedule (the Temporal Schedules are the truth; this is what the user set).
+    wake_time: str | None = Field(default=None, max_length=5)
+    sleep_time: str | None = Field(default=None, max_length=5)
+    schedule_timezone: str | None = Field(default=None, max_length=64)
 
     # Latest agent report, written by the heartbeat ingest (api/ingest).
     last_report_at: datetime | None = Field(

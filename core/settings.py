@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     agent_reinstall_seconds: int = Field(default=300, ge=0)
     monitor_interval_seconds: int = Field(default=30, ge=1, le=3600)
 
+    # Auto-hibernation
+    # Setup time after a boot or a wake that never counts as idle.
+    idle_grace_seconds: int = Field(default=120, ge=0, le=86400)
+    snapshot_attempts: int = Field(default=4, ge=1, le=20)
+    snapshot_retry_seconds: int = Field(default=10, ge=1, le=3600)
+    auto_hibernate_retry_seconds: int = Field(default=600, ge=1, le=86400)
+    wake_offer_attempts: int = Field(default=3, ge=1, le=20)
+    wake_offer_retry_seconds: int = Field(default=30, ge=1, le=3600)
+
     # The CLI
     api_url: str | None = None
     token: SecretStr | None = None

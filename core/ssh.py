@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,3 +34,33 @@ def ensure_identity(private_key_path: Path) -> SshIdentity:
     key = asyncssh.read_private_key(str(private_key_path))
     public = key.export_public_key().decode().strip()
     return SshIdentity(private_key_path=private_key_path, public_key=public)
+
+
+class MachineUnreachable(RuntimeError):
+    """The machine did not answer SSH with Dumont's key."""
+
+
+@contextlib.asynccontextmanager
+async def connect_machine(
+    identity: SshIdentity, host: str, port: int, user: str = "root", connect_seconds: float = 30.0
+) -> AsyncIterator[asyncssh.SSHClientConnection]:
+    """An SSH session to a machine as Dumont. Host keys are not checked: a fresh instance has a
+    fresh key, and the provider's API is what vouches for the address."""
+    try:
+        conn = await asyncssh.connect(
+            host,
+            port,
+            username=user,
+            client_keys=[identity.load()],
+            known_hosts=None,
+            agent_path=None,
+            config=None,
+            connect_timeout=connect_seconds,
+            keepalive_interval=15,
+        )
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        raise MachineUnreachable(f"cannot reach {host}:{port} over SSH: {exc}") from exc
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -116,6 +116,34 @@ class LifecyclePolicy:
     agent_interval_seconds: int = 30
     # Re-installs of an agent that went offline are at least this far apart.
     agent_reinstall_seconds: int = 300
+    # After a boot or a wake, setup time: idleness counts only from then on.
+    idle_grace_seconds: int = 120
+    # A snapshot is tried this often (the store or the machine may hiccup) before the
+    # hibernate gives up and the machine keeps running.
+    snapshot_attempts: int = 4
+    snapshot_retry_seconds: int = 10
+    # An automatic hibernate that failed is tried again this much later.
+    auto_hibernate_retry_seconds: int = 600
+    # A wake that finds no matching offer searches again this often, this far apart.
+    wake_offer_attempts: int = 3
+    wake_offer_retry_seconds: int = 30
+
+
+@dataclass
+class HibernationConfig:
+    """A machine's auto-hibernation settings (the seed's `auto_hibernation` block plus the
+    pre-hibernate hook). Limits are in `core.hibernation`."""
+
+    enabled: bool = True
+    gpu_usage_threshold: float = 5.0
+    pause_after_minutes: int = 3
+    delete_after_minutes: int = 30
+    # Run on the machine before every snapshot (e.g. save a training checkpoint).
+    pre_hibernate_command: str | None = None
+    pre_hibernate_timeout_seconds: int = 300
+    # "abort": a failed hook cancels the hibernate (the machine keeps running);
+    # "continue": the failure is recorded and the snapshot goes ahead.
+    pre_hibernate_on_failure: str = "abort"
 
 
 @dataclass
@@ -141,6 +169,36 @@ class AgentStatus:
 
 
 @dataclass
+class HibernationStatus:
+    """Idleness and snapshots; every deadline is absolute so that a continue-as-new or a
+    worker restart keeps it."""
+
+    # Up with nothing going on since then (None: busy, unknown, or not up).
+    idle_since: datetime | None = None
+    # No idleness counts before this (the boot or restore grace period).
+    grace_until: datetime | None = None
+    # When the idle machine is hibernated (None: not idle, or auto-hibernation off).
+    hibernate_at: datetime | None = None
+    # When the hibernated machine becomes `deleted`.
+    delete_at: datetime | None = None
+    # The last committed snapshot of the workspace (what a wake restores).
+    snapshot_id: str | None = None
+    snapshot_root_hash: str | None = None
+    snapshot_bytes: int = 0
+    # The instance was destroyed after the snapshot: the next instance gets it restored.
+    needs_restore: bool = False
+    # The snapshot being taken: chosen before the activity runs, so a retry resumes it.
+    pending_snapshot_id: str | None = None
+    hibernated_at: datetime | None = None
+    # What the last hibernated instance cost per hour (for savings).
+    price_per_hour: float | None = None
+    # Why the last automatic hibernate did not happen (S3 down, hook failed).
+    last_failure: str | None = None
+    # An automatic hibernate that failed is not tried again before this.
+    retry_at: datetime | None = None
+
+
+@dataclass
 class MachineSnapshot:
     """The workflow's whole state: carried across continue-as-new and returned by `state()`."""
 
@@ -158,6 +216,8 @@ class MachineSnapshot:
     # Offers whose instance failed to boot: the next attempt provisions elsewhere.
     failed_offers: list[str] = field(default_factory=list)
     agent: AgentStatus = field(default_factory=AgentStatus)
+    config: HibernationConfig = field(default_factory=HibernationConfig)
+    hibernation: HibernationStatus = field(default_factory=HibernationStatus)
 
 
 @dataclass
@@ -204,6 +264,9 @@ class AgentReport:
     online: bool
     at: datetime
     gpu_busy: bool | None = None  # None: the GPU could not be read, which counts as busy
+    # The whole verdict: GPU at or above threshold, unreadable, or a keystroke in the interval.
+    # None on old reports: the workflow then judges from gpu_busy and last_input_at.
+    busy: bool | None = None
     gpu_utilization: float | None = None
     active_users: int | None = None
     last_input_at: datetime | None = None
@@ -220,6 +283,10 @@ class ErrorType(StrEnum):
     INSTANCE_FAILED = "InstanceFailed"  # the instance will never boot: destroy it, go elsewhere
     INSTANCE_GONE = "InstanceGone"  # the provider no longer has the instance
     RATE_LIMITED = "RateLimited"
+    INVALID_INPUT = "InvalidInput"  # an update's input is out of range (HTTP 422)
+    SNAPSHOT_FAILED = "SnapshotFailed"
+    RESTORE_FAILED = "RestoreFailed"
+    MACHINE_UNREACHABLE = "MachineUnreachable"
 
 
 # --- activity contracts: names, one dataclass in and one out ---------------------------------
@@ -241,6 +308,11 @@ class ActivityName(StrEnum):
     RECORD_INSTANCES_DESTROYED = "record_instances_destroyed"
     OWNER_SSH_KEYS = "owner_ssh_keys"
     INSTALL_AGENT = "install_agent"
+    RECORD_CONFIG = "record_config"
+    RUN_PRE_HIBERNATE = "run_pre_hibernate"
+    SNAPSHOT_WORKSPACE = "snapshot_workspace"
+    RESTORE_WORKSPACE = "restore_workspace"
+    COLLECT_SNAPSHOT_GARBAGE = "collect_snapshot_garbage"
     # The fleet monitor's
     SWEEP_SILENT_AGENTS = "sweep_silent_agents"
     EVALUATE_ALERTS = "evaluate_alerts"
@@ -327,6 +399,11 @@ class RecordStateInput:
     state: MachineState
     reason: str | None = None
     instance: InstanceInfo | None = None
+    # Shown with the event (the seed's events carry them).
+    gpu_utilization: float | None = None
+    snapshot_id: str | None = None
+    # Projected on the machine row (None clears it).
+    idle_since: datetime | None = None
 
 
 @dataclass
@@ -423,3 +500,113 @@ class DeliverWebhooksResult:
 @dataclass
 class PruneMetricsResult:
     deleted: int = 0
+
+
+# --- auto-hibernation: updates and activities ------------------------------------------------
+
+
+@dataclass
+class ConfigureInput:
+    """Update `configure`: fields left None keep their value."""
+
+    enabled: bool | None = None
+    gpu_usage_threshold: float | None = None
+    pause_after_minutes: int | None = None
+    delete_after_minutes: int | None = None
+    pre_hibernate_command: str | None = None
+    pre_hibernate_timeout_seconds: int | None = None
+    pre_hibernate_on_failure: str | None = None
+    # True removes the hook (pre_hibernate_command None means "unchanged").
+    clear_pre_hibernate_command: bool = False
+
+
+@dataclass
+class ConfigureResult:
+    machine_id: str
+    config: HibernationConfig
+
+
+@dataclass
+class HibernateInput:
+    reason: str | None = None
+
+
+@dataclass
+class HibernateResult:
+    machine_id: str
+    state: MachineState
+    snapshot_id: str
+    instance_destroyed: bool
+
+
+@dataclass
+class WakeInput:
+    """Update `wake`: each field overrides the machine's own, for this wake only."""
+
+    gpu_type: str | None = None
+    region: str | None = None
+    max_price: float | None = None
+    reason: str | None = None
+
+
+@dataclass
+class WakeResult:
+    machine_id: str
+    state: MachineState
+    snapshot_id: str
+    instance: InstanceInfo
+    seconds: float  # from the wake request to running, in workflow time
+
+
+@dataclass
+class SnapshotInput:
+    """Update `snapshot`: a snapshot of the running machine, which keeps running."""
+
+    reason: str | None = None
+
+
+@dataclass
+class SnapshotTaken:
+    machine_id: str
+    snapshot_id: str
+    root_hash: str
+    logical_bytes: int
+    uploaded_bytes: int
+
+
+@dataclass
+class RestoreInput:
+    """Update `restore`: put a committed snapshot (default: the latest) back on the running
+    machine's workspace."""
+
+    snapshot_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class RestoreDone:
+    machine_id: str
+    snapshot_id: str
+    root_hash: str
+
+
+@dataclass
+class RecordConfigInput:
+    machine_id: str
+    config: HibernationConfig
+
+
+@dataclass
+class PreHibernateInput:
+    machine_id: str
+    instance: InstanceInfo
+    command: str
+    timeout_seconds: int
+
+
+@dataclass
+class PreHibernateResult:
+    ok: bool
+    exit_status: int | None
+    # The tail of the command's output, for the event.
+    output: str = ""

@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
+from core.snapshots.types import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
 from core.types import (
     ActivityName,
     AttachKeysInput,
@@ -32,7 +33,10 @@ from core.types import (
     LifecyclePolicyInput,
     OwnerKeys,
     OwnerKeysInput,
+    PreHibernateInput,
+    PreHibernateResult,
     ProvisionInput,
+    RecordConfigInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordResult,
@@ -205,6 +209,64 @@ async def install_agent(input: InstallAgentInput, policy: LifecyclePolicy) -> In
         start_to_close_timeout=timedelta(minutes=3),
         heartbeat_timeout=_heartbeat(policy),
         retry_policy=_INSTALL_RETRY,
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def record_config(input: RecordConfigInput) -> RecordResult:
+    return await _record(ActivityName.RECORD_CONFIG, input)
+
+
+async def run_pre_hibernate(input: PreHibernateInput) -> PreHibernateResult:
+    """The user's hook: its own time limit plus a margin for the SSH session."""
+    result: PreHibernateResult = await workflow.execute_activity(
+        ActivityName.RUN_PRE_HIBERNATE,
+        input,
+        result_type=PreHibernateResult,
+        start_to_close_timeout=timedelta(seconds=input.timeout_seconds + 90),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=5),
+            maximum_attempts=2,
+            non_retryable_error_types=[ErrorType.INSTANCE_GONE],
+        ),
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+def _snapshot_retry(policy: LifecyclePolicy) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=policy.snapshot_retry_seconds),
+        backoff_coefficient=2.0,
+        maximum_attempts=policy.snapshot_attempts,
+        non_retryable_error_types=[ErrorType.INSTANCE_GONE],
+    )
+
+
+async def snapshot_workspace(request: SnapshotRequest, policy: LifecyclePolicy) -> SnapshotResult:
+    """Long: it heartbeats progress, and a retry with the same snapshot id resumes (packs an
+    earlier attempt stored are not uploaded again)."""
+    result: SnapshotResult = await workflow.execute_activity(
+        ActivityName.SNAPSHOT_WORKSPACE,
+        request,
+        result_type=SnapshotResult,
+        start_to_close_timeout=timedelta(hours=6),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_snapshot_retry(policy),
+        cancellation_type=WAIT,
+    )
+    return result
+
+
+async def restore_workspace(request: RestoreRequest, policy: LifecyclePolicy) -> RestoreResult:
+    result: RestoreResult = await workflow.execute_activity(
+        ActivityName.RESTORE_WORKSPACE,
+        request,
+        result_type=RestoreResult,
+        start_to_close_timeout=timedelta(hours=6),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_snapshot_retry(policy),
         cancellation_type=WAIT,
     )
     return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -28,15 +29,22 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from core.hibernation import apply_config, config_problem
     from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
+    from core.snapshots.types import RestoreRequest, SnapshotRequest
+    from core.snapshots.types import SnapshotResult as SnapshotResultT
     from core.types import (
         ActionInput,
         ActionResult,
         ActivityName,
         AgentReport,
         AttachKeysInput,
+        ConfigureInput,
+        ConfigureResult,
         DestroyInstancesInput,
         ErrorType,
+        HibernateInput,
+        HibernateResult,
         InstallAgentInput,
         InstanceInfo,
         LifecyclePolicy,
@@ -44,22 +52,31 @@ with workflow.unsafe.imports_passed_through():
         MachineInput,
         MachineResult,
         MachineSnapshot,
+        MachineSpec,
         MachineState,
         OwnerKeysInput,
+        PreHibernateInput,
         ProvisionInput,
+        RecordConfigInput,
         RecordInstanceInput,
         RecordInstancesDestroyedInput,
         RecordStateInput,
+        RestoreDone,
+        RestoreInput,
+        SnapshotInput,
+        SnapshotTaken,
         SshKeysChanged,
+        WakeInput,
+        WakeResult,
         instance_label,
     )
     from workflows import activity_calls as calls
-    from workflows.transitions import TARGET, Action, is_joining, rejection
+    from workflows.transitions import TARGET, UP, Action, is_joining, rejection
 
 S = MachineState
 
-# States in which the agent should be running and reporting.
-UP = frozenset({S.RUNNING, S.IDLE})
+# States whose idleness clock survives them (a failed hibernate goes back to idle).
+KEEPS_IDLENESS = UP | {S.HIBERNATING}
 # An agent with no report for this many intervals after its install is taken as offline.
 FIRST_REPORT_INTERVALS = 3
 
@@ -76,6 +93,14 @@ def _failure(err: ActivityError) -> tuple[str | None, str]:
     return None, str(cause or err)
 
 
+@dataclass
+class _NotRented:
+    """Why provisioning found no instance; `no_offer` when nothing matched at all."""
+
+    problem: str
+    no_offer: bool = False
+
+
 @workflow.defn
 class MachineWorkflow:
     @workflow.init
@@ -88,6 +113,11 @@ class MachineWorkflow:
         # The boot or action under way, which a destroy cancels.
         self._cancellable_task: asyncio.Task[None] | None = None
         self._destroy_requested = self._snapshot.state in (S.DESTROYING, S.DESTROYED)
+        # Config writes go out in the order they were accepted, without waiting for a
+        # hibernate or a wake that holds the main lock.
+        self._config_lock = asyncio.Lock()
+        # Bumped whenever a deadline moves, so the main loop re-arms its timer.
+        self._deadlines_moved = 0
 
     # --- run ------------------------------------------------------------------------------
 
@@ -116,17 +146,16 @@ class MachineWorkflow:
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: (
-                        s.state is S.DESTROYED
-                        or self._should_continue_as_new()
-                        or self._agent_work_due()
-                    ),
-                    timeout=self._until_agent_deadline(),
+                    self._loop_wakes(self._deadlines_moved),
+                    timeout=self._until_next_deadline(),
                 )
             except TimeoutError:
-                pass  # an agent deadline passed: checked just below
+                pass  # a deadline passed: checked just below
             if self._agent_work_due():
                 await self._agent_upkeep()
+                continue
+            if self._idle_work() is not None:
+                await self._idle_upkeep()
                 continue
             if not (s.state is S.DESTROYED or self._should_continue_as_new()):
                 continue
@@ -143,6 +172,25 @@ class MachineWorkflow:
                     )
                 )
 
+    def _loop_wakes(self, moved: int) -> Callable[[], bool]:
+        """When the main loop has something to do (or a deadline moved since `moved`)."""
+        s = self._snapshot
+        return lambda: (
+            s.state is S.DESTROYED
+            or self._should_continue_as_new()
+            or self._agent_work_due()
+            or self._idle_work() is not None
+            or self._deadlines_moved != moved
+        )
+
+    def _until_next_deadline(self) -> timedelta | None:
+        deadlines = [t for t in self._idle_deadlines() if t is not None]
+        if self._agent_expected():
+            deadlines += [t for t in self._agent_deadlines() if t is not None]
+        if not deadlines:
+            return None
+        return max(min(deadlines) - workflow.now(), timedelta(seconds=1))
+
     def _should_continue_as_new(self) -> bool:
         return workflow.info().is_continue_as_new_suggested()
 
@@ -156,7 +204,7 @@ class MachineWorkflow:
     async def ssh_keys_changed(self, input: SshKeysChanged) -> None:
         await workflow.wait_condition(lambda: self._snapshot.policy is not None)
         async with self._lock:
-            if self._snapshot.state is not S.RUNNING or self._destroy_requested:
+            if self._snapshot.state not in UP or self._destroy_requested:
                 return  # a start or a new instance attaches the current keys anyway
             try:
                 await self._attach_keys()
@@ -183,6 +231,12 @@ class MachineWorkflow:
             agent.install_error = None
         elif self._agent_expected() and agent.reinstall_at is None:
             agent.reinstall_at = self._earliest_reinstall()
+        h = s.hibernation
+        if self._is_busy(report):
+            h.idle_since = None
+        elif h.idle_since is None and s.state in KEEPS_IDLENESS:
+            h.idle_since = report.at
+        self._recompute_deadlines()
 
     @workflow.update
     async def stop(self, input: ActionInput) -> ActionResult:
@@ -219,12 +273,146 @@ class MachineWorkflow:
     def _validate_destroy(self, input: ActionInput) -> None:
         self._validate(Action.DESTROY)
 
+    @workflow.update
+    async def configure(self, input: ConfigureInput) -> ConfigureResult:
+        s = self._snapshot
+        # Applied in the activation the validator accepted it in: no later message sees the
+        # old config.
+        s.config = apply_config(s.config, input)
+        self._recompute_deadlines()
+        async with self._config_lock:
+            await calls.record_config(RecordConfigInput(s.machine_id, s.config))
+        return ConfigureResult(machine_id=s.machine_id, config=s.config)
+
+    @configure.validator
+    def _validate_configure(self, input: ConfigureInput) -> None:
+        if self._snapshot.state in (S.DESTROYING, S.DESTROYED) or self._destroy_requested:
+            raise ApplicationError(
+                f"machine is {self._snapshot.state}",
+                type=ErrorType.INVALID_TRANSITION,
+                non_retryable=True,
+            )
+        problem = config_problem(input)
+        if problem is not None:
+            raise ApplicationError(problem, type=ErrorType.INVALID_INPUT, non_retryable=True)
+
+    @workflow.update
+    async def hibernate(self, input: HibernateInput) -> HibernateResult:
+        s = self._snapshot
+        reason = input.reason or "hibernate requested"
+        await self._act(
+            Action.HIBERNATE, ActionInput(reason), lambda why: self._hibernate(why or reason)
+        )
+        assert s.hibernation.snapshot_id is not None
+        return HibernateResult(
+            machine_id=s.machine_id,
+            state=s.state,
+            snapshot_id=s.hibernation.snapshot_id,
+            instance_destroyed=s.instance is None,
+        )
+
+    @hibernate.validator
+    def _validate_hibernate(self, input: HibernateInput) -> None:
+        self._validate(Action.HIBERNATE)
+
+    @workflow.update
+    async def wake(self, input: WakeInput) -> WakeResult:
+        s = self._snapshot
+        requested = workflow.now()
+        await self._act(Action.WAKE, ActionInput(input.reason), lambda _why: self._wake(input))
+        assert s.instance is not None and s.hibernation.snapshot_id is not None
+        return WakeResult(
+            machine_id=s.machine_id,
+            state=s.state,
+            snapshot_id=s.hibernation.snapshot_id,
+            instance=s.instance,
+            seconds=(workflow.now() - requested).total_seconds(),
+        )
+
+    @wake.validator
+    def _validate_wake(self, input: WakeInput) -> None:
+        self._validate(Action.WAKE)
+        if input.max_price is not None and input.max_price <= 0:
+            raise ApplicationError(
+                "max_price must be above 0", type=ErrorType.INVALID_INPUT, non_retryable=True
+            )
+
+    @workflow.update
+    async def snapshot(self, input: SnapshotInput) -> SnapshotTaken:
+        s = self._snapshot
+        await workflow.wait_condition(lambda: s.policy is not None)
+        async with self._lock:
+            self._still_allowed(Action.SNAPSHOT)
+            try:
+                result = await self._take_snapshot()
+            except ActivityError as err:
+                _, message = _failure(err)
+                await self._record_event("snapshot_failed", message)
+                raise ApplicationError(
+                    f"snapshot failed: {message}", type=ErrorType.ACTION_FAILED, non_retryable=True
+                ) from None
+            await self._record_event("snapshot_taken", input.reason, snapshot_id=result.snapshot_id)
+        return SnapshotTaken(
+            machine_id=s.machine_id,
+            snapshot_id=result.snapshot_id,
+            root_hash=result.root_hash,
+            logical_bytes=result.logical_bytes,
+            uploaded_bytes=result.uploaded_bytes,
+        )
+
+    @snapshot.validator
+    def _validate_snapshot(self, input: SnapshotInput) -> None:
+        self._validate(Action.SNAPSHOT)
+
+    @workflow.update
+    async def restore(self, input: RestoreInput) -> RestoreDone:
+        s = self._snapshot
+        await workflow.wait_condition(lambda: s.policy is not None)
+        async with self._lock:
+            self._still_allowed(Action.RESTORE)
+            snapshot_id = input.snapshot_id or s.hibernation.snapshot_id
+            assert snapshot_id is not None
+            try:
+                root_hash = await self._restore_snapshot(snapshot_id)
+            except ActivityError as err:
+                _, message = _failure(err)
+                await self._record_event("restore_failed", message, snapshot_id=snapshot_id)
+                raise ApplicationError(
+                    f"restore failed: {message}", type=ErrorType.ACTION_FAILED, non_retryable=True
+                ) from None
+            await self._record_event("restored", input.reason, snapshot_id=snapshot_id)
+        return RestoreDone(machine_id=s.machine_id, snapshot_id=snapshot_id, root_hash=root_hash)
+
+    @restore.validator
+    def _validate_restore(self, input: RestoreInput) -> None:
+        self._validate(Action.RESTORE)
+        if input.snapshot_id is None and self._snapshot.hibernation.snapshot_id is None:
+            raise ApplicationError(
+                "machine has no snapshot yet; take one first",
+                type=ErrorType.INVALID_TRANSITION,
+                non_retryable=True,
+            )
+
     # --- actions --------------------------------------------------------------------------
 
     def _validate(self, action: Action) -> None:
         problem = rejection(action, self._snapshot.state)
+        if problem is None and self._destroy_requested and action is not Action.DESTROY:
+            problem = "machine is being destroyed"
         if problem is not None:
             raise ApplicationError(problem, type=ErrorType.INVALID_TRANSITION, non_retryable=True)
+
+    def _still_allowed(self, action: Action) -> None:
+        """Re-check, once the lock is ours, an action whose state may have changed meanwhile."""
+        problem = rejection(action, self._snapshot.state)
+        if self._destroy_requested:
+            problem = "machine is being destroyed"
+        if problem is not None or self._snapshot.state in (S.HIBERNATING, S.WAKING):
+            raise ApplicationError(
+                problem or f"machine is {self._snapshot.state}",
+                type=ErrorType.INVALID_TRANSITION,
+                non_retryable=True,
+            )
 
     async def _act(
         self, action: Action, input: ActionInput, work: Callable[[str | None], Awaitable[None]]
@@ -322,7 +510,7 @@ class MachineWorkflow:
         """Wait for the current instance to answer SSH: running, or error with the reason."""
         problem = await self._wait_until_ready()
         if problem is None:
-            await self._up(what)
+            await self._up(what, "running")
         else:
             await self._transition(S.ERROR, "error", f"{what} failed: {problem}")
 
@@ -357,7 +545,17 @@ class MachineWorkflow:
         await self._provision()
 
     async def _provision(self) -> None:
-        """Rent the cheapest matching offer and wait until it answers SSH; an instance that
+        """Provision for a create, or a start of a machine whose instance is gone: running, or
+        error with the reason (a hibernated workspace is restored on the way)."""
+        outcome = await self._rent(self._snapshot.spec)
+        if outcome is not None:
+            await self._transition(S.ERROR, "error", outcome.problem)
+            return
+        await self._up("create", "running")
+
+    async def _rent(self, spec: MachineSpec) -> _NotRented | None:
+        """Rent the cheapest offer matching `spec` and wait until it answers SSH (and, for a
+        hibernated machine, holds its workspace again); None when it does. An instance that
         fails or misses its boot deadline is destroyed and the next attempt goes elsewhere."""
         s = self._snapshot
         policy = self._policy
@@ -370,7 +568,7 @@ class MachineWorkflow:
                 instance = await calls.provision_instance(
                     ProvisionInput(
                         machine_id=s.machine_id,
-                        spec=s.spec,
+                        spec=spec,
                         label=label,
                         excluded_offers=list(s.failed_offers),
                     ),
@@ -378,10 +576,10 @@ class MachineWorkflow:
                 )
             except ActivityError as err:
                 error_type, message = _failure(err)
-                if error_type != ErrorType.NO_MATCHING_OFFER:
+                no_offer = error_type == ErrorType.NO_MATCHING_OFFER
+                if not no_offer:
                     await self._destroy_attempt(label)  # a create may have landed
-                await self._transition(S.ERROR, "error", message)
-                return
+                return _NotRented(message, no_offer=no_offer)
             s.instance = instance
             await calls.record_instance(RecordInstanceInput(s.machine_id, instance))
             try:
@@ -389,9 +587,10 @@ class MachineWorkflow:
                 problem = await self._wait_until_ready()
             except ActivityError as err:
                 _, problem = _failure(err)
+            if problem is None and s.hibernation.needs_restore:
+                problem = await self._restore_workspace()
             if problem is None:
-                await self._up("create")
-                return
+                return None
             where = instance.geolocation or "unknown location"
             failures.append(f"attempt {s.attempt} ({instance.gpu_name}, {where}): {problem}")
             if instance.offer_id:
@@ -400,10 +599,8 @@ class MachineWorkflow:
             await self._destroy_attempt(label)
             s.instance = None
             s.boot_deadline = None
-        await self._transition(
-            S.ERROR,
-            "error",
-            f"no instance came up after {len(failures)} attempts: " + "; ".join(failures),
+        return _NotRented(
+            f"no instance came up after {len(failures)} attempts: " + "; ".join(failures)
         )
 
     async def _wait_until_ready(self) -> str | None:
@@ -449,14 +646,274 @@ class MachineWorkflow:
                 )
             )
 
+    # --- idleness ---------------------------------------------------------------------------
+
+    def _is_busy(self, report: AgentReport) -> bool:
+        """Fails safe: an agent offline or a GPU unread is busy; so is recent SSH input."""
+        if not report.online:
+            return True
+        if report.busy is not None:
+            return report.busy
+        if report.gpu_busy is not False:
+            return True
+        interval = timedelta(seconds=self._policy.agent_interval_seconds)
+        return report.last_input_at is not None and report.last_input_at >= report.at - interval
+
+    def _idle_from(self) -> datetime | None:
+        """When idleness starts to count: idle since then, and past the setup grace period."""
+        h = self._snapshot.hibernation
+        if h.idle_since is None or self._snapshot.state not in KEEPS_IDLENESS:
+            return None
+        if h.grace_until is not None and h.grace_until > h.idle_since:
+            return h.grace_until
+        return h.idle_since
+
+    def _recompute_deadlines(self) -> None:
+        """Absolute deadlines from the state: called after every message and transition."""
+        s = self._snapshot
+        h = s.hibernation
+        config = s.config
+        start = self._idle_from()
+        hibernate_at = None
+        if start is not None and config.enabled:
+            hibernate_at = start + timedelta(minutes=config.pause_after_minutes)
+            if h.retry_at is not None:
+                hibernate_at = max(hibernate_at, h.retry_at)
+        delete_at = None
+        if s.state is S.HIBERNATED and h.hibernated_at is not None:
+            delete_at = h.hibernated_at + timedelta(minutes=config.delete_after_minutes)
+        if (hibernate_at, delete_at) != (h.hibernate_at, h.delete_at):
+            h.hibernate_at, h.delete_at = hibernate_at, delete_at
+            self._deadlines_moved += 1
+
+    def _idle_deadlines(self) -> list[datetime | None]:
+        h = self._snapshot.hibernation
+        return [self._idle_from(), h.hibernate_at, h.delete_at]
+
+    def _idle_work(self) -> str | None:
+        """What idleness asks for now: "idle", "busy", "hibernate", "delete", or nothing."""
+        s = self._snapshot
+        if self._destroy_requested or s.policy is None:
+            return None
+        h = s.hibernation
+        now = workflow.now()
+        if s.state in UP:
+            start = self._idle_from()
+            if start is None or now < start:
+                return "busy" if s.state is S.IDLE else None
+            if s.state is S.RUNNING:
+                return "idle"
+            if h.hibernate_at is not None and now >= h.hibernate_at:
+                return "hibernate"
+        if s.state is S.HIBERNATED and h.delete_at is not None and now >= h.delete_at:
+            return "delete"
+        return None
+
+    async def _idle_upkeep(self) -> None:
+        async with self._lock:
+            work = self._idle_work()  # again: the state may have changed while this waited
+            s = self._snapshot
+            if work == "idle":
+                minutes = s.config.pause_after_minutes
+                when = "" if not s.config.enabled else f"; hibernates in {minutes} min"
+                await self._transition(S.IDLE, "idle_detected", f"no activity{when}")
+            elif work == "busy":
+                await self._transition(S.RUNNING, "activity_resumed")
+            elif work == "hibernate":
+                minutes = s.config.pause_after_minutes
+                why = f"auto-hibernate: idle for {minutes} min"
+                try:
+                    await self._cancellable(
+                        lambda: self._guarded("hibernate", lambda: self._hibernate(why))
+                    )
+                except asyncio.CancelledError:
+                    if not self._destroy_requested:
+                        raise
+            elif work == "delete":
+                h = s.hibernation
+                await self._transition(
+                    S.DELETED,
+                    "deleted",
+                    f"hibernated for {s.config.delete_after_minutes} min; "
+                    f"snapshot {h.snapshot_id} kept",
+                    snapshot_id=h.snapshot_id,
+                )
+
+    # --- hibernate and wake -----------------------------------------------------------------
+
+    async def _hibernate(self, reason: str) -> None:
+        """Hook, snapshot, and only once the snapshot is committed and verified, destroy the
+        instance. Any failure before the destroy leaves the machine as it was, with why."""
+        s = self._snapshot
+        h = s.hibernation
+        instance = self._require_instance()
+        was = s.state
+        await self._transition(S.HIBERNATING, "hibernating", reason)
+        problem = await self._pre_hibernate_hook(instance)
+        if problem is None:
+            try:
+                await self._take_snapshot()
+            except ActivityError as err:
+                _, message = _failure(err)
+                problem = f"snapshot failed, nothing destroyed: {message}"
+                await self._record_event("snapshot_failed", problem)
+        if problem is not None:
+            h.last_failure = problem
+            h.retry_at = workflow.now() + timedelta(
+                seconds=self._policy.auto_hibernate_retry_seconds
+            )
+            await self._transition(was, "hibernate_failed", f"{problem}; the machine keeps running")
+            return
+        destroyed = await calls.destroy_instances(
+            DestroyInstancesInput(provider=s.spec.provider, machine_id=s.machine_id),
+            self._policy,
+        )
+        await calls.record_instances_destroyed(
+            RecordInstancesDestroyedInput(
+                machine_id=s.machine_id, provider=s.spec.provider, instances=destroyed.destroyed
+            )
+        )
+        s.instance = None
+        s.boot_deadline = None
+        h.needs_restore = True
+        h.hibernated_at = workflow.now()
+        h.price_per_hour = instance.price_per_hour
+        h.idle_since = h.retry_at = h.last_failure = None
+        await self._transition(
+            S.HIBERNATED,
+            "hibernated",
+            reason,
+            snapshot_id=h.snapshot_id,
+            gpu_utilization=s.agent.gpu_utilization,
+        )
+
+    async def _pre_hibernate_hook(self, instance: InstanceInfo) -> str | None:
+        """Run the user's hook; why the hibernate must stop, or None to go on."""
+        config = self._snapshot.config
+        if config.pre_hibernate_command is None:
+            return None
+        try:
+            result = await calls.run_pre_hibernate(
+                PreHibernateInput(
+                    machine_id=self._snapshot.machine_id,
+                    instance=instance,
+                    command=config.pre_hibernate_command,
+                    timeout_seconds=config.pre_hibernate_timeout_seconds,
+                )
+            )
+            ok, detail = result.ok, result.output or f"exit status {result.exit_status}"
+            if not ok and result.exit_status is not None and result.output:
+                detail = f"exit status {result.exit_status}: {result.output}"
+        except ActivityError as err:
+            ok, detail = False, _failure(err)[1]
+        if ok:
+            await self._record_event("pre_hibernate_done", detail or None)
+            return None
+        await self._record_event("pre_hibernate_failed", detail)
+        if config.pre_hibernate_on_failure == "continue":
+            return None
+        return f"pre-hibernate command failed: {detail}"
+
+    async def _take_snapshot(self) -> SnapshotResultT:
+        """Snapshot the workspace; its id is chosen and saved first, so that a retry (or a
+        worker restart) resumes the same snapshot instead of starting another."""
+        s = self._snapshot
+        h = s.hibernation
+        instance = self._require_instance()
+        if h.pending_snapshot_id is None:
+            h.pending_snapshot_id = f"{s.machine_id}-{workflow.uuid4().hex[:12]}"
+        assert instance.ssh_host is not None and instance.ssh_port is not None
+        try:
+            result = await calls.snapshot_workspace(
+                SnapshotRequest(
+                    snapshot_id=h.pending_snapshot_id,
+                    owner_id=s.owner_id,
+                    machine_id=s.machine_id,
+                    ssh_host=instance.ssh_host,
+                    ssh_port=instance.ssh_port,
+                ),
+                self._policy,
+            )
+        finally:
+            h.pending_snapshot_id = None
+        h.snapshot_id = result.snapshot_id
+        h.snapshot_root_hash = result.root_hash
+        h.snapshot_bytes = result.logical_bytes
+        return result
+
+    async def _wake(self, input: WakeInput) -> None:
+        """A new instance on any matching offer (the machine's region first, then any), the
+        workspace restored from the snapshot, the agent back. No offer at all: the machine
+        stays hibernated (or deleted), and the search is tried again a few times first."""
+        s = self._snapshot
+        was = s.state
+        await self._transition(S.WAKING, "waking", input.reason)
+        wanted = replace(
+            s.spec,
+            gpu_name=input.gpu_type or s.spec.gpu_name,
+            region=input.region or s.spec.region,
+            max_price=input.max_price if input.max_price is not None else s.spec.max_price,
+        )
+        specs = [wanted] if wanted.region is None else [wanted, replace(wanted, region=None)]
+        policy = self._policy
+        outcome: _NotRented | None = None
+        for attempt in range(policy.wake_offer_attempts):
+            if attempt:
+                await workflow.sleep(timedelta(seconds=policy.wake_offer_retry_seconds))
+            for spec in specs:
+                outcome = await self._rent(spec)
+                if outcome is None or not outcome.no_offer:
+                    break
+            if outcome is None or not outcome.no_offer:
+                break
+        if outcome is not None:
+            h = s.hibernation
+            await self._transition(
+                was, "wake_failed", f"wake failed: {outcome.problem}", snapshot_id=h.snapshot_id
+            )
+            return
+        await self._up("wake", "woke")
+
+    async def _restore_workspace(self) -> str | None:
+        """Put the hibernated snapshot back on the new instance; None once done, else why."""
+        h = self._snapshot.hibernation
+        assert h.snapshot_id is not None
+        try:
+            await self._restore_snapshot(h.snapshot_id)
+        except ActivityError as err:
+            return f"restore of snapshot {h.snapshot_id} failed: {_failure(err)[1]}"
+        h.needs_restore = False
+        h.hibernated_at = None
+        await self._record_event("restored", None, snapshot_id=h.snapshot_id)
+        return None
+
+    async def _restore_snapshot(self, snapshot_id: str) -> str:
+        s = self._snapshot
+        instance = self._require_instance()
+        assert instance.ssh_host is not None and instance.ssh_port is not None
+        result = await calls.restore_workspace(
+            RestoreRequest(
+                snapshot_id=snapshot_id,
+                owner_id=s.owner_id,
+                ssh_host=instance.ssh_host,
+                ssh_port=instance.ssh_port,
+            ),
+            self._policy,
+        )
+        return result.root_hash
+
     # --- the agent ------------------------------------------------------------------------
 
-    async def _up(self, what: str) -> None:
+    async def _up(self, what: str, event_type: str = "running") -> None:
         """The instance answers SSH: install the agent, then the machine is running, with the
-        reason when the agent could not be installed (the workload must not depend on it)."""
+        reason when the agent could not be installed (the workload must not depend on it).
+        Idleness counts only after a grace period for setup."""
         problem = await self._install_agent(f"installed after {what}")
         reason = None if problem is None else f"agent not installed: {problem}"
-        await self._transition(S.RUNNING, "running", reason)
+        h = self._snapshot.hibernation
+        h.idle_since = h.retry_at = None
+        h.grace_until = workflow.now() + timedelta(seconds=self._policy.idle_grace_seconds)
+        await self._transition(S.RUNNING, event_type, reason)
 
     async def _install_agent(self, context: str) -> str | None:
         """Install (or re-install) the agent; None when it runs, else why not."""
@@ -508,14 +965,6 @@ class MachineWorkflow:
 
     def _agent_deadlines(self) -> list[datetime | None]:
         return [self._snapshot.agent.report_due_by, self._snapshot.agent.reinstall_at]
-
-    def _until_agent_deadline(self) -> timedelta | None:
-        if not self._agent_expected():
-            return None
-        deadlines = [t for t in self._agent_deadlines() if t is not None]
-        if not deadlines:
-            return None
-        return max(min(deadlines) - workflow.now(), timedelta(seconds=1))
 
     def _why_reinstall(self) -> str:
         agent = self._snapshot.agent
@@ -572,18 +1021,38 @@ class MachineWorkflow:
         return self._snapshot.policy
 
     async def _transition(
-        self, state: MachineState, event_type: str, reason: str | None = None
+        self,
+        state: MachineState,
+        event_type: str,
+        reason: str | None = None,
+        *,
+        snapshot_id: str | None = None,
+        gpu_utilization: float | None = None,
     ) -> None:
         s = self._snapshot
         s.state = state
         s.state_since = workflow.now()
         if state not in UP:  # no agent is expected to report
             s.agent.report_due_by = s.agent.reinstall_at = None
+        if state not in KEEPS_IDLENESS:
+            s.hibernation.idle_since = None
         s.reason = reason
+        self._recompute_deadlines()
         workflow.upsert_search_attributes([MACHINE_STATE.value_set(state.value)])
-        await self._record_event(event_type, reason)
+        if gpu_utilization is None and state in KEEPS_IDLENESS:
+            gpu_utilization = s.agent.gpu_utilization
+        await self._record_event(
+            event_type, reason, snapshot_id=snapshot_id, gpu_utilization=gpu_utilization
+        )
 
-    async def _record_event(self, event_type: str, reason: str | None) -> None:
+    async def _record_event(
+        self,
+        event_type: str,
+        reason: str | None,
+        *,
+        snapshot_id: str | None = None,
+        gpu_utilization: float | None = None,
+    ) -> None:
         s = self._snapshot
         # Numbered before the write, so a retried write finds the event it already made.
         seq = s.counters["events"] = s.counters.get("events", 0) + 1
@@ -597,5 +1066,8 @@ class MachineWorkflow:
                 state=s.state,
                 reason=reason,
                 instance=s.instance,
+                gpu_utilization=gpu_utilization,
+                snapshot_id=snapshot_id,
+                idle_since=self._idle_from() if s.state is S.IDLE else None,
             )
         )

@@ -12,12 +12,19 @@ from core.types import MachineState
 
 S = MachineState
 
+# Up with an agent reporting: the states idleness is judged in.
+UP = frozenset({S.RUNNING, S.IDLE})
+
 
 class Action(StrEnum):
     STOP = "stop"
     START = "start"
     RESTART = "restart"
     DESTROY = "destroy"
+    HIBERNATE = "hibernate"
+    WAKE = "wake"
+    SNAPSHOT = "snapshot"
+    RESTORE = "restore"
 
 
 # The state an action ends in when it succeeds.
@@ -26,6 +33,8 @@ TARGET: dict[Action, MachineState] = {
     Action.START: S.RUNNING,
     Action.RESTART: S.RUNNING,
     Action.DESTROY: S.DESTROYED,
+    Action.HIBERNATE: S.HIBERNATED,
+    Action.WAKE: S.RUNNING,
 }
 
 # The state an action is in while it runs: a second request for it waits for the same outcome.
@@ -34,14 +43,21 @@ IN_PROGRESS: dict[Action, MachineState] = {
     Action.START: S.STARTING,
     Action.RESTART: S.RESTARTING,
     Action.DESTROY: S.DESTROYING,
+    Action.HIBERNATE: S.HIBERNATING,
+    Action.WAKE: S.WAKING,
 }
 
 # The states an action may begin from.
 STARTS_FROM: dict[Action, frozenset[MachineState]] = {
-    Action.STOP: frozenset({S.RUNNING}),
+    Action.STOP: UP,
     Action.START: frozenset({S.STOPPED, S.ERROR}),
-    Action.RESTART: frozenset({S.RUNNING}),
+    Action.RESTART: UP,
     Action.DESTROY: frozenset(S) - {S.DESTROYED},
+    Action.HIBERNATE: UP,
+    Action.WAKE: frozenset({S.HIBERNATED, S.DELETED}),
+    # Taken on, and put back on, the running machine; its state does not change.
+    Action.SNAPSHOT: UP,
+    Action.RESTORE: UP,
 }
 
 _HINTS: dict[tuple[Action, MachineState], str] = {
@@ -56,12 +72,24 @@ _HINTS: dict[tuple[Action, MachineState], str] = {
     (Action.RESTART, S.STOPPING): "machine is stopping; start it once it is stopped",
     (Action.RESTART, S.STARTING): "machine is starting; wait until it is running",
     (Action.RESTART, S.ERROR): "machine is in error; start it again or destroy it",
+    (Action.HIBERNATE, S.HIBERNATED): "machine is already hibernated",
+    (Action.HIBERNATE, S.DELETED): "machine is deleted (hibernated, snapshot kept)",
+    (Action.HIBERNATE, S.WAKING): "machine is waking; hibernate it once it is running",
+    (Action.HIBERNATE, S.STARTING): "machine is starting; hibernate it once it is running",
+    (Action.HIBERNATE, S.STOPPED): "machine is stopped; start it first",
+    (Action.WAKE, S.RUNNING): "machine is already running",
+    (Action.WAKE, S.IDLE): "machine is already running",
+    (Action.WAKE, S.HIBERNATING): "machine is hibernating; wake it once it is hibernated",
+    (Action.WAKE, S.STOPPED): "machine is stopped, not hibernated; start it",
+    (Action.START, S.HIBERNATED): "machine is hibernated; wake it",
+    (Action.START, S.DELETED): "machine is deleted (hibernated, snapshot kept); wake it",
+    (Action.STOP, S.HIBERNATED): "machine is hibernated: nothing is running",
 }
 
 
 def is_joining(action: Action, state: MachineState) -> bool:
     """A request for an action already under way: it waits for that action's outcome."""
-    return IN_PROGRESS[action] is state
+    return IN_PROGRESS.get(action) is state
 
 
 def rejection(action: Action, state: MachineState) -> str | None:

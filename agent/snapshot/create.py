@@ -236,13 +236,15 @@ class CreateEngine:
         except Exception as exc:  # noqa: BLE001
             self._fail(f"uploading pack {number}: {exc}")
             return
+        # Told before it counts as uploaded: otherwise the main thread could send "done" ahead
+        # of this message and the control plane would commit without this pack's chunks.
+        self.wire.send("uploaded", pack=number, size=len(body))
         with self._cond:
             self._held -= len(body)
             self._packs_uploaded += 1
             self.stats["uploaded_bytes"] += len(body)
             self.stats["packs"] += 1
             self._cond.notify_all()
-        self.wire.send("uploaded", pack=number, size=len(body))
 
     # --- the walk (main thread) -------------------------------------------------------------
 

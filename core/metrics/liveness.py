@@ -163,6 +163,7 @@ def record_heartbeats(conn: Connection, beats: Sequence[Heartbeat]) -> list[Tran
                 # whose clock lags must not have its reports discarded as stale.
                 at=beat.received_at,
                 gpu_busy=gpu,
+                busy=busy,
                 gpu_utilization=beat.gpu_utilization,
                 active_users=beat.active_users,
                 last_input_at=beat.last_input_at,

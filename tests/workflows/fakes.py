@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.offers import describe_search
+from core.snapshots.types import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
 from core.types import (
     ActivityName,
     AttachKeysInput,
@@ -35,7 +36,10 @@ from core.types import (
     MachineState,
     OwnerKeys,
     OwnerKeysInput,
+    PreHibernateInput,
+    PreHibernateResult,
     ProvisionInput,
+    RecordConfigInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordResult,
@@ -54,6 +58,8 @@ class FakeInstance:
     created_at: datetime
     status: InstanceStatus = InstanceStatus.PROVISIONING
     keys: list[str] = field(default_factory=list)
+    # The instance's /workspace: path -> content.
+    workspace: dict[str, str] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -71,6 +77,8 @@ class FakeCloud:
         hang_after_create: bool = False,
         owner_keys: Sequence[str] = ("ssh-ed25519 AAAAowner owner@laptop",),
         agent_install_error: str | None = None,
+        snapshot_error: str | None = None,
+        hook_exit_status: int = 0,
     ) -> None:
         self.policy = policy
         self.offers = list(offers)
@@ -86,6 +94,12 @@ class FakeCloud:
         self.events: list[RecordStateInput] = []
         self.destroyed: list[str] = []
         self.created = asyncio.Event()
+        # Every snapshot attempt fails with this (a store outage), when set.
+        self.snapshot_error = snapshot_error
+        self.hook_exit_status = hook_exit_status
+        self.hooks_run: list[str] = []
+        self.snapshots: dict[str, dict[str, str]] = {}
+        self.configs: list[RecordConfigInput] = []
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -102,6 +116,10 @@ class FakeCloud:
             self.record_instances_destroyed,
             self.owner_ssh_keys,
             self.install_agent,
+            self.record_config,
+            self.run_pre_hibernate,
+            self.snapshot_workspace,
+            self.restore_workspace,
         ]
 
     def live(self) -> list[FakeInstance]:
@@ -243,3 +261,41 @@ class FakeCloud:
     @activity.defn(name=ActivityName.OWNER_SSH_KEYS)
     async def owner_ssh_keys(self, input: OwnerKeysInput) -> OwnerKeys:
         return OwnerKeys(public_keys=list(self.owner_keys))
+
+    @activity.defn(name=ActivityName.RECORD_CONFIG)
+    async def record_config(self, input: RecordConfigInput) -> RecordResult:
+        self.configs.append(input)
+        return RecordResult(written=1)
+
+    @activity.defn(name=ActivityName.RUN_PRE_HIBERNATE)
+    async def run_pre_hibernate(self, input: PreHibernateInput) -> PreHibernateResult:
+        self.hooks_run.append(input.command)
+        ok = self.hook_exit_status == 0
+        return PreHibernateResult(
+            ok=ok, exit_status=self.hook_exit_status, output="" if ok else "checkpoint failed"
+        )
+
+    def _running(self) -> FakeInstance:
+        """The machine's one running instance (one machine per FakeCloud)."""
+        (instance,) = [i for i in self.live() if i.status is InstanceStatus.RUNNING]
+        return instance
+
+    @activity.defn(name=ActivityName.SNAPSHOT_WORKSPACE)
+    async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
+        self.calls.append(f"snapshot {request.snapshot_id}")
+        if self.snapshot_error is not None:
+            raise ApplicationError(self.snapshot_error, type=ErrorType.SNAPSHOT_FAILED)
+        files = dict(self._running().workspace)
+        self.snapshots[request.snapshot_id] = files
+        size = sum(len(v) for v in files.values())
+        return SnapshotResult(
+            request.snapshot_id, f"root-{size}", len(files), size, size, size, 1, 0.1
+        )
+
+    @activity.defn(name=ActivityName.RESTORE_WORKSPACE)
+    async def restore_workspace(self, request: RestoreRequest) -> RestoreResult:
+        self.calls.append(f"restore {request.snapshot_id}")
+        files = self.snapshots[request.snapshot_id]
+        self._running().workspace = dict(files)
+        size = sum(len(v) for v in files.values())
+        return RestoreResult(request.snapshot_id, f"root-{size}", len(files), size, size, 0.1)
