@@ -23,15 +23,21 @@ from activities.agent_install import AgentInstallActivities
 from activities.alerts import AlertActivities
 from activities.monitor import MonitorActivities
 from activities.policy import PolicyActivities
+from activities.pre_hibernate import PreHibernateActivities
 from activities.provider import ProviderActivities, ProviderLookup
 from activities.records import RecordActivities
+from activities.schedule_trigger import ScheduleTriggerActivities
+from activities.snapshots import SnapshotActivities
 from core.db import make_engine, migrate
 from core.settings import Settings
+from core.snapshots.policy import SnapshotPolicy
+from core.snapshots.store import ObjectStore, StoreError
 from core.ssh import SshIdentity, ensure_identity
 from core.types import FLEET_MONITOR_WORKFLOW_ID, LifecyclePolicy, MonitorInput
 from providers.registry import ProviderRegistry
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow
+from workflows.schedule_trigger import ScheduleTriggerWorkflow
 
 log = logging.getLogger("dumont.worker")
 
@@ -47,6 +53,12 @@ def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
         heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
         agent_interval_seconds=settings.agent_interval_seconds,
         agent_reinstall_seconds=settings.agent_reinstall_seconds,
+        idle_grace_seconds=settings.idle_grace_seconds,
+        snapshot_attempts=settings.snapshot_attempts,
+        snapshot_retry_seconds=settings.snapshot_retry_seconds,
+        auto_hibernate_retry_seconds=settings.auto_hibernate_retry_seconds,
+        wake_offer_attempts=settings.wake_offer_attempts,
+        wake_offer_retry_seconds=settings.wake_offer_retry_seconds,
     )
 
 
@@ -58,12 +70,14 @@ def build_worker(
     identity: SshIdentity,
     engine: Engine,
     activity_executor: Executor,
+    store: ObjectStore | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A worker on `settings.task_queue` with every workflow and activity registered.
 
     `activity_executor` runs the sync activities; give it at least
-    `MAX_CONCURRENT_ACTIVITIES` threads.
+    `MAX_CONCURRENT_ACTIVITIES` threads. `store` (default: from the settings) holds the
+    snapshots.
     """
     provider_activities = ProviderActivities(
         providers,
@@ -82,10 +96,17 @@ def build_worker(
     )
     alerts = AlertActivities(engine)
     monitor = MonitorActivities(engine, client)
+    snapshots = SnapshotActivities(
+        engine,
+        store or ObjectStore.from_settings(settings),
+        identity,
+        SnapshotPolicy.from_settings(settings),
+    )
+    hooks = PreHibernateActivities(identity)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MachineWorkflow, FleetMonitorWorkflow],
+        workflows=[MachineWorkflow, FleetMonitorWorkflow, ScheduleTriggerWorkflow],
         activities=[
             policy.lifecycle_policy,
             provider_activities.provision_instance,
@@ -98,12 +119,18 @@ def build_worker(
             records.record_state,
             records.record_instance,
             records.record_instances_destroyed,
+            records.record_config,
+            hooks.run_pre_hibernate,
+            snapshots.snapshot_workspace,
+            snapshots.restore_workspace,
+            snapshots.collect_snapshot_garbage,
             records.owner_ssh_keys,
             agent.install_agent,
             monitor.sweep_silent_agents,
             alerts.evaluate_alerts,
             alerts.deliver_webhooks,
             monitor.prune_metrics,
+            ScheduleTriggerActivities(client).send_scheduled_action,
         ],
         activity_executor=activity_executor,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
@@ -150,6 +177,11 @@ async def run(settings: Settings) -> None:
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     registry = ProviderRegistry.from_settings(settings)
+    store = ObjectStore.from_settings(settings)
+    try:
+        await asyncio.to_thread(store.ensure_bucket)
+    except StoreError as exc:  # hibernation fails safe (machines keep running) until it works
+        log.warning("snapshot storage is not usable yet: %s", exc)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -166,6 +198,7 @@ async def run(settings: Settings) -> None:
                 identity=identity,
                 engine=engine,
                 activity_executor=executor,
+                store=store,
             )
             async with worker:
                 await ensure_fleet_monitor(client, settings)

@@ -118,6 +118,7 @@ class MachineWorkflow:
         self._config_lock = asyncio.Lock()
         # Bumped whenever a deadline moves, so the main loop re-arms its timer.
         self._deadlines_moved = 0
+        self._armed: tuple[datetime | None, ...] = ()
 
     # --- run ------------------------------------------------------------------------------
 
@@ -682,8 +683,10 @@ class MachineWorkflow:
         delete_at = None
         if s.state is S.HIBERNATED and h.hibernated_at is not None:
             delete_at = h.hibernated_at + timedelta(minutes=config.delete_after_minutes)
-        if (hibernate_at, delete_at) != (h.hibernate_at, h.delete_at):
+        deadlines = (start, hibernate_at, delete_at)
+        if deadlines != self._armed:
             h.hibernate_at, h.delete_at = hibernate_at, delete_at
+            self._armed = deadlines
             self._deadlines_moved += 1
 
     def _idle_deadlines(self) -> list[datetime | None]:

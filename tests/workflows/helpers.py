@@ -56,7 +56,11 @@ async def signals_processed(handle: WorkflowHandle[Any, Any]) -> None:
     for _ in range(300):
         history = await handle.fetch_history()
         kinds = [event.event_type for event in history.events]
-        signalled = max(i for i, kind in enumerate(kinds) if kind == SIGNALED)
+        signals = [i for i, kind in enumerate(kinds) if kind == SIGNALED]
+        if not signals:  # not in the history yet
+            await asyncio.sleep(0.05)
+            continue
+        signalled = signals[-1]
         if COMPLETED in kinds[signalled:]:
             return
         await asyncio.sleep(0.05)
