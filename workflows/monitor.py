@@ -1,6 +1,7 @@
 """FleetMonitorWorkflow: one long-lived workflow (id `fleet-monitor`) that, every interval,
 tells machine workflows their agent fell silent, evaluates alert rules and posts webhooks, and,
-every `prune_interval_seconds`, prunes old metrics.
+every `prune_interval_seconds`, prunes old metrics and expired snapshots (then the packs no
+snapshot references).
 
 Its deadlines are absolute times in `MonitorState`, carried across continue-as-new. A round
 that fails (the database is down) is logged and the next round comes at its time: the monitor
@@ -17,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from core.snapshots.types import CollectGarbageRequest, CollectGarbageResult
     from core.types import (
         ActivityName,
         DeliverWebhooksResult,
@@ -80,14 +82,27 @@ class FleetMonitorWorkflow:
         await self._step(ActivityName.DELIVER_WEBHOOKS, tick, DeliverWebhooksResult)
         if prune:
             await self._step(ActivityName.PRUNE_METRICS, tick, PruneMetricsResult)
+            # Snapshots past retention, then packs no snapshot references.
+            await self._step(
+                ActivityName.COLLECT_SNAPSHOT_GARBAGE,
+                CollectGarbageRequest(),
+                CollectGarbageResult,
+                timedelta(minutes=30),
+            )
 
-    async def _step(self, name: ActivityName, tick: MonitorTick, result_type: type[Any]) -> None:
+    async def _step(
+        self,
+        name: ActivityName,
+        input: MonitorTick | CollectGarbageRequest,
+        result_type: type[Any],
+        limit: timedelta = timedelta(minutes=2),
+    ) -> None:
         try:
             await workflow.execute_activity(
                 name,
-                tick,
+                input,
                 result_type=result_type,
-                start_to_close_timeout=timedelta(minutes=2),
+                start_to_close_timeout=limit,
                 retry_policy=_ROUND_RETRY,
             )
         except ActivityError as err:
