@@ -15,7 +15,18 @@ from fastapi import FastAPI, Request
 
 from api.errors import install_error_handlers
 from api.ingest.service import start_ingest
-from api.routes import agent, alerts, instances, machines, metrics, offers, ssh_keys
+from api.routes import (
+    agent,
+    alerts,
+    hibernation,
+    instances,
+    machines,
+    metrics,
+    offers,
+    schedules,
+    snapshots,
+    ssh_keys,
+)
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.db import make_engine, migrate
 from core.settings import Settings, get_settings
@@ -65,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(agent.router)
     app.include_router(instances.router)
+    app.include_router(hibernation.router)
+    app.include_router(snapshots.router)
+    app.include_router(schedules.router)
     app.include_router(alerts.router)
 
     @app.get("/health", tags=["health"])

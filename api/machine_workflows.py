@@ -1,8 +1,9 @@
-"""The API's calls into machine workflows: start one, send it an action, tell it keys changed."""
+"""The API's calls into machine workflows: start one, send it an action or an update, tell it
+keys changed, and read the snapshot or restore it has in flight."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
 from temporalio.common import (
@@ -19,11 +20,18 @@ from core.models import Machine
 from core.types import (
     ActionInput,
     ActionResult,
+    ActivityName,
+    ConfigureInput,
+    ConfigureResult,
+    HibernateInput,
+    HibernateResult,
     MachineInput,
     MachineResult,
     MachineSpec,
     MachineState,
     SshKeysChanged,
+    WakeInput,
+    WakeResult,
     machine_workflow_id,
 )
 from workflows.machine import MachineWorkflow
@@ -88,14 +96,76 @@ async def run_action(
 
 async def send_action(client: Client, machine_id: str, action: Action, reason: str | None) -> None:
     """Send the action and return once the machine accepted it (its validator passed)."""
-    update = await _handle(client, machine_id).start_update(
-        _UPDATES[action], ActionInput(reason=reason), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    await _send(client, machine_id, _UPDATES[action], ActionInput(reason=reason))
+
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+async def _send(
+    client: Client,
+    machine_id: str,
+    update: UpdateMethodMultiParam[[MachineWorkflow, In], Out],
+    arg: In,
+) -> None:
+    handle = await _handle(client, machine_id).start_update(
+        update, arg, wait_for_stage=WorkflowUpdateStage.ACCEPTED
     )
     # A rejected update never reaches ACCEPTED: the server answers with its failed outcome,
     # which the SDK (1.35) keeps on the handle instead of raising. `result()` on a known outcome
     # makes no network call, and raises the validator's rejection.
-    if update._known_outcome is not None:
-        await update.result()
+    if handle._known_outcome is not None:
+        await handle.result()
+
+
+async def configure(client: Client, machine_id: str, input: ConfigureInput) -> ConfigureResult:
+    return await _handle(client, machine_id).execute_update(MachineWorkflow.configure, input)
+
+
+async def hibernate(
+    client: Client, machine_id: str, input: HibernateInput, *, wait: bool
+) -> HibernateResult | None:
+    """Hibernate and wait until the instance is gone (None: only until accepted)."""
+    if not wait:
+        await _send(client, machine_id, MachineWorkflow.hibernate, input)
+        return None
+    return await _handle(client, machine_id).execute_update(MachineWorkflow.hibernate, input)
+
+
+async def wake(
+    client: Client, machine_id: str, input: WakeInput, *, wait: bool
+) -> WakeResult | None:
+    """Wake and wait until the machine runs its restored workspace (None: only until
+    accepted)."""
+    if not wait:
+        await _send(client, machine_id, MachineWorkflow.wake, input)
+        return None
+    return await _handle(client, machine_id).execute_update(MachineWorkflow.wake, input)
+
+
+_OPERATIONS = {
+    ActivityName.SNAPSHOT_WORKSPACE.value: "snapshot",
+    ActivityName.RESTORE_WORKSPACE.value: "restore",
+}
+
+
+async def operation_in_flight(client: Client, machine_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The snapshot or restore the machine runs now, with its last heartbeat's progress
+    (`core.snapshots.types.SnapshotProgress` fields; empty before the first heartbeat)."""
+    description = await _handle(client, machine_id).describe()
+    for pending in description.raw_description.pending_activities:
+        operation = _OPERATIONS.get(pending.activity_type.name)
+        if operation is None:
+            continue
+        details: dict[str, Any] = {}
+        payloads = list(pending.heartbeat_details.payloads)
+        if payloads:
+            decoded = await client.data_converter.decode(payloads[:1])
+            if decoded and isinstance(decoded[0], dict):
+                details = decoded[0]
+        return operation, details
+    return None
 
 
 async def notify_keys_changed(client: Client, machine_ids: list[str], fingerprint: str) -> None:

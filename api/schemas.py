@@ -6,10 +6,25 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncssh
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
+from core.hibernation import (
+    DELETE_AFTER_RANGE,
+    GPU_THRESHOLD_RANGE,
+    HOOK_COMMAND_MAX,
+    HOOK_TIMEOUT_RANGE,
+    PAUSE_AFTER_RANGE,
+)
 from core.metrics.liveness import offline_after
 from core.regions import countries_for
+from core.savings import Savings
 from core.types import MachineState
 
 SortKey = Literal["price", "reliability", "vram", "score"]
@@ -63,6 +78,8 @@ class MachineOut(BaseModel):
     last_report_at: datetime | None = None
     last_activity: datetime | None = None
     report_interval_seconds: int | None = None
+    # What auto-hibernation saved on this machine so far (net of snapshot storage), USD.
+    savings_usd: float = 0.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -196,6 +213,22 @@ class VastInfoOut(BaseModel):
     region: str | None
 
 
+class SavingsOut(BaseModel):
+    hibernated_hours: float
+    cost_avoided_usd: float = Field(description="GPU hours not billed while hibernated")
+    storage_cost_usd: float = Field(description="The snapshots' storage over those hours")
+    net_usd: float
+
+    @classmethod
+    def of(cls, savings: Savings) -> SavingsOut:
+        return cls(
+            hibernated_hours=round(savings.hibernated_hours, 6),
+            cost_avoided_usd=round(savings.cost_avoided_usd, 6),
+            storage_cost_usd=round(savings.storage_cost_usd, 6),
+            net_usd=round(savings.net_usd, 6),
+        )
+
+
 class InstanceStatusOut(BaseModel):
     """The seed's `GET /api/instances/{id}/status`."""
 
@@ -205,6 +238,171 @@ class InstanceStatusOut(BaseModel):
     last_activity: datetime | None
     auto_hibernation: AutoHibernationOut
     vast_info: VastInfoOut
+    idle_since: datetime | None = Field(description="Up and idle since then; null when busy")
+    snapshot_id: str | None = Field(description="The snapshot a wake restores")
+    savings: SavingsOut
+
+
+# --- auto-hibernation (api/routes/instances.py, api/routes/hibernation.py) -----------------
+
+_NOT_NULL = (
+    "auto_hibernation_enabled",
+    "gpu_usage_threshold",
+    "pause_after_minutes",
+    "delete_after_minutes",
+    "pre_hibernate_timeout_seconds",
+    "pre_hibernate_on_failure",
+)
+
+
+class ConfigUpdate(BaseModel):
+    """`PUT /api/instances/{id}/config`: the fields given change, the others are kept; a
+    `null` pre_hibernate_command removes the hook."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    auto_hibernation_enabled: bool | None = None
+    gpu_usage_threshold: float | None = Field(
+        default=None, ge=GPU_THRESHOLD_RANGE[0], le=GPU_THRESHOLD_RANGE[1], description="Percent"
+    )
+    pause_after_minutes: int | None = Field(
+        default=None, ge=PAUSE_AFTER_RANGE[0], le=PAUSE_AFTER_RANGE[1]
+    )
+    delete_after_minutes: int | None = Field(
+        default=None, ge=DELETE_AFTER_RANGE[0], le=DELETE_AFTER_RANGE[1]
+    )
+    pre_hibernate_command: str | None = Field(
+        default=None, min_length=1, max_length=HOOK_COMMAND_MAX, examples=["python save_ckpt.py"]
+    )
+    pre_hibernate_timeout_seconds: int | None = Field(
+        default=None, ge=HOOK_TIMEOUT_RANGE[0], le=HOOK_TIMEOUT_RANGE[1]
+    )
+    pre_hibernate_on_failure: Literal["abort", "continue"] | None = None
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may not be null; leave it out to keep the current value")
+        return value
+
+    @field_validator("pre_hibernate_command")
+    @classmethod
+    def _command_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank; send null to remove the hook")
+        return value
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ConfigUpdate:
+        if not self.model_fields_set:
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"nothing to change: give at least one of {names}")
+        return self
+
+    @property
+    def clears_command(self) -> bool:
+        return "pre_hibernate_command" in self.model_fields_set and (
+            self.pre_hibernate_command is None
+        )
+
+
+class PreHibernateOut(BaseModel):
+    command: str | None
+    timeout_seconds: int
+    on_failure: str
+
+
+class ConfigOut(BaseModel):
+    success: bool = True
+    instance_id: str
+    auto_hibernation: AutoHibernationOut
+    pre_hibernate: PreHibernateOut
+
+
+class HibernateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str | None = Field(default=None, max_length=500, description="Recorded with the event")
+
+
+class HibernateOut(BaseModel):
+    success: bool = True
+    snapshot_id: str
+    instance_destroyed: bool
+
+
+class WakeRequest(BaseModel):
+    """Each field overrides the machine's own for this wake (and the next ones)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    gpu_type: str | None = Field(default=None, min_length=1, max_length=100)
+    region: str | None = Field(default=None, description="NA, SA, EU, AS, OC, AF or ISO country")
+    max_price: float | None = Field(default=None, gt=0, description="USD per hour")
+
+    _region = field_validator("region")(normalise_region)
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _gpu_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip() if value is not None else None
+
+
+class WakeOut(BaseModel):
+    success: bool = True
+    instance_id: str = Field(description="The Dumont machine id (it stays the same)")
+    vast_instance_id: int | str = Field(description="The new provider instance")
+    ssh_host: str | None
+    ssh_port: int | None
+    time_taken: float = Field(description="Seconds from the wake request to running")
+
+
+class InstanceEventOut(BaseModel):
+    event_type: str
+    timestamp: datetime
+    gpu_utilization: float | None
+    snapshot_id: str | None
+    reason: str | None
+
+
+class InstanceEventsOut(BaseModel):
+    events: list[InstanceEventOut]
+
+
+class HibernationStatsOut(BaseModel):
+    total_instances: int = Field(description="Your machines that are not destroyed")
+    running: int
+    idle: int
+    hibernated: int
+    deleted: int
+    savings_usd: float = Field(description="Net savings of all of them")
+
+
+class SnapshotOut(BaseModel):
+    id: str
+    created_at: datetime
+    committed_at: datetime | None
+    files: int
+    size_bytes: int = Field(description="The workspace's size")
+    stored_bytes: int = Field(description="Compressed pack bytes it references")
+    uploaded_bytes: int = Field(description="New bytes it put in the store")
+    root_hash: str | None
+    cost_per_month_usd: float
+
+
+class ProgressOut(BaseModel):
+    """The snapshot or restore a machine has in flight (none: operation null)."""
+
+    state: str
+    operation: Literal["snapshot", "restore"] | None
+    phase: str | None
+    files: int = 0
+    bytes_scanned: int = 0
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
 
 
 class MetricsOut(BaseModel):

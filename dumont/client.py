@@ -126,6 +126,59 @@ class DumontClient:
         )
         return result
 
+    # Auto-hibernation (the seed's /api/instances routes)
+    def instance_status(self, machine_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/instances/{machine_id}/status")
+        return result
+
+    def instance_config(self, machine_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/instances/{machine_id}/config")
+        return result
+
+    def update_instance_config(self, machine_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT", f"/api/instances/{machine_id}/config", json=body
+        )
+        return result
+
+    def hibernate(self, machine_id: str, *, wait: bool, reason: str | None = None) -> JSON:
+        """`{"success", "snapshot_id", "instance_destroyed"}`, or the 202 answer (no wait)."""
+        return self.request(
+            "POST",
+            f"/api/instances/{machine_id}/hibernate",
+            params={"wait": str(wait).lower()},
+            json={"reason": reason} if reason else None,
+            timeout=None if wait else 60.0,
+        )
+
+    def wake(self, machine_id: str, body: dict[str, Any], *, wait: bool) -> JSON:
+        """`{"success", "instance_id", "vast_instance_id", "ssh_host", "ssh_port",
+        "time_taken"}`, or the 202 answer (no wait)."""
+        return self.request(
+            "POST",
+            f"/api/instances/{machine_id}/wake",
+            params={"wait": str(wait).lower()},
+            json=body or None,
+            timeout=None if wait else 60.0,
+        )
+
+    def machine_progress(self, machine_id: str) -> dict[str, Any]:
+        """`{"state", "operation", "phase", "files", "bytes_scanned", "bytes_uploaded",
+        "bytes_downloaded"}`."""
+        result: dict[str, Any] = self.request("GET", f"/api/v1/machines/{machine_id}/progress")
+        return result
+
+    def machine_snapshots(self, machine_id: str) -> list[dict[str, Any]]:
+        """Committed snapshots, newest first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/machines/{machine_id}/snapshots"
+        )
+        return result
+
+    def hibernation_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/api/hibernation/stats")
+        return result
+
     def machine_metrics(
         self, machine_id: str, range_: str, series: str | None = None
     ) -> dict[str, Any]:

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import col, select
+
+from api import machine_workflows
+from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.ingest.service import Ingest
-from api.routes.machines import OwnedMachine
-from api.schemas import AutoHibernationOut, ErrorOut, InstanceStatusOut, VastInfoOut
+from api.routes.machines import OwnedMachine, Wait
+from api.savings import savings_of
+from api.schemas import (
+    ActionAccepted,
+    AutoHibernationOut,
+    ConfigOut,
+    ConfigUpdate,
+    ErrorOut,
+    HibernateOut,
+    HibernateRequest,
+    InstanceEventOut,
+    InstanceEventsOut,
+    InstanceStatusOut,
+    PreHibernateOut,
+    SavingsOut,
+    VastInfoOut,
+    WakeOut,
+    WakeRequest,
+)
 from core.metrics.liveness import is_offline
-from core.models import Machine
+from core.models import Event, Machine
+from core.types import ConfigureInput, HibernateInput, HibernationConfig, MachineState, WakeInput
 
 router = APIRouter(
     prefix="/api/instances",
@@ -18,6 +42,15 @@ router = APIRouter(
         404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
     },
 )
+
+_UPDATE_RESPONSES: dict[int | str, dict[str, object]] = {
+    409: {"model": ErrorOut, "description": "The machine's state forbids this"},
+    503: {"model": ErrorOut, "description": "Temporal is unreachable"},
+}
+_ACTION_RESPONSES: dict[int | str, dict[str, object]] = {
+    202: {"model": ActionAccepted, "description": "Accepted (`?wait=false`)"},
+    **_UPDATE_RESPONSES,
+}
 
 
 def _provider_instance_id(value: str | None) -> int | str | None:
@@ -34,10 +67,61 @@ def _region(machine: Machine) -> str | None:
     return None
 
 
+def _status_url(machine_id: str) -> str:
+    return f"{router.prefix}/{machine_id}/status"
+
+
+async def _release_connection(session: SessionDep, machine: Machine) -> None:
+    """An update may take minutes: give the connection back to the pool meanwhile. A commit
+    (of nothing) rather than a rollback, which would expire `machine`."""
+    if machine.status == MachineState.DESTROYED:
+        raise HTTPException(status.HTTP_409_CONFLICT, "machine is destroyed")
+    await run_in_threadpool(session.commit)
+
+
+def _accepted(response: Response, machine_id: str, action: str) -> ActionAccepted:
+    url = _status_url(machine_id)
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Location"] = url
+    return ActionAccepted(machine_id=machine_id, action=action, status_url=url)
+
+
+def _config_out(machine_id: str, config: HibernationConfig) -> ConfigOut:
+    return ConfigOut(
+        instance_id=machine_id,
+        auto_hibernation=AutoHibernationOut(
+            enabled=config.enabled,
+            pause_after_minutes=config.pause_after_minutes,
+            delete_after_minutes=config.delete_after_minutes,
+            gpu_usage_threshold=config.gpu_usage_threshold,
+        ),
+        pre_hibernate=PreHibernateOut(
+            command=config.pre_hibernate_command,
+            timeout_seconds=config.pre_hibernate_timeout_seconds,
+            on_failure=config.pre_hibernate_on_failure,
+        ),
+    )
+
+
+def _config_of(machine: Machine) -> HibernationConfig:
+    return HibernationConfig(
+        enabled=machine.auto_hibernation_enabled,
+        gpu_usage_threshold=machine.gpu_usage_threshold,
+        pause_after_minutes=machine.pause_after_minutes,
+        delete_after_minutes=machine.delete_after_minutes,
+        pre_hibernate_command=machine.pre_hibernate_command,
+        pre_hibernate_timeout_seconds=machine.pre_hibernate_timeout_seconds,
+        pre_hibernate_on_failure=machine.pre_hibernate_on_failure,
+    )
+
+
 @router.get("/{machine_id}/status", response_model=InstanceStatusOut)
-def instance_status(machine: OwnedMachine, request: Request) -> InstanceStatusOut:
+def instance_status(
+    machine: OwnedMachine, request: Request, session: SessionDep, settings: SettingsDep
+) -> InstanceStatusOut:
     ingest: Ingest = request.app.state.ingest
     status = "offline" if is_offline(machine, ingest.now()) else machine.status
+    savings = savings_of(session, settings, machine.owner_id, [machine])[machine.id]
     return InstanceStatusOut(
         instance_id=machine.id,
         status=status,
@@ -54,4 +138,117 @@ def instance_status(machine: OwnedMachine, request: Request) -> InstanceStatusOu
             gpu_type=machine.gpu_name,
             region=_region(machine),
         ),
+        idle_since=machine.idle_since,
+        snapshot_id=machine.snapshot_id,
+        savings=SavingsOut.of(savings),
+    )
+
+
+@router.get("/{machine_id}/config", response_model=ConfigOut)
+def get_config(machine: OwnedMachine) -> ConfigOut:
+    """The machine's auto-hibernation settings and pre-hibernate hook."""
+    return _config_out(machine.id, _config_of(machine))
+
+
+@router.put("/{machine_id}/config", response_model=ConfigOut, responses=_UPDATE_RESPONSES)
+async def put_config(
+    body: ConfigUpdate, machine: OwnedMachine, session: SessionDep, temporal: TemporalDep
+) -> ConfigOut:
+    """Change the fields given; the machine applies them at once (an idle machine's deadline
+    moves with `pause_after_minutes`)."""
+    await _release_connection(session, machine)
+    result = await machine_workflows.configure(
+        temporal,
+        machine.id,
+        ConfigureInput(
+            enabled=body.auto_hibernation_enabled,
+            gpu_usage_threshold=body.gpu_usage_threshold,
+            pause_after_minutes=body.pause_after_minutes,
+            delete_after_minutes=body.delete_after_minutes,
+            pre_hibernate_command=body.pre_hibernate_command,
+            pre_hibernate_timeout_seconds=body.pre_hibernate_timeout_seconds,
+            pre_hibernate_on_failure=body.pre_hibernate_on_failure,
+            clear_pre_hibernate_command=body.clears_command,
+        ),
+    )
+    return _config_out(machine.id, result.config)
+
+
+@router.post("/{machine_id}/hibernate", responses=_ACTION_RESPONSES)
+async def hibernate(
+    machine: OwnedMachine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    body: Annotated[HibernateRequest | None, Body()] = None,
+    wait: Wait = True,
+) -> HibernateOut | ActionAccepted:
+    """Snapshot the workspace to object storage, verify it, then destroy the instance."""
+    await _release_connection(session, machine)
+    reason = body.reason if body else None
+    result = await machine_workflows.hibernate(
+        temporal, machine.id, HibernateInput(reason=reason), wait=wait
+    )
+    if result is None:
+        return _accepted(response, machine.id, "hibernate")
+    return HibernateOut(
+        snapshot_id=result.snapshot_id, instance_destroyed=result.instance_destroyed
+    )
+
+
+@router.post("/{machine_id}/wake", responses=_ACTION_RESPONSES)
+async def wake(
+    machine: OwnedMachine,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
+    body: Annotated[WakeRequest | None, Body()] = None,
+    wait: Wait = True,
+) -> WakeOut | ActionAccepted:
+    """Rent a matching offer (any host), restore the snapshot onto it, and run again."""
+    await _release_connection(session, machine)
+    request = body or WakeRequest()
+    result = await machine_workflows.wake(
+        temporal,
+        machine.id,
+        WakeInput(gpu_type=request.gpu_type, region=request.region, max_price=request.max_price),
+        wait=wait,
+    )
+    if result is None:
+        return _accepted(response, machine.id, "wake")
+    instance = result.instance
+    provider_id = instance.instance_id
+    return WakeOut(
+        instance_id=machine.id,
+        vast_instance_id=int(provider_id) if provider_id.isdigit() else provider_id,
+        ssh_host=instance.ssh_host,
+        ssh_port=instance.ssh_port,
+        time_taken=round(result.seconds, 3),
+    )
+
+
+@router.get("/{machine_id}/events", response_model=InstanceEventsOut)
+def instance_events(
+    machine: OwnedMachine,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 10,
+) -> InstanceEventsOut:
+    """The machine's latest events, newest first."""
+    rows = session.exec(
+        select(Event)
+        .where(Event.machine_id == machine.id)
+        .order_by(col(Event.timestamp).desc(), col(Event.id).desc())
+        .limit(limit)
+    )
+    return InstanceEventsOut(
+        events=[
+            InstanceEventOut(
+                event_type=event.event_type,
+                timestamp=event.timestamp,
+                gpu_utilization=event.data.get("gpu_utilization"),
+                snapshot_id=event.data.get("snapshot_id"),
+                reason=event.reason,
+            )
+            for event in rows
+        ]
     )

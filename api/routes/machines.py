@@ -13,11 +13,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, SQLModel, col, select
+from temporalio.service import RPCError
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
 from api.machine_workflows import Action, run_action, send_action, start_machine_workflow
+from api.savings import savings_of
 from api.schemas import ActionAccepted, ErrorOut, EventOut, MachineCreate, MachineOut
 from core.models import Event, Machine
+from core.schedules import delete_machine_schedules
+from core.settings import Settings
 from core.types import ActionResult, MachineState, machine_workflow_id
 
 log = logging.getLogger(__name__)
@@ -107,21 +111,36 @@ async def create_machine(
     return machine
 
 
+def machines_out(session: Session, settings: Settings, machines: list[Machine]) -> list[MachineOut]:
+    """The machines as the API shows them, with what hibernation saved on each."""
+    if not machines:
+        return []
+    savings = savings_of(session, settings, machines[0].owner_id, machines)
+    return [
+        MachineOut.model_validate(m).model_copy(
+            update={"savings_usd": round(savings[m.id].net_usd, 6)}
+        )
+        for m in machines
+    ]
+
+
 @router.get("", response_model=list[MachineOut])
 def list_machines(
     user: CurrentUser,
     session: SessionDep,
+    settings: SettingsDep,
     status_filter: Annotated[MachineState | None, Query(alias="status")] = None,
-) -> list[Machine]:
+) -> list[MachineOut]:
     query = select(Machine).where(Machine.owner_id == user.id)
     if status_filter is not None:
         query = query.where(Machine.status == status_filter.value)
-    return list(session.exec(query.order_by(col(Machine.created_at).desc())))
+    machines = list(session.exec(query.order_by(col(Machine.created_at).desc())))
+    return machines_out(session, settings, machines)
 
 
 @router.get("/{machine_id}", response_model=MachineOut)
-def get_machine(machine: OwnedMachine) -> Machine:
-    return machine
+def get_machine(machine: OwnedMachine, session: SessionDep, settings: SettingsDep) -> MachineOut:
+    return machines_out(session, settings, [machine])[0]
 
 
 @router.get("/{machine_id}/events", response_model=list[EventOut])
@@ -143,6 +162,7 @@ async def _act(
     action: Action,
     machine: Machine,
     session: SessionDep,
+    settings: Settings,
     temporal: TemporalDep,
     response: Response,
     wait: bool,
@@ -163,8 +183,9 @@ async def _act(
     result: ActionResult = await run_action(temporal, machine.id, action, reason)
     # Activities updated the projection while the action ran.
     await run_in_threadpool(session.refresh, machine)
+    [shown] = await run_in_threadpool(machines_out, session, settings, [machine])
     # The update's answer is the freshest word on the state, whatever the projection says.
-    return MachineOut.model_validate(machine).model_copy(update={"status": result.state})
+    return shown.model_copy(update={"status": result.state})
 
 
 _ACTION_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -177,49 +198,59 @@ _ACTION_RESPONSES: dict[int | str, dict[str, object]] = {
 async def stop_machine(
     machine: OwnedMachine,
     session: SessionDep,
+    settings: SettingsDep,
     temporal: TemporalDep,
     response: Response,
     wait: Wait = True,
     reason: Reason = None,
 ) -> MachineOut | ActionAccepted:
     """Stop the instance; the disk stays on the host and GPU billing stops."""
-    return await _act("stop", machine, session, temporal, response, wait, reason)
+    return await _act("stop", machine, session, settings, temporal, response, wait, reason)
 
 
 @router.post("/{machine_id}/start", responses=_ACTION_RESPONSES)
 async def start_machine(
     machine: OwnedMachine,
     session: SessionDep,
+    settings: SettingsDep,
     temporal: TemporalDep,
     response: Response,
     wait: Wait = True,
     reason: Reason = None,
 ) -> MachineOut | ActionAccepted:
     """Start a stopped machine on its host."""
-    return await _act("start", machine, session, temporal, response, wait, reason)
+    return await _act("start", machine, session, settings, temporal, response, wait, reason)
 
 
 @router.post("/{machine_id}/restart", responses=_ACTION_RESPONSES)
 async def restart_machine(
     machine: OwnedMachine,
     session: SessionDep,
+    settings: SettingsDep,
     temporal: TemporalDep,
     response: Response,
     wait: Wait = True,
     reason: Reason = None,
 ) -> MachineOut | ActionAccepted:
     """Reboot the instance."""
-    return await _act("restart", machine, session, temporal, response, wait, reason)
+    return await _act("restart", machine, session, settings, temporal, response, wait, reason)
 
 
 @router.delete("/{machine_id}", responses=_ACTION_RESPONSES)
 async def destroy_machine(
     machine: OwnedMachine,
     session: SessionDep,
+    settings: SettingsDep,
     temporal: TemporalDep,
     response: Response,
     wait: Wait = True,
     reason: Reason = None,
 ) -> MachineOut | ActionAccepted:
-    """Destroy the instance and end the machine; its record and events are kept."""
-    return await _act("destroy", machine, session, temporal, response, wait, reason)
+    """Destroy the instance and end the machine; its record and events are kept, its wake/sleep
+    schedules removed."""
+    result = await _act("destroy", machine, session, settings, temporal, response, wait, reason)
+    try:
+        await delete_machine_schedules(temporal, machine.id)
+    except RPCError as exc:  # the destroy stands; a leftover trigger only finds it destroyed
+        log.warning("could not remove the schedules of %s: %s", machine.id, exc)
+    return result

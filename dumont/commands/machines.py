@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -9,7 +10,9 @@ import typer
 from rich.table import Table
 
 from dumont.client import DumontClient
+from dumont.commands.hibernation import config, event_detail, hibernate, savings_text, wake
 from dumont.commands.metrics import metrics
+from dumont.commands.schedule import schedule
 from dumont.commands.top import agent_text, top
 from dumont.config import load_client_config
 from dumont.output import (
@@ -56,18 +59,21 @@ def _print_event(event: dict[str, Any], started: float) -> None:
 
 
 def wait_until_up(
-    client: DumontClient, machine_id: str, timeout: float, poll: float = 1.0
+    client: DumontClient, machine_id: str, timeout: float, poll: float = 1.0, quiet: bool = False
 ) -> dict[str, Any]:
-    """Follow the machine live (its events as they happen) until it is up or has failed."""
+    """Follow the machine live (its events as they happen, unless `quiet`: stdout is for
+    JSON then) until it is up or has failed."""
     started = time.monotonic()
     seen: set[int] = set()
-    with console.status(f"{machine_id}: starting…") as spinner:
+    spinner = console.status(f"{machine_id}: starting…")
+    with contextlib.nullcontext() if quiet else spinner:
         while True:
             machine = client.get_machine(machine_id)
             for event in reversed(client.machine_events(machine_id)):  # newest first → oldest
                 if event["id"] not in seen:
                     seen.add(event["id"])
-                    _print_event(event, started)
+                    if not quiet:
+                        _print_event(event, started)
             status = machine["status"]
             if status in UP_STATES:
                 return machine
@@ -126,7 +132,7 @@ def create(
         if not as_json:
             console.print(f"Created [bold]{machine_id}[/] ({gpu_text(gpu, num_gpus)}, {image})")
         try:
-            machine = wait_until_up(client, machine_id, timeout)
+            machine = wait_until_up(client, machine_id, timeout, quiet=as_json)
         except KeyboardInterrupt:
             raise fail(
                 f"stopped waiting; {machine_id} keeps starting: "
@@ -157,8 +163,8 @@ def list_machines(as_json: JsonOption = False) -> None:
         console.print("No machines yet: `dumont machines create --gpu ... --image ...`")
         return
     rows = table(
-        "ID", "NAME", "STATUS", "GPU", "$/H", "LOCATION", "SSH",
-        keep_whole=("ID", "STATUS", "$/H", "SSH"),
+        "ID", "NAME", "STATUS", "GPU", "$/H", "SAVINGS", "LOCATION", "SSH",
+        keep_whole=("ID", "STATUS", "$/H", "SAVINGS", "SSH"),
     )  # fmt: skip
     for m in machines:
         rows.add_row(
@@ -167,6 +173,7 @@ def list_machines(as_json: JsonOption = False) -> None:
             status_text(m["status"]),
             gpu_text(m["gpu_name"], m.get("num_gpus")),
             money(m.get("price_per_hour")),
+            savings_text(m.get("savings_usd")),
             _location(m),
             m.get("ssh") or "-",
         )
@@ -295,11 +302,20 @@ def events(
     if as_json:
         print_json(items)
         return
-    rows = table("TIME", "EVENT", "REASON", keep_whole=("TIME",))
+    rows = table("TIME", "EVENT", "DETAIL", "REASON", keep_whole=("TIME",))
     for event in items:
-        rows.add_row(when(event.get("timestamp")), _event_text(event), event.get("reason") or "")
+        rows.add_row(
+            when(event.get("timestamp")),
+            _event_text(event),
+            event_detail(event),
+            event.get("reason") or "",
+        )
     console.print(rows)
 
 
+app.command("hibernate")(hibernate)
+app.command("wake")(wake)
+app.command("config")(config)
 app.command("top")(top)
 app.command("metrics")(metrics)
+app.command("schedule")(schedule)

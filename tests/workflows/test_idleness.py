@@ -5,6 +5,7 @@ while someone types, or while nothing can be read; and a failed hibernate never 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -48,10 +49,10 @@ async def until(handle: MachineHandle, state: MachineState) -> MachineSnapshot:
     raise AssertionError(f"machine is {snapshot.state}, never {state}")
 
 
-async def tell(handle: MachineHandle, env: WorkflowEnvironment, **report: object) -> datetime:
+async def tell(handle: MachineHandle, env: WorkflowEnvironment, **report: Any) -> datetime:
     """Send an agent report stamped with the server's time; returns that time."""
     at = await env.get_current_time()
-    await handle.signal(MachineWorkflow.agent_report, AgentReport(online=True, at=at, **report))  # type: ignore[arg-type]
+    await handle.signal(MachineWorkflow.agent_report, AgentReport(online=True, at=at, **report))
     await signals_processed(handle)
     return at
 

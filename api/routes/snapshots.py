@@ -1,0 +1,85 @@
+"""`/api/v1/machines/{id}/snapshots` and `/progress`: a machine's committed snapshots with what
+they cost to keep, and the snapshot or restore it is running now (for progress bars)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlmodel import col, select
+
+from api import machine_workflows
+from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.routes.machines import OwnedMachine
+from api.schemas import ErrorOut, ProgressOut, SnapshotOut
+from core.models import Snapshot
+from core.savings import GB
+
+router = APIRouter(
+    prefix="/api/v1/machines",
+    tags=["snapshots"],
+    responses={
+        401: {"model": ErrorOut, "description": "Missing or invalid token"},
+        404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
+    },
+)
+
+
+@router.get("/{machine_id}/snapshots", response_model=list[SnapshotOut])
+def list_snapshots(
+    machine: OwnedMachine, session: SessionDep, settings: SettingsDep
+) -> list[SnapshotOut]:
+    """The machine's committed snapshots, newest first."""
+    rows = session.exec(
+        select(Snapshot)
+        .where(
+            Snapshot.machine_id == machine.id,
+            Snapshot.owner_id == machine.owner_id,
+            Snapshot.status == "committed",
+        )
+        .order_by(col(Snapshot.committed_at).desc(), col(Snapshot.created_at).desc())
+    )
+    price = settings.snapshot_price_per_gb_month
+    return [
+        SnapshotOut(
+            id=row.id,
+            created_at=row.created_at,
+            committed_at=row.committed_at,
+            files=row.files,
+            size_bytes=row.logical_bytes,
+            stored_bytes=row.stored_bytes,
+            uploaded_bytes=row.uploaded_bytes,
+            root_hash=row.root_hash,
+            cost_per_month_usd=round(row.stored_bytes / GB * price, 6),
+        )
+        for row in rows
+    ]
+
+
+def _count(details: dict[str, Any], key: str) -> int:
+    value = details.get(key)
+    return value if isinstance(value, int) else 0
+
+
+@router.get(
+    "/{machine_id}/progress",
+    response_model=ProgressOut,
+    responses={503: {"model": ErrorOut, "description": "Temporal is unreachable"}},
+)
+async def progress(machine: OwnedMachine, temporal: TemporalDep) -> ProgressOut:
+    """The snapshot (hibernate, snapshot) or restore (wake, restore) in flight, as of its
+    last heartbeat; `operation` is null when there is none."""
+    found = await machine_workflows.operation_in_flight(temporal, machine.id)
+    if found is None:
+        return ProgressOut(state=machine.status, operation=None, phase=None)
+    operation, details = found
+    phase = details.get("phase")
+    return ProgressOut(
+        state=machine.status,
+        operation="snapshot" if operation == "snapshot" else "restore",
+        phase=phase if isinstance(phase, str) else None,
+        files=_count(details, "files"),
+        bytes_scanned=_count(details, "bytes_scanned"),
+        bytes_uploaded=_count(details, "bytes_uploaded"),
+        bytes_downloaded=_count(details, "bytes_downloaded"),
+    )
