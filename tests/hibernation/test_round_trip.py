@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from core.snapshots import index
-from core.types import HibernateInput, MachineState, WakeInput
+from core.types import ConfigureInput, HibernateInput, MachineState, WakeInput
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.hibernation.stack import Stack, running_stack, stack_settings
@@ -94,3 +95,34 @@ async def test_hibernate_then_wake_restores_every_byte(stack: Stack) -> None:
     for expected in ("hibernating", "hibernated", "waking", "restored", "woke"):
         assert expected in kinds
     assert kinds.count("hibernated") == 2
+
+
+async def test_pre_hibernate_hook_runs_on_the_machine_before_the_snapshot(stack: Stack) -> None:
+    handle = await create_machine(stack.client, stack.engine, stack.task_queue)
+    running = await until_state(handle, S.RUNNING)
+    # A hook that fails: the hibernate stops, the machine keeps running, the event says why.
+    await handle.execute_update(
+        MachineWorkflow.configure,
+        ConfigureInput(pre_hibernate_command="echo 'GPU still busy' >&2; exit 3"),
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+    assert "exit status 3: GPU still busy" in str(failed.value.cause)
+    assert (await handle.query(MachineWorkflow.state)).state is S.RUNNING
+    assert len(await live_instances(stack.sim, handle)) == 1
+
+    # A hook that saves a checkpoint: what it wrote is in the snapshot the wake restores.
+    await handle.execute_update(
+        MachineWorkflow.configure,
+        ConfigureInput(pre_hibernate_command="date +%s > checkpoint.txt && echo saved"),
+    )
+    await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+    await handle.execute_update(MachineWorkflow.wake, WakeInput())
+    awake = await handle.query(MachineWorkflow.state)
+    assert (await stack.run(awake, "cat /workspace/checkpoint.txt")).strip().isdigit()
+    events = recorded_events(stack.engine, handle)
+    reasons = {e.event_type: e.reason for e in events}
+    assert reasons["pre_hibernate_failed"] is not None
+    assert "GPU still busy" in reasons["pre_hibernate_failed"]
+    assert reasons["pre_hibernate_done"] == "saved"
+    assert running.instance is not None
