@@ -9,8 +9,6 @@ that cannot be reached keeps its working agent and token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import asyncssh
 from sqlalchemy import update
@@ -20,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import provider_errors
+from activities.heartbeat import heartbeating
 from activities.provider import ProviderLookup
 from agent.config import AgentConfig
 from agent.deploy import AgentDeployError, deploy_agent
@@ -37,23 +36,6 @@ from core.types import (
 
 AGENT_DEPLOY_FAILED = "AgentDeployFailed"
 MACHINE_UNREACHABLE = "MachineUnreachable"
-HEARTBEAT_SECONDS = 2.0
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeat while the body runs, so that a destroy's cancel reaches a long install."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 class AgentInstallActivities:
@@ -97,7 +79,7 @@ class AgentInstallActivities:
         port = current.ssh_port or info.ssh_port
         if not host or not port:
             return InstallAgentResult(installed=False, detail="the instance has no SSH address")
-        async with _heartbeating():
+        async with heartbeating():
             try:
                 async with asyncssh.connect(
                     host,

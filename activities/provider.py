@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import provider_errors
+from activities.heartbeat import heartbeating
 from activities.offers import describe_search, in_rental_order, offer_query
 from activities.ssh_probe import ssh_answers
 from core.ssh import SshIdentity
@@ -213,18 +214,22 @@ class ProviderActivities:
         provider = self._provider(input.provider)
         prefix = input.label or instance_label_prefix(input.machine_id)
         destroyed: list[DestroyedInstance] = []
-        with provider_errors():
-            for instance in await provider.find_by_label(prefix):
-                wanted = (
-                    instance.label == input.label
-                    if input.label
-                    else is_machine_label(instance.label, input.machine_id)
-                )
-                if not wanted or instance.status is InstanceStatus.GONE:
-                    continue
-                activity.heartbeat(instance.instance_id)
-                await provider.destroy_instance(instance.instance_id)
-                destroyed.append(DestroyedInstance(instance.instance_id, instance.label or ""))
+        doing: list[str] = []  # the instance being destroyed, for the heartbeat details
+        # A slow or rate-limited provider must not look like a dead worker.
+        async with heartbeating(lambda: doing[-1] if doing else None):
+            with provider_errors():
+                for instance in await provider.find_by_label(prefix):
+                    wanted = (
+                        instance.label == input.label
+                        if input.label
+                        else is_machine_label(instance.label, input.machine_id)
+                    )
+                    if not wanted or instance.status is InstanceStatus.GONE:
+                        continue
+                    doing.append(instance.instance_id)
+                    activity.heartbeat(instance.instance_id)
+                    await provider.destroy_instance(instance.instance_id)
+                    destroyed.append(DestroyedInstance(instance.instance_id, instance.label or ""))
         return DestroyInstancesResult(destroyed=destroyed)
 
     async def _status(self, provider: Provider, instance_id: str) -> InstanceActionResult:

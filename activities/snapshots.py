@@ -14,12 +14,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncssh
 from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from core.snapshots.channel import EngineGone, SshEngine
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.retention import expire_and_collect
@@ -45,7 +47,6 @@ from core.types import ActivityName, ErrorType
 
 SNAPSHOT_FAILED = ErrorType.SNAPSHOT_FAILED
 RESTORE_FAILED = ErrorType.RESTORE_FAILED
-HEARTBEAT_SECONDS = 2.0
 SSH_CONNECT_SECONDS = 30.0
 # What the engine reports when a retry may help (the store or the network hiccuped).
 _TRANSIENT = ("TransferError", "OSError", "ConnectionError")
@@ -58,22 +59,8 @@ class _Latest:
     def update(self, progress: SnapshotProgress) -> None:
         self.progress = progress
 
-
-@contextlib.asynccontextmanager
-async def _heartbeating(latest: _Latest) -> AsyncIterator[None]:
-    """Heartbeat the latest progress while the body runs, so a dead worker is noticed and a
-    cancel reaches the activity even while the engine is quiet."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(asdict(latest.progress))
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
+    def details(self) -> dict[str, Any]:
+        return asdict(self.progress)
 
 
 class SnapshotActivities:
@@ -105,7 +92,7 @@ class SnapshotActivities:
         done = await asyncio.to_thread(run.committed_result)
         if done is not None:
             return done
-        async with _heartbeating(latest):
+        async with heartbeating(latest.details):
             async with self._connect(request.ssh_host, request.ssh_port, request.ssh_user) as conn:
                 try:
                     extra = ["--pack-mib", str(self._policy.pack_mib)]
@@ -129,7 +116,7 @@ class SnapshotActivities:
             request.owner_id,
             latest.update,
         )
-        async with _heartbeating(latest):
+        async with heartbeating(latest.details):
             try:
                 await run.load()  # a missing or damaged snapshot fails before any SSH
             except RestoreFailed as exc:

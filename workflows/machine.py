@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         AttachKeysInput,
         ConfigureInput,
         ConfigureResult,
+        DestroyedInstance,
         DestroyInstancesInput,
         ErrorType,
         HibernateInput,
@@ -518,15 +519,7 @@ class MachineWorkflow:
     async def _destroy(self, reason: str | None) -> None:
         s = self._snapshot
         await self._transition(S.DESTROYING, "destroy_requested", reason)
-        destroyed = await calls.destroy_instances(
-            DestroyInstancesInput(provider=s.spec.provider, machine_id=s.machine_id),
-            self._policy,
-        )
-        await calls.record_instances_destroyed(
-            RecordInstancesDestroyedInput(
-                machine_id=s.machine_id, provider=s.spec.provider, instances=destroyed.destroyed
-            )
-        )
+        await self._destroy_all()
         s.instance = None
         s.boot_deadline = None
         await self._transition(S.DESTROYED, "destroyed", reason)
@@ -631,6 +624,25 @@ class MachineWorkflow:
             pause = min(timedelta(seconds=policy.boot_poll_seconds), deadline - workflow.now())
             if pause > timedelta(0):
                 await workflow.sleep(pause)
+
+    async def _destroy_all(self) -> None:
+        """Destroy every instance carrying the machine's label prefix and record them gone,
+        the current one included even when a destroy that landed while a worker died left the
+        retried activity nothing to find (otherwise it would look billing forever)."""
+        s = self._snapshot
+        destroyed = await calls.destroy_instances(
+            DestroyInstancesInput(provider=s.spec.provider, machine_id=s.machine_id),
+            self._policy,
+        )
+        gone = list(destroyed.destroyed)
+        known = s.instance
+        if known is not None and all(d.instance_id != known.instance_id for d in gone):
+            gone.append(DestroyedInstance(known.instance_id, known.label))
+        await calls.record_instances_destroyed(
+            RecordInstancesDestroyedInput(
+                machine_id=s.machine_id, provider=s.spec.provider, instances=gone
+            )
+        )
 
     async def _destroy_attempt(self, label: str) -> None:
         s = self._snapshot
@@ -767,15 +779,7 @@ class MachineWorkflow:
             )
             await self._transition(was, "hibernate_failed", f"{problem}; the machine keeps running")
             return
-        destroyed = await calls.destroy_instances(
-            DestroyInstancesInput(provider=s.spec.provider, machine_id=s.machine_id),
-            self._policy,
-        )
-        await calls.record_instances_destroyed(
-            RecordInstancesDestroyedInput(
-                machine_id=s.machine_id, provider=s.spec.provider, instances=destroyed.destroyed
-            )
-        )
+        await self._destroy_all()
         s.instance = None
         s.boot_deadline = None
         h.needs_restore = True
@@ -870,9 +874,15 @@ class MachineWorkflow:
             if outcome is None or not outcome.no_offer:
                 break
         if outcome is not None:
-            h = s.hibernation
+            problem = outcome.problem
+            if outcome.no_offer:
+                where = f"in {wanted.region}, then anywhere" if wanted.region else "anywhere"
+                problem = (
+                    f"no matching offer {where}, {policy.wake_offer_attempts} searches "
+                    f"{policy.wake_offer_retry_seconds} s apart: {problem}"
+                )
             await self._transition(
-                was, "wake_failed", f"wake failed: {outcome.problem}", snapshot_id=h.snapshot_id
+                was, "wake_failed", f"wake failed: {problem}", snapshot_id=s.hibernation.snapshot_id
             )
             return
         await self._up("wake", "woke")
