@@ -40,6 +40,15 @@ async def test_a_report_shows_in_the_seed_status_shape(agent_api_any_db: AgentAp
             "gpu_usage_threshold": 5.0,
         },
         "vast_info": {"instance_id": 12345, "gpu_type": "RTX 3090", "region": "US"},
+        # Dumont's additions to the seed's shape: never idle, never hibernated yet.
+        "idle_since": None,
+        "snapshot_id": None,
+        "savings": {
+            "hibernated_hours": 0.0,
+            "cost_avoided_usd": 0.0,
+            "storage_cost_usd": 0.0,
+            "net_usd": 0.0,
+        },
     }
     machine = (await a.api.call("GET", f"/api/v1/machines/{a.machine.id}")).json()
     assert machine["gpu_utilization"] == 85.0 and machine["online"] is True

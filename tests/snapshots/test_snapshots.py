@@ -280,7 +280,8 @@ async def test_packs_of_a_recent_unfinished_snapshot_survive_gc(
     stored = object_keys(s3, "packs/alice/")
     assert stored
     report = expire_and_collect(harness.db, harness.store, SnapshotPolicy(), datetime.now(UTC))
-    assert report.deleted_packs == 0 and object_keys(s3, "packs/alice/") == stored
+    # Nothing deleted (a PUT the engine had in flight when it was killed may still land).
+    assert report.deleted_packs == 0 and stored <= object_keys(s3, "packs/alice/")
     later = datetime.now(UTC) + timedelta(days=2)
     report = expire_and_collect(harness.db, harness.store, SnapshotPolicy(), later)
     # Every pack goes, also one whose upload the kill cut short (registered, never stored).
