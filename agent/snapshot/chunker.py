@@ -1,36 +1,49 @@
 """Content-defined chunking at C speed with the standard library only.
 
-Each byte is mapped to one pseudo-random bit (`bytes.translate`, a C loop) and a chunk ends
-where the last 19 bits equal a fixed balanced pattern (`bytes.find`, C again): a cut depends
-only on the 19 bytes before it, so inserting or deleting bytes moves the cuts near the edit and
-no others, and unchanged regions keep their chunks (and their hashes). A pattern match has odds
-2^-19 per byte on high-entropy data: cuts come ~512 KiB after MIN_CHUNK, where the search
-starts (so only about half of the data is ever searched), and chunks average ~1 MiB.
-Low-entropy data (zeros, one repeated byte) never matches and is cut at MAX_CHUNK, as FastCDC
-does. The table, pattern and sizes are part of the storage format:
-changing them costs deduplication against older snapshots (never correctness).
+Each byte is mapped to one of three pseudo-random symbols (`bytearray.translate`, a C loop) and
+a chunk ends where the last 10 symbols spell a fixed pattern (`bytes.find`, C again): a cut
+depends only on the 10 bytes before it, so inserting or deleting bytes moves the cuts near the
+edit and no others, and unchanged regions keep their chunks (and their hashes). A match has odds
+3^-10 (about 2^-16) per byte: cuts come ~64 KiB after MIN_CHUNK, where the search starts, so
+chunks average ~580 KiB and only a tenth of the data is ever searched. Three symbols, each ~85
+byte values: text, code and binary data alike hit the pattern at about the nominal rate (a wider
+alphabet makes `find` faster but lets repetitive text miss the pattern altogether, and then
+every cut is a MAX_CHUNK one, which an insertion shifts). Low-entropy data (zeros, one repeated
+byte) never matches and is cut at MAX_CHUNK, as FastCDC does. The table, pattern and sizes are
+part of the storage format: changing them costs deduplication against older snapshots (never
+correctness).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import BinaryIO, Iterator
+from typing import Any, Iterator, Protocol
+
+
+class Readable(Protocol):
+    def readinto(self, buffer: Any) -> int | None: ...
+
 
 MIN_CHUNK = 512 * 1024
 MAX_CHUNK = 4 * 1024 * 1024
 READ_SIZE = 16 * 1024 * 1024
-# The search for a cut runs over this much at a time: most cuts come within the first step,
+# The search for a cut runs over this much at a time: most cuts come within the first steps,
 # so little is translated in vain.
-_STEP = 256 * 1024
+_STEP = 64 * 1024
 
-_TABLE = bytes(hashlib.sha256(b"dumont-cdc-table" + bytes([i])).digest()[0] & 1 for i in range(256))
-_PATTERN = bytes([1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1])
+_SYMBOLS = 3
+# Each symbol stands for 85 or 86 byte values, picked by a fixed pseudo-random order.
+_ORDER = sorted(range(256), key=lambda i: hashlib.sha256(b"dumont-cdc-2" + bytes([i])).digest())
+_TABLE = bytes(_ORDER.index(i) % _SYMBOLS for i in range(256))
+# Neither constant nor containing zero's symbol: runs of one byte never match.
+_PATTERN = bytes([2, 1, 2, 1, 1, 1, 2, 1, 1, 1])
+assert _TABLE[0] == 0
 
 
-def _cut(buffer: bytes, start: int, at_eof: bool) -> int:
-    """Where the chunk that begins at `start` ends (the buffer holds MAX_CHUNK bytes from
-    `start`, or the rest of the file)."""
-    limit = min(start + MAX_CHUNK, len(buffer))
+def _cut(buffer: bytearray, start: int, limit: int, at_eof: bool) -> int:
+    """Where the chunk that begins at `start` ends; `limit` is start + MAX_CHUNK, or the end of
+    the file when that comes first (then at_eof). bytearray.translate is the fast one (bytes'
+    tracks whether anything changed, byte by byte)."""
     overlap = len(_PATTERN) - 1
     position = start + MIN_CHUNK - overlap
     while position < limit - overlap:
@@ -44,31 +57,47 @@ def _cut(buffer: bytes, start: int, at_eof: bool) -> int:
     raise AssertionError("a cut needs MAX_CHUNK bytes or the end of the file")
 
 
-def chunks(handle: BinaryIO, first: bytes = b"") -> Iterator[bytes]:
-    """The chunks of a file, in order. `first` is data already read from the handle."""
-    buffer = first
+def views(handle: Readable, expected: int = READ_SIZE) -> Iterator[memoryview]:
+    """The chunks of a file, in order, as views into one reused buffer: each is valid only until
+    the next is asked for (hash or compress it, or copy it, before). No copies are made.
+    `expected`: the file's size, if known, so a small file gets a small buffer."""
+    capacity = min(READ_SIZE + MAX_CHUNK, max(expected, 0) + 1)
+    buffer = bytearray(capacity)
+    view = memoryview(buffer)
+    start = end = 0
     at_eof = False
     while True:
-        while not at_eof and len(buffer) < MAX_CHUNK:
-            data = handle.read(READ_SIZE)
-            if data:
-                buffer = buffer + data if buffer else data
-            else:
-                at_eof = True
-        if not buffer:
+        if not at_eof and end - start < MAX_CHUNK:
+            if start:  # keep the unfinished tail, at the front
+                view[: end - start] = view[start:end]
+                end -= start
+                start = 0
+            if end == capacity:  # larger than expected: a full-size buffer
+                capacity = READ_SIZE + MAX_CHUNK
+                grown = bytearray(capacity)
+                grown[:end] = view[:end]
+                buffer, view = grown, memoryview(grown)
+            while end < capacity:
+                got = handle.readinto(view[end:])
+                if not got:
+                    at_eof = True
+                    break
+                end += got
+        if start == end:
             return
-        if len(buffer) <= MIN_CHUNK:
-            yield buffer
-            return
-        start = 0
         # Cut while a full search window is in the buffer (or the file ends in it).
-        while start < len(buffer) and (at_eof or len(buffer) - start >= MAX_CHUNK):
-            if len(buffer) - start <= MIN_CHUNK:
-                end = len(buffer)
+        while start < end and (at_eof or end - start >= MAX_CHUNK):
+            if end - start <= MIN_CHUNK:
+                cut = end
             else:
-                end = _cut(buffer, start, at_eof)
-            yield buffer[start:end]
-            start = end
-        buffer = buffer[start:]
-        if at_eof and not buffer:
+                cut = _cut(buffer, start, min(start + MAX_CHUNK, end), at_eof)
+            yield view[start:cut]
+            start = cut
+        if at_eof and start == end:
             return
+
+
+def chunks(handle: Readable, expected: int = READ_SIZE) -> Iterator[bytes]:
+    """The chunks of a file, in order, each its own bytes."""
+    for piece in views(handle, expected):
+        yield bytes(piece)

@@ -1,14 +1,18 @@
 """`create`: walk, chunk and hash the workspace, upload what the store lacks, in one pass.
 
-The main thread walks the tree and sends it in batches. Files of at least MIN_CHUNK are cut and
-hashed by a pool of processes (content-defined chunking holds the GIL, so threads would run it
-on one core); small files are read and hashed in the main thread. The reader thread takes the
-control plane's answers (which chunks it needs, presigned URLs); a thread pool reads each
-needed chunk again (from the page cache), checks its hash, compresses it into the current pack,
-and another pool uploads sealed packs. Memory is bounded: the walk and the compressors wait
-while more than `window` bytes are held in flight.
+The main thread walks the tree and sends it in batches. Files the stat cache does not vouch for
+are read by a pool of processes (content-defined chunking holds the GIL, so threads would run it
+on one core), small files many to a job, big ones a region at a time. A worker hashes each chunk
+and, unless the chunk is one the last snapshot already had, compresses it right away into its
+job's region of a shared memory arena: the data is read and hashed once, and only the payloads
+the control plane then asks for are copied from the arena into a pack. A chunk with no payload
+(a file the cache vouched for, or one the last snapshot had) is read again by a thread if the
+store lacks it after all, checked against its hash and compressed there. The reader thread takes
+the control plane's answers (which chunks it needs, presigned URLs); a thread pool uploads sealed
+packs. Memory is bounded: the arena's regions are reused once their chunks are answered, and the
+walk waits while more than `window` bytes of packs are held.
 
-Messages out: hello, batch, progress, pack, uploaded, done, error.
+Messages out: hello, batch, progress, scanned, pack, sealed, uploaded, done, error.
 Messages in: need (per batch), put (per pack), committed, abort.
 """
 
@@ -16,13 +20,14 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import mmap
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
+from typing import Any, List, Optional, Tuple
 
 from agent.snapshot import ENGINE_VERSION, chunker, transfer
 from agent.snapshot.codec import Compressor
@@ -32,21 +37,62 @@ from agent.snapshot.tree import DIR, FILE, LINK
 from agent.snapshot.wire import Message, Wire
 
 BATCH_ENTRIES = 2000
-BATCH_BYTES = 32 * 1024 * 1024
 PROGRESS_SECONDS = 1.0
+REGION = 16 * 1024 * 1024
+# A job of small files stops taking more at this many.
+JOB_FILES = 256
+
+# (hash, raw size, codec or None when not compressed, offset in the region, payload length)
+Found = Tuple[str, int, Optional[str], int, int]
+# (path, offset to start at, expected size)
+Item = Tuple[str, int, int]
+# per item: the chunks found, and the offset to go on from (None: the file is done)
+JobResult = List[Tuple[List[Found], Optional[int]]]
 
 
 class SnapshotFailed(RuntimeError):
     pass
 
 
-def chunk_file(path: str) -> list[tuple[str, int]]:
-    """(hash, size) of each chunk of a file; runs in a worker process."""
-    found = []
-    with open(path, "rb", buffering=0) as handle:
-        for data in chunker.chunks(handle):
-            found.append((hashlib.sha256(data).hexdigest(), len(data)))
-    return found
+# Set in the main process before the workers fork, so they share them.
+_arena: mmap.mmap | None = None
+_known: frozenset = frozenset()
+_compressor: Compressor | None = None
+
+
+def run_job(items: list[Item], region: int) -> JobResult:
+    """Chunk, hash and compress files into one region of the arena; runs in a worker process
+    (or inline without one). Stops early when the region is nearly full: the items not finished
+    say where to go on from."""
+    assert _arena is not None and _compressor is not None
+    base = region * REGION
+    used = 0
+    results: JobResult = []
+    for path, start, expected in items:
+        if used > REGION - chunker.MAX_CHUNK:
+            results.append(([], start))
+            continue
+        found: list[Found] = []
+        offset = start
+        with open(path, "rb", buffering=0) as handle:
+            if start:
+                handle.seek(start)
+            for view in chunker.views(handle, expected - start):
+                digest = hashlib.sha256(view).hexdigest()
+                if digest in _known:
+                    found.append((digest, len(view), None, 0, 0))
+                else:
+                    codec, payload = _compressor.compress(view)
+                    _arena[base + used : base + used + len(payload)] = payload
+                    found.append((digest, len(view), codec, used, len(payload)))
+                    used += len(payload)
+                offset += len(view)
+                if used > REGION - chunker.MAX_CHUNK:
+                    break  # every later chunk begins at a cut: go on from there
+            else:
+                offset = -1
+        results.append((found, None if offset < 0 else offset))
+    return results
 
 
 def _ready() -> int:
@@ -69,14 +115,25 @@ def _worker_init() -> None:
 
 class _Pack:
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[Any] = []
         self.table: list[list[Any]] = []  # [hash, offset, length, raw size, codec]
         self.size = 0
+        self.regions: list[int] = []  # of the arena, one per part sent straight from there
 
-    def add(self, digest: str, codec: str, payload: bytes, raw_size: int) -> None:
+    def add(self, digest: str, codec: str, payload: Any, raw_size: int) -> None:
         self.table.append([digest, self.size, len(payload), raw_size, codec])
         self.parts.append(payload)
         self.size += len(payload)
+
+
+class _Job:
+    """Files sent to a worker together, and what becomes of each when the job is done."""
+
+    def __init__(self, region: int, items: list[Item], files: list[Any], future: Future) -> None:
+        self.region = region
+        self.items = items
+        self.files = files  # per item: [entry, stat, chunks so far]
+        self.future = future
 
 
 class CreateEngine:
@@ -92,30 +149,38 @@ class CreateEngine:
         pack_size: int,
         window: int,
     ) -> None:
+        global _arena, _known, _compressor
         self.workspace = workspace
         self.wire = wire
         self.cache = cache
         self.compressor = compressor
         self.pack_size = pack_size
         self.window = window
+        # Half again the window: packs in flight hold their regions until they are uploaded.
+        regions = max(4, min(48, window * 3 // 2 // REGION))
+        _arena = self._arena = mmap.mmap(-1, regions * REGION)
+        self._view = memoryview(self._arena)
+        _known = frozenset(cache.known_chunks())
+        _compressor = compressor
+        self._free_regions = list(range(regions))
+        self._region_refs = [0] * regions
         # Forked now, before any thread exists: forking a threaded process is unsafe.
-        self._chunk_pool = None
+        self._pool = None
         if workers > 1:
             context = multiprocessing.get_context("fork")
-            self._chunk_pool = ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_worker_init
-            )
-            for job in [self._chunk_pool.submit(_ready) for _ in range(workers)]:
+            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+            for job in [self._pool.submit(_ready) for _ in range(workers)]:
                 job.result()
-        self._chunking: collections.deque[tuple[dict[str, Any], os.stat_result, Future]] = (
-            collections.deque()
-        )
-        self._chunk_ahead = 4 * workers
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._jobs_ahead = 2 * workers
+        self._small: list[tuple[dict[str, Any], os.stat_result]] = []
+        self._small_bytes = 0
+        self._resumed: list[tuple[Any, Item]] = []
         self._compress_pool = ThreadPoolExecutor(workers, thread_name_prefix="compress")
         self._upload_pool = ThreadPoolExecutor(uploaders, thread_name_prefix="upload")
         self._cond = threading.Condition()
-        self._held = 0  # bytes read or packed and not yet answered, compressed or uploaded
-        self._pending: dict[str, bytes] = {}  # small files' data waiting for the "need" answer
+        self._held = 0  # bytes in packs not yet uploaded (and chunks read back to compress)
+        self._payloads: dict[str, tuple[int, int, int, str]] = {}  # hash -> region, off, len, codec
         self._located: dict[str, tuple[str, int, int]] = {}  # hash -> (path, offset, size)
         self._batches: dict[int, list[str]] = {}
         self._batch_count = 0
@@ -125,7 +190,7 @@ class CreateEngine:
         self._asked_bytes = 0
         self._compressing = 0
         self._pack = _Pack()
-        self._sealed: dict[int, bytes] = {}
+        self._sealed: dict[int, _Pack] = {}
         self._packs_sealed = 0
         self._packs_uploaded = 0
         self._error: str | None = None
@@ -150,6 +215,13 @@ class CreateEngine:
             if self._error is not None:
                 raise SnapshotFailed(self._error)
 
+    def _release(self, region: int) -> None:
+        """One user of a region less (lock held); the last one frees it."""
+        self._region_refs[region] -= 1
+        if self._region_refs[region] == 0:
+            self._free_regions.append(region)
+            self._cond.notify_all()
+
     # --- the control plane's answers (reader thread) ---------------------------------------
 
     def _read_answers(self) -> None:
@@ -173,18 +245,42 @@ class CreateEngine:
             self._fail(f"reading the control plane's answers: {exc}")
 
     def _on_need(self, message: Message) -> None:
-        asked = self._batches.pop(message["batch"])
         needed = set(message["chunks"])
         with self._cond:
+            # Popped under the lock, with the compressions counted in the same breath: otherwise
+            # the main thread could see no batch and nothing compressing, seal the last pack and
+            # say "done" while this batch's chunks are still to be packed.
+            asked = self._batches.pop(message["batch"])
             for index, digest in enumerate(asked):
-                data = self._pending.pop(digest, None)
+                payload = self._payloads.pop(digest, None)
                 if index in needed:
-                    self._compressing += 1
-                    self._compress_pool.submit(self._compress, digest, data)
-                elif data is not None:
-                    self._held -= len(data)
+                    if payload is None:
+                        self._compressing += 1
+                        self._compress_pool.submit(self._compress, digest)
+                    else:
+                        self._pack_payload(digest, payload)
+                elif payload is not None:
+                    self._release(payload[0])
             self.stats["needed_chunks"] += len(needed)
             self._cond.notify_all()
+
+    def _pack_payload(self, digest: str, payload: tuple[int, int, int, str]) -> None:
+        """A chunk the worker compressed joins the pack as a view of the arena, uploaded from
+        there: its region stays taken until then (lock held)."""
+        region, offset, length, codec = payload
+        start = region * REGION + offset
+        self._held += length
+        self._pack.regions.append(region)
+        self._add_to_pack(
+            digest, codec, self._view[start : start + length], self._located[digest][2]
+        )
+
+    def _add_to_pack(self, digest: str, codec: str, payload: Any, raw_size: int) -> None:
+        """(lock held)"""
+        self._pack.add(digest, codec, payload, raw_size)
+        self.stats["packed_raw_bytes"] += raw_size
+        if self._pack.size >= self.pack_size:
+            self._seal()
 
     def _read_chunk(self, digest: str) -> bytes:
         """A chunk read back from its file, which must not have changed since it was hashed."""
@@ -197,26 +293,22 @@ class CreateEngine:
 
     def _on_put(self, message: Message) -> None:
         with self._cond:
-            body = self._sealed.pop(message["pack"])
-        self._upload_pool.submit(self._upload, message["pack"], message["url"], body)
+            pack = self._sealed.pop(message["pack"])
+        self._upload_pool.submit(self._upload, message["pack"], message["url"], pack)
 
     # --- compress, pack, upload (pools) ---------------------------------------------------
 
-    def _compress(self, digest: str, data: bytes | None) -> None:
+    def _compress(self, digest: str) -> None:
         try:
-            if data is None:
-                size = self._located[digest][2]
-                self._wait(lambda: self._held + size <= self.window)
-                data = self._read_chunk(digest)
-                with self._cond:
-                    self._held += len(data)
+            size = self._located[digest][2]
+            self._wait(lambda: self._held + size <= self.window)
+            with self._cond:
+                self._held += size
+            data = self._read_chunk(digest)
             codec, payload = self.compressor.compress(data)
             with self._cond:
-                self._held += len(payload) - len(data)
-                self._pack.add(digest, codec, payload, len(data))
-                self.stats["packed_raw_bytes"] += len(data)
-                if self._pack.size >= self.pack_size:
-                    self._seal()
+                self._held += len(payload) - size
+                self._add_to_pack(digest, codec, payload, size)
                 self._compressing -= 1
                 self._cond.notify_all()
         except Exception as exc:  # noqa: BLE001
@@ -227,22 +319,25 @@ class CreateEngine:
         pack, self._pack = self._pack, _Pack()
         number = self._packs_sealed
         self._packs_sealed += 1
-        self._sealed[number] = b"".join(pack.parts)
+        self._sealed[number] = pack
         self.wire.send("pack", pack=number, size=pack.size, chunks=pack.table)
 
-    def _upload(self, number: int, url: str, body: bytes) -> None:
+    def _upload(self, number: int, url: str, pack: _Pack) -> None:
+        size = pack.size
         try:
-            transfer.put(url, body)
+            transfer.put(url, pack.parts, size)
         except Exception as exc:  # noqa: BLE001
             self._fail(f"uploading pack {number}: {exc}")
             return
         # Told before it counts as uploaded: otherwise the main thread could send "done" ahead
         # of this message and the control plane would commit without this pack's chunks.
-        self.wire.send("uploaded", pack=number, size=len(body))
+        self.wire.send("uploaded", pack=number, size=size)
         with self._cond:
-            self._held -= len(body)
+            self._held -= size
+            for region in pack.regions:
+                self._release(region)
             self._packs_uploaded += 1
-            self.stats["uploaded_bytes"] += len(body)
+            self.stats["uploaded_bytes"] += size
             self.stats["packs"] += 1
             self._cond.notify_all()
 
@@ -260,19 +355,23 @@ class CreateEngine:
             with self._cond:
                 if self._pack.table:
                     self._seal()
+            self.wire.send("sealed")  # no more packs: the manifest can be built meanwhile
             self._wait(lambda: self._packs_uploaded == self._packs_sealed)
             self.wire.send("done", stats=self.stats)
+            # What the cache says holds whether or not the commit does: write it meanwhile.
+            saver = threading.Thread(target=self.cache.save, name="cache", daemon=True)
+            saver.start()
             self._wait(lambda: self._finished is not None)
+            saver.join()
             if self._finished != "committed":
                 raise SnapshotFailed("the control plane aborted the snapshot")
-            self.cache.save()
             return 0
         except (SnapshotFailed, OSError) as exc:
             self.wire.send("error", message=str(exc))
             return 1
         finally:
-            if self._chunk_pool is not None:
-                self._chunk_pool.shutdown(wait=False)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             self._compress_pool.shutdown(wait=False)
             self._upload_pool.shutdown(wait=False)
 
@@ -290,65 +389,138 @@ class CreateEngine:
             elif kind == FILE:
                 cached = self.cache.lookup(path, st)
                 if cached is not None:
-                    self._add_file(entry, st, cached, None)
-                elif st.st_size >= chunker.MIN_CHUNK and self._chunk_pool is not None:
-                    full = os.path.join(self.workspace, path)
-                    self._chunking.append((entry, st, self._chunk_pool.submit(chunk_file, full)))
-                    self._collect_chunked(self._chunk_ahead)
+                    self._add_file(entry, st, cached, ask=True)
+                elif st.st_size >= chunker.MIN_CHUNK:
+                    self._submit([(entry, st, [])], [(path, 0, st.st_size)])
                 else:
-                    self._add_file(entry, st, *self._read_small(path))
+                    self._small.append((entry, st))
+                    self._small_bytes += st.st_size
+                    if len(self._small) >= JOB_FILES or self._small_bytes >= REGION // 2:
+                        self._submit_small()
+                self._collect(self._jobs_ahead)
+                self._submit_resumed()
                 continue  # _add_file records the entry
             self._add(entry)
             if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                 last_progress = time.monotonic()
                 self.wire.send("progress", stats=self.stats)
-        self._collect_chunked(0)
+        self._submit_small()
+        while self._jobs or self._resumed:
+            self._collect(0)
+            self._submit_resumed()
         self._flush()
         self.wire.send("scanned", stats=self.stats)
 
-    def _read_small(self, path: str) -> tuple[list[tuple[str, int]], dict[str, bytes]]:
-        """Chunks of a file read here (small ones; all of them without a process pool)."""
-        found: list[tuple[str, int]] = []
-        data_of: dict[str, bytes] = {}
-        with open(os.path.join(self.workspace, path), "rb", buffering=0) as handle:
-            for data in chunker.chunks(handle):
-                digest = hashlib.sha256(data).hexdigest()
-                found.append((digest, len(data)))
-                data_of[digest] = data
-        return found, data_of
+    def _submit_resumed(self) -> None:
+        """Big files go on where their last job stopped, a region later."""
+        while self._resumed:
+            file, item = self._resumed.pop(0)
+            self._submit([file], [item])
 
-    def _collect_chunked(self, keep: int) -> None:
-        """Take the pool's finished files, in order, until at most `keep` are in flight."""
-        while self._chunking and (len(self._chunking) > keep or self._chunking[0][2].done()):
-            entry, st, job = self._chunking.popleft()
+    def _submit_small(self) -> None:
+        if self._small:
+            files = [[entry, st, []] for entry, st in self._small]
+            items = [(entry["p"], 0, st.st_size) for entry, st in self._small]
+            self._small, self._small_bytes = [], 0
+            self._submit(files, items)
+
+    def _submit(self, files: list[Any], items: list[Item]) -> None:
+        """Send files to a worker, with a region of the arena for their payloads."""
+        region = self._take_region()
+        full = [(os.path.join(self.workspace, path), start, size) for path, start, size in items]
+        future: Future = Future()
+        if self._pool is not None:
+            future = self._pool.submit(run_job, full, region)
+        else:
             try:
-                chunks = job.result()
+                future.set_result(run_job(full, region))
+            except Exception as exc:  # noqa: BLE001 - raised where results are taken
+                future.set_exception(exc)
+        self._jobs.append(_Job(region, items, files, future))
+
+    def _take_region(self) -> int:
+        """A free region; while there is none, take finished jobs' results and send what was
+        gathered, so the answers that free regions can come."""
+        while True:
+            with self._cond:
+                if self._free_regions:
+                    region = self._free_regions.pop()
+                    self._region_refs[region] = 1  # the job's own hold
+                    return region
+            if self._jobs:
+                self._collect(len(self._jobs) - 1)
+            self._flush()
+            with self._cond:
+                if not self._jobs and not self._batches and self._pack.regions:
+                    # All answered, and the pack being filled holds regions (a few needed
+                    # chunks in each): send it as it is, rather than wait for it to fill.
+                    self._seal()
+            self._wait(
+                lambda: (
+                    bool(self._free_regions)
+                    or bool(self._jobs)
+                    or (not self._batches and bool(self._pack.regions))
+                )
+            )
+
+    def _collect(self, keep: int) -> None:
+        """Take the workers' finished jobs, in order, until at most `keep` are in flight."""
+        while self._jobs and (len(self._jobs) > keep or self._jobs[0].future.done()):
+            job = self._jobs.popleft()
+            try:
+                results = job.future.result()
             except OSError as exc:
-                raise SnapshotFailed(f"reading {entry['p']}: {exc}") from exc
-            self._add_file(entry, st, chunks, None)
+                raise SnapshotFailed(f"reading {exc.filename or 'a file'}: {exc}") from exc
+            for (path, start, size), file, (found, resume) in zip(job.items, job.files, results):
+                entry, st, chunks = file
+                self._add_chunks(path, start, found, job.region)
+                chunks.extend((digest, raw) for digest, raw, _, _, _ in found)
+                if resume is None:
+                    self._add_file(entry, st, chunks, ask=False)
+                else:
+                    self._resumed.append((file, (path, resume, size)))
+            with self._cond:
+                self._release(job.region)
+
+    def _add_chunks(self, path: str, start: int, found: list[Found], region: int) -> None:
+        """Put the chunks new to this run to the control plane; keep their payloads."""
+        offset = start
+        for digest, raw, codec, at, length in found:
+            if digest not in self._seen:
+                self._seen.add(digest)
+                self._located[digest] = (path, offset, raw)
+                if codec is not None:
+                    with self._cond:
+                        self._payloads[digest] = (region, at, length, codec)
+                        self._region_refs[region] += 1
+                self._asked.append((digest, raw))
+                self._asked_bytes += raw
+                self.stats["read_bytes"] += raw
+                if len(self._asked) >= BATCH_ENTRIES:
+                    self._flush()
+            offset += raw
 
     def _add_file(
-        self,
-        entry: dict[str, Any],
-        st: os.stat_result,
-        chunks: list[tuple[str, int]],
-        data_of: dict[str, bytes] | None,
+        self, entry: dict[str, Any], st: os.stat_result, pairs: list[tuple[str, int]], ask: bool
     ) -> None:
+        """Record a file whose chunks are all known; `ask`: put them to the control plane here
+        (the stat cache's; a worker's were put as they came)."""
         path = entry["p"]
-        entry["s"] = sum(size for _, size in chunks)
-        entry["c"] = [digest for digest, _ in chunks]
+        if ask:
+            offset = 0
+            for digest, size in pairs:
+                if digest not in self._seen:
+                    self._seen.add(digest)
+                    self._located[digest] = (path, offset, size)
+                    self._asked.append((digest, size))
+                    self._asked_bytes += size
+                offset += size
+        entry["s"] = sum(size for _, size in pairs)
+        entry["c"] = [digest for digest, _ in pairs]
         self.stats["files"] += 1
         self.stats["bytes"] += entry["s"]
-        self.stats["chunks"] += len(chunks)
-        if data_of is not None:
-            self.stats["read_bytes"] += entry["s"]
-        self.cache.remember(path, st, chunks)
-        offset = 0
-        for digest, size in chunks:
-            if digest not in self._seen:
-                self._located[digest] = (path, offset, size)
-                self._ask(digest, size, data_of.get(digest) if data_of else None)
-            offset += size
+        self.stats["chunks"] += len(pairs)
+        self.cache.remember(path, st, pairs)
         self._add(entry)
 
     def _add(self, entry: dict[str, Any]) -> None:
@@ -359,6 +531,8 @@ class CreateEngine:
 
     def _flush(self) -> None:
         """Send the tree entries and new chunk hashes gathered so far."""
+        if not self._entries and not self._asked:
+            return
         with self._cond:
             number = self._batch_count
             self._batch_count += 1
@@ -366,16 +540,3 @@ class CreateEngine:
             self.stats["sent_chunks"] += len(self._asked)
         self.wire.send("batch", batch=number, entries=self._entries, chunks=self._asked)
         self._entries, self._asked, self._asked_bytes = [], [], 0
-
-    def _ask(self, digest: str, size: int, data: bytes | None) -> None:
-        """Put a chunk new to this run to the control plane (data None: read it if needed)."""
-        self._seen.add(digest)
-        self._asked.append((digest, size))
-        self._asked_bytes += size
-        if data is not None:
-            with self._cond:
-                self._pending[digest] = data
-                self._held += size
-        if self._asked_bytes >= BATCH_BYTES:
-            self._flush()
-            self._wait(lambda: self._held <= self.window)

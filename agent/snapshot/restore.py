@@ -44,7 +44,10 @@ class RestoreEngine:
         self._decompressor = Decompressor()
         self._lock = threading.Lock()
         self._written: dict[str, int] = {}
+        self._left: dict[str, int] = {}  # chunk writes a file still waits for
+        self._files: dict[str, dict[str, Any]] = {}
         self._targets: dict[str, list[tuple[str, int]]] = {}
+        self._as_root = os.geteuid() == 0
         self.stats = {"files": 0, "bytes": 0, "downloaded_bytes": 0, "packs": 0, "chunks": 0}
         self._last_progress = time.monotonic()
 
@@ -75,9 +78,10 @@ class RestoreEngine:
         os.makedirs(self.target, exist_ok=True)
         shutil.rmtree(self.staging, ignore_errors=True)
         os.mkdir(self.staging, 0o700)
+        files = {e["p"]: e for e in entries if e["k"] == FILE}
+        self._files = files
         self._targets = self._lay_out(entries, chunks)
         self._fetch(packs, chunks, self._targets)
-        files = {e["p"]: e for e in entries if e["k"] == FILE}
         for path, entry in files.items():
             if self._written.get(path, 0) != entry["s"]:
                 raise RestoreFailed(f"{path} was not restored completely")
@@ -91,7 +95,8 @@ class RestoreEngine:
     def _lay_out(
         self, entries: list[dict[str, Any]], chunks: dict[str, Location]
     ) -> dict[str, list[tuple[str, int]]]:
-        """Create directories and empty files; chunk hash -> [(file, offset)] to fill."""
+        """Create directories, empty files and files of several chunks (sized, to be filled);
+        a file of one chunk is created when its chunk arrives. Chunk hash -> [(file, offset)]."""
         targets: dict[str, list[tuple[str, int]]] = {}
         for entry in entries:
             path = entry["p"]
@@ -100,14 +105,48 @@ class RestoreEngine:
             if entry["k"] == DIR:
                 os.makedirs(self._staged(path), 0o700, exist_ok=True)
             elif entry["k"] == FILE:
-                with open(self._staged(path), "wb") as handle:
-                    handle.truncate(entry["s"])
                 self._written[path] = 0
+                self._left[path] = len(entry["c"])
+                if len(entry["c"]) != 1:
+                    fd = os.open(self._staged(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    try:
+                        os.ftruncate(fd, entry["s"])
+                        if not entry["c"]:
+                            self._finish_file(fd, entry)
+                    finally:
+                        os.close(fd)
                 offset = 0
                 for digest in entry["c"]:
                     targets.setdefault(digest, []).append((path, offset))
                     offset += chunks[digest][3]
         return targets
+
+    def _finish_file(self, fd: int, entry: dict[str, Any]) -> None:
+        """Owner, mode and times of a file whose content is all written (chown first: it clears
+        setuid bits)."""
+        if self._as_root:
+            os.fchown(fd, entry["u"], entry["g"])
+        os.fchmod(fd, entry["m"])
+        os.utime(fd, ns=(entry["t"], entry["t"]))
+
+    def _write(self, path: str, offset: int, content: bytes) -> None:
+        entry = self._files[path]
+        if len(entry["c"]) == 1:  # the whole file: create, write, finish in one go
+            fd = os.open(self._staged(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        else:
+            fd = os.open(self._staged(path), os.O_WRONLY)
+        try:
+            done = 0
+            while done < len(content):  # a write may be short
+                done += os.pwrite(fd, memoryview(content)[done:], offset + done)
+            with self._lock:
+                self._written[path] += len(content)
+                self._left[path] -= 1
+                last = self._left[path] == 0
+            if last:
+                self._finish_file(fd, entry)
+        finally:
+            os.close(fd)
 
     def _fetch(
         self,
@@ -154,13 +193,7 @@ class RestoreEngine:
                 )
         for (digest, _), content in zip(needed, plain):
             for path, offset in self._targets[digest]:
-                fd = os.open(self._staged(path), os.O_WRONLY)
-                try:
-                    os.pwrite(fd, content, offset)
-                finally:
-                    os.close(fd)
-                with self._lock:
-                    self._written[path] += len(content)
+                self._write(path, offset, content)
         with self._lock:
             self.stats["downloaded_bytes"] += len(data)
             self.stats["packs"] += 1
@@ -170,15 +203,13 @@ class RestoreEngine:
                 self.wire.send("progress", stats=self.stats)
 
     def _apply_metadata(self, entries: list[dict[str, Any]]) -> None:
-        as_root = os.geteuid() == 0
+        """Symlinks and directories (files got theirs when their last chunk was written)."""
+        as_root = self._as_root
         for entry in entries:
-            path = self._staged(entry["p"])
             if entry["k"] == LINK:
+                path = self._staged(entry["p"])
                 os.symlink(entry["l"], path)
-            if entry["k"] != DIR:
                 self._own_and_time(path, entry, as_root)
-            if entry["k"] == FILE:
-                os.chmod(path, entry["m"])
         # Deepest first: a read-only directory must get its mode after its children are in.
         for entry in sorted(
             (e for e in entries if e["k"] == DIR), key=lambda e: -e["p"].count("/")

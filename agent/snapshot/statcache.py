@@ -51,6 +51,10 @@ class StatCache:
             return None
         return [(chunk[0], chunk[1]) for chunk in record[4]]
 
+    def known_chunks(self) -> set[str]:
+        """Every chunk hash the last run saw: most of them are in the store already."""
+        return {chunk[0] for record in self._old.values() for chunk in record[4]}
+
     def remember(self, path: str, st: os.stat_result, chunks: list[Chunk]) -> None:
         self._new[path] = list(stamp(st)) + [[list(chunk) for chunk in chunks]]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 ATTEMPTS = 4
 TIMEOUT_SECONDS = 300.0
@@ -43,9 +44,12 @@ def _retry(url: str, request: urllib.request.Request) -> bytes:
     raise TransferError(last)
 
 
-def put(url: str, body: bytes) -> None:
+def put(url: str, body: bytes | list[Any], size: int | None = None) -> None:
+    """Upload `body`: bytes, or a list of buffers sent one after the other (`size` in all),
+    which saves joining them into one."""
     request = urllib.request.Request(url, data=body, method="PUT")
-    request.add_header("Content-Length", str(len(body)))
+    length = len(body) if size is None else size
+    request.add_header("Content-Length", str(length))
     request.add_header("Content-Type", "application/octet-stream")
     _retry(url, request)
 

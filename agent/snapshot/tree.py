@@ -33,16 +33,19 @@ def content_digest(chunk_hashes: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+def line(entry: TreeEntry) -> bytes:
+    """An entry's contribution to the root hash."""
+    head = f"{entry.kind}\0{entry.mode:o}\0{entry.size}\0{entry.ref}\0"
+    return os.fsencode(entry.path) + b"\0" + head.encode("utf-8", "surrogateescape")
+
+
+def hash_lines(lines: Iterable[bytes]) -> str:
+    """The root hash of entries' lines, in any order."""
+    return hashlib.sha256(b"".join(item + b"\n" for item in sorted(lines))).hexdigest()
+
+
 def root_hash(entries: Iterable[TreeEntry]) -> str:
-    lines: list[bytes] = []
-    for entry in entries:
-        head = f"{entry.kind}\0{entry.mode:o}\0{entry.size}\0{entry.ref}\0"
-        lines.append(os.fsencode(entry.path) + b"\0" + head.encode("utf-8", "surrogateescape"))
-    digest = hashlib.sha256()
-    for line in sorted(lines):
-        digest.update(line)
-        digest.update(b"\n")
-    return digest.hexdigest()
+    return hash_lines(line(entry) for entry in entries)
 
 
 def from_manifest(entry: dict[str, Any]) -> TreeEntry:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -24,8 +23,9 @@ class SnapshotRecordError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class ChunkLocation:
+class ChunkLocation(NamedTuple):
+    """A tuple, not a dataclass: a snapshot makes one per chunk, tens of thousands."""
+
     pack_id: str
     offset: int
     length: int
@@ -44,8 +44,20 @@ def pack_key(owner_id: str, pack_id: str) -> str:
     return f"packs/{owner_id}/{pack_id[:2]}/{pack_id}"
 
 
-def manifest_key(owner_id: str, snapshot_id: str) -> str:
-    return f"manifests/{owner_id}/{snapshot_id}.json.gz"
+def manifest_key(owner_id: str, digest: str) -> str:
+    """Named by content: snapshots of an unchanged workspace share one manifest object."""
+    return f"manifests/{owner_id}/{digest}.json.gz"
+
+
+def manifest_in_use(db: Engine, key: str, besides: str | None = None) -> bool:
+    """Whether a committed snapshot (other than `besides`) has this manifest."""
+    with session_scope(db) as session:
+        query = select(col(Snapshot.id)).where(
+            col(Snapshot.manifest_key) == key, col(Snapshot.status) == "committed"
+        )
+        if besides is not None:
+            query = query.where(col(Snapshot.id) != besides)
+        return session.execute(query.limit(1)).first() is not None
 
 
 def _batches(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -75,21 +87,28 @@ def get_snapshot(db: Engine, snapshot_id: str) -> Snapshot | None:
 def present_chunks(db: Engine, owner_id: str, hashes: Sequence[str]) -> dict[str, ChunkLocation]:
     """Those of `hashes` the owner's store holds (in packs confirmed uploaded)."""
     found: dict[str, ChunkLocation] = {}
+    chunk = SnapshotChunk
+    columns = (
+        col(chunk.hash),
+        col(chunk.pack_id),
+        col(chunk.offset),
+        col(chunk.length),
+        col(chunk.raw_size),
+        col(chunk.codec),
+    )
     with session_scope(db) as session:
         for batch in _batches(hashes):
             rows = session.execute(
-                select(SnapshotChunk)
-                .join(SnapshotPack, col(SnapshotPack.id) == col(SnapshotChunk.pack_id))
+                select(*columns)
+                .join(SnapshotPack, col(SnapshotPack.id) == col(chunk.pack_id))
                 .where(
-                    col(SnapshotChunk.owner_id) == owner_id,
-                    col(SnapshotChunk.hash).in_(batch),
+                    col(chunk.owner_id) == owner_id,
+                    col(chunk.hash).in_(batch),
                     col(SnapshotPack.state) == "uploaded",
                 )
-            ).scalars()
-            for chunk in rows:
-                found[chunk.hash] = ChunkLocation(
-                    chunk.pack_id, chunk.offset, chunk.length, chunk.raw_size, chunk.codec
-                )
+            )
+            for digest, pack_id, offset, length, raw_size, codec in rows:
+                found[digest] = ChunkLocation(pack_id, offset, length, raw_size, codec)
     return found
 
 
@@ -112,22 +131,29 @@ def register_pack(
     return info
 
 
-def _insert_ignoring_duplicates(session: Any, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Another machine of the owner may have indexed the same chunk meanwhile: first one wins."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(postgresql.insert(table).values(rows).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        session.execute(sqlite.insert(table).values(rows).on_conflict_do_nothing())
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise SnapshotRecordError(f"unsupported database {dialect}")
+_CHUNK_COLUMNS = 'owner_id, hash, pack_id, "offset", length, raw_size, codec'
+
+
+def _insert_ignoring_duplicates(session: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Another machine of the owner may have indexed the same chunk meanwhile: first one wins.
+    The driver's own executemany of one plain statement (SQLite and PostgreSQL both know
+    ON CONFLICT DO NOTHING): a pack of small files brings thousands of rows, and building them
+    through SQLAlchemy cost more than all the rest of a snapshot's bookkeeping."""
+    if not rows:
+        return
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    marks = ", ".join([mark] * 7)
+    connection.exec_driver_sql(
+        f"INSERT INTO snapshot_chunks ({_CHUNK_COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+        rows,
+    )
 
 
 def pack_uploaded(
     db: Engine, owner_id: str, pack_id: str, chunks: Sequence[tuple[str, ChunkLocation]]
 ) -> None:
     """The machine stored the pack: its chunks join the owner's index."""
-    table: Table = SnapshotChunk.__table__  # type: ignore[attr-defined]
     with session_scope(db) as session:
         session.execute(
             update(SnapshotPack)
@@ -135,19 +161,10 @@ def pack_uploaded(
             .values(state="uploaded", uploaded_at=utcnow())
         )
         rows = [
-            {
-                "owner_id": owner_id,
-                "hash": digest,
-                "pack_id": pack_id,
-                "offset": loc.offset,
-                "length": loc.length,
-                "raw_size": loc.raw_size,
-                "codec": loc.codec,
-            }
+            (owner_id, digest, pack_id, loc.offset, loc.length, loc.raw_size, loc.codec)
             for digest, loc in chunks
         ]
-        for start in range(0, len(rows), _IN_BATCH // 8):
-            _insert_ignoring_duplicates(session, table, rows[start : start + _IN_BATCH // 8])
+        _insert_ignoring_duplicates(session, rows)
 
 
 def packs(db: Engine, pack_ids: Iterable[str]) -> dict[str, SnapshotPack]:

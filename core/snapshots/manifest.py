@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.snapshot.tree import DIR, FILE, LINK, from_manifest, root_hash
+from agent.snapshot.tree import DIR, FILE, LINK, from_manifest, hash_lines, root_hash
 from core.snapshots.index import ChunkLocation, PackInfo
 
 FORMAT_VERSION = 1
@@ -53,37 +53,36 @@ def check_tree(entries: list[dict[str, Any]], sizes: Mapping[str, int]) -> None:
 
 def build(
     *,
-    snapshot_id: str,
     owner_id: str,
     machine_id: str,
-    created_at: str,
     entries: list[dict[str, Any]],
     locations: Mapping[str, ChunkLocation],
     packs: Mapping[str, PackInfo],
+    lines: list[bytes] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a finished snapshot run; raises ManifestError when it does not hold."""
+    """The manifest of a finished snapshot run; raises ManifestError when it does not hold.
+    Nothing in it names the snapshot or the time (the database does): an unchanged workspace
+    gives the same manifest, stored once. `lines`: the entries' root-hash lines, when the
+    caller worked them out as the entries came."""
     check_tree(entries, {digest: loc.raw_size for digest, loc in locations.items()})
+    # In path order (the root first, every directory before what is in it), whatever order
+    # the engine found them in.
+    entries = sorted(entries, key=lambda entry: (entry["p"] != ".", entry["p"]))
     used = {digest for entry in entries if entry["k"] == FILE for digest in entry["c"]}
     pack_ids = sorted({locations[digest].pack_id for digest in used})
     index = {pack_id: number for number, pack_id in enumerate(pack_ids)}
+    root = hash_lines(lines) if lines is not None else root_hash(map(from_manifest, entries))
     return {
         "version": FORMAT_VERSION,
-        "snapshot_id": snapshot_id,
         "owner_id": owner_id,
         "machine_id": machine_id,
-        "created_at": created_at,
-        "root_hash": root_hash(from_manifest(entry) for entry in entries),
+        "root_hash": root,
         "entries": entries,
         "packs": [{"id": p, "key": packs[p].key, "size": packs[p].size} for p in pack_ids],
         "chunks": {
-            digest: [
-                index[locations[digest].pack_id],
-                locations[digest].offset,
-                locations[digest].length,
-                locations[digest].raw_size,
-                locations[digest].codec,
-            ]
+            digest: [index[pack_id], offset, length, raw_size, codec]
             for digest in sorted(used)
+            for pack_id, offset, length, raw_size, codec in (locations[digest],)
         },
     }
 
@@ -93,12 +92,14 @@ def encode(manifest: dict[str, Any]) -> bytes:
     digests = list(manifest["chunks"])
     number = {digest: n for n, digest in enumerate(digests)}
     stored = dict(manifest)
+    find = number.__getitem__
     stored["entries"] = [
-        {**e, "c": [number[d] for d in e["c"]]} if e["k"] == FILE else e
-        for e in manifest["entries"]
+        {**e, "c": list(map(find, e["c"]))} if e["k"] == FILE else e for e in manifest["entries"]
     ]
     stored["chunks"] = [[digest, *manifest["chunks"][digest]] for digest in digests]
-    return gzip.compress(json.dumps(stored, separators=(",", ":")).encode(), compresslevel=6)
+    # No timestamp in the gzip header: the same tree gives the same bytes (and object).
+    body = json.dumps(stored, separators=(",", ":")).encode()
+    return gzip.compress(body, compresslevel=1, mtime=0)
 
 
 def _expand(stored: dict[str, Any]) -> dict[str, Any]:

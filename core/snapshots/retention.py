@@ -21,6 +21,7 @@ from sqlmodel import col
 
 from core.db import session_scope
 from core.models import Machine, Snapshot, SnapshotChunk, SnapshotPack, SnapshotPackRef
+from core.snapshots import index
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore
 
@@ -84,7 +85,8 @@ def apply_retention(
             )
             row.status = "expired"
             row.manifest_key = None
-        if manifest:
+        # Snapshots of an unchanged workspace share their manifest: the last one deletes it.
+        if manifest and not index.manifest_in_use(db, manifest, besides=snapshot_id):
             store.delete([manifest])
     return len(expired)
 

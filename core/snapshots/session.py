@@ -3,9 +3,11 @@ commit only what was verified.
 
 Snapshot: for each batch the engine sends, answer which chunks the owner's store lacks; for
 each pack it seals, register the pack and answer a presigned PUT URL; when it reports a pack
-stored, index the pack's chunks (so a retried run skips them). When it is done: build the
-manifest, confirm every referenced pack is in the store (HEAD of each pack no committed snapshot
-vouches for yet: this run's and a failed earlier attempt's), write the manifest, and commit.
+stored, index the pack's chunks (so a retried run skips them) and check its object is in the
+store (HEAD, while the upload goes on). Once it has sealed its last pack, build the manifest
+while the last uploads run. When it is done: confirm every referenced pack is in the store
+(also a failed earlier attempt's that no committed snapshot vouches for yet), write the manifest
+(unless a committed snapshot has the very same one), and commit.
 
 Restore: read and check the manifest, hand the engine presigned GET URLs, and accept only the
 root hash the snapshot committed.
@@ -14,15 +16,15 @@ root hash the snapshot committed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from agent.snapshot import ENGINE_VERSION
+from agent.snapshot import ENGINE_VERSION, tree
 from core.snapshots import index, manifest
 from core.snapshots.channel import EngineChannel, EngineGone
 from core.snapshots.index import ChunkLocation, CommitFigures, PackInfo
@@ -31,7 +33,6 @@ from core.snapshots.store import ObjectStore, StoreError
 from core.snapshots.types import RestoreResult, SnapshotProgress, SnapshotResult
 
 ProgressCallback = Callable[[SnapshotProgress], Awaitable[None] | None]
-_HEAD_THREADS = 8
 
 
 class SnapshotFailed(RuntimeError):
@@ -77,12 +78,18 @@ class SnapshotRun:
         self.target = target
         self.on_progress = on_progress
         self.entries: list[dict[str, Any]] = []
+        self.lines: list[bytes] = []  # the entries' root-hash lines
         self.locations: dict[str, ChunkLocation] = {}
         self.packs: dict[str, PackInfo] = {}
         self._sealed: dict[int, tuple[PackInfo, list[list[Any]]]] = {}
         self.progress = SnapshotProgress(target.snapshot_id, "scanning")
         self.uploaded_this_run = 0
         self._started = time.monotonic()
+        # Each uploaded pack's object is checked (HEAD) as it comes, not all at the commit.
+        self._checks: list[asyncio.Task[str | None]] = []
+        self._checked: set[str] = set()
+        self._prepared: asyncio.Task[tuple[dict[str, Any], bytes]] | None = None
+        self._prepared_at: dict[str, ChunkLocation] = {}
 
     def committed_result(self) -> SnapshotResult | None:
         """The result of an earlier attempt that already committed (a retried activity)."""
@@ -108,6 +115,9 @@ class SnapshotRun:
         try:
             return await self._converse(channel)
         except BaseException as exc:
+            for task in [*self._checks, self._prepared]:
+                if task is not None:
+                    task.cancel()
             await channel.kill()
             if isinstance(exc, Exception):
                 await asyncio.to_thread(index.record_error, self.db, t.snapshot_id, str(exc))
@@ -128,6 +138,10 @@ class SnapshotRun:
                 await self._on_pack(channel, message)
             elif kind == "uploaded":
                 await self._on_uploaded(message)
+            elif kind == "sealed":
+                # Every pack is known (some still uploading): build the manifest meanwhile.
+                self._prepared_at = self._final_locations()
+                self._prepared = asyncio.create_task(self._prepare(self._prepared_at))
             elif kind in ("progress", "scanned"):
                 await self._on_stats(message["stats"], "uploading" if kind == "scanned" else None)
             elif kind == "error":
@@ -151,6 +165,10 @@ class SnapshotRun:
 
     async def _on_batch(self, channel: EngineChannel, message: dict[str, Any]) -> None:
         self.entries.extend(message["entries"])
+        try:  # worked out while the engine walks on, not all at the commit
+            self.lines.extend(tree.line(tree.from_manifest(e)) for e in message["entries"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotFailed(f"the engine sent a malformed entry: {exc}") from exc
         asked = [digest for digest, _size in message["chunks"]]
         present = await asyncio.to_thread(
             index.present_chunks, self.db, self.target.owner_id, asked
@@ -183,6 +201,8 @@ class SnapshotRun:
         for digest, location in chunks:
             self.locations.setdefault(digest, location)
         self.packs[info.id] = info
+        self._checks.append(asyncio.create_task(asyncio.to_thread(self._check_pack, info)))
+        self._checked.add(info.id)
         self.uploaded_this_run += info.size
         self.progress = replace(
             self.progress,
@@ -192,40 +212,54 @@ class SnapshotRun:
         )
         await _report(self.on_progress, self.progress)
 
-    async def _commit(self) -> SnapshotResult:
+    def _final_locations(self) -> dict[str, ChunkLocation]:
+        """Where each chunk will be once the packs sealed so far are uploaded."""
+        locations = dict(self.locations)
+        for info, table in self._sealed.values():
+            for digest, offset, length, raw, codec in table:
+                locations.setdefault(digest, ChunkLocation(info.id, offset, length, raw, codec))
+        return locations
+
+    async def _prepare(self, locations: dict[str, ChunkLocation]) -> tuple[dict[str, Any], bytes]:
+        """The manifest and its stored form."""
         t = self.target
-        row = await asyncio.to_thread(index.get_snapshot, self.db, t.snapshot_id)
-        assert row is not None
-        used = {location.pack_id for location in self.locations.values()}
+        used = {location.pack_id for location in locations.values()}
         known = await asyncio.to_thread(index.packs, self.db, used)
         missing_rows = used - set(known)
         if missing_rows:
             raise SnapshotFailed(f"{len(missing_rows)} packs vanished from the index meanwhile")
-        self.packs = {p: PackInfo(p, known[p].key, known[p].size) for p in used}
+        packs = {p: PackInfo(p, known[p].key, known[p].size) for p in used}
         try:
-            built = manifest.build(
-                snapshot_id=t.snapshot_id,
+            built = await asyncio.to_thread(
+                manifest.build,
                 owner_id=t.owner_id,
                 machine_id=t.machine_id,
-                created_at=row.created_at.isoformat(),
                 entries=self.entries,
-                locations=self.locations,
-                packs=self.packs,
+                locations=locations,
+                packs=packs,
+                lines=self.lines,
             )
         except manifest.ManifestError as exc:
             raise SnapshotFailed(f"the engine's tree does not hold: {exc}") from exc
+        return built, await asyncio.to_thread(manifest.encode, built)
+
+    async def _commit(self) -> SnapshotResult:
+        t = self.target
+        prepared = self._prepared
+        if prepared is None or self.locations != self._prepared_at:
+            prepared = asyncio.create_task(self._prepare(self.locations))
+        built, data = await prepared
+        self.packs = {p["id"]: PackInfo(p["id"], p["key"], p["size"]) for p in built["packs"]}
         referenced = {p["id"] for p in built["packs"]}
         unchecked = await asyncio.to_thread(index.unreferenced, self.db, referenced)
-        await asyncio.to_thread(self._confirm_in_store, [self.packs[p] for p in unchecked])
-        key = index.manifest_key(t.owner_id, t.snapshot_id)
-        data = manifest.encode(built)
-        try:
-            await asyncio.to_thread(self.store.put, key, data)
-            stored = await asyncio.to_thread(self.store.size, key)
-        except StoreError as exc:
-            raise SnapshotFailed(str(exc)) from exc
-        if stored != len(data):
-            raise SnapshotFailed(f"the manifest {key} did not reach the store")
+        for pack_id in unchecked - self._checked:  # a failed earlier attempt's packs
+            check = asyncio.to_thread(self._check_pack, self.packs[pack_id])
+            self._checks.append(asyncio.create_task(check))
+        key = index.manifest_key(t.owner_id, hashlib.sha256(data).hexdigest()[:32])
+        problems = [problem for problem in await asyncio.gather(*self._checks) if problem]
+        if problems:
+            raise SnapshotFailed(f"{len(problems)} packs failed verification: {problems[0]}")
+        await asyncio.to_thread(self._store_manifest, key, data)
         files = [e for e in self.entries if e["k"] == "f"]
         figures = CommitFigures(
             root_hash=built["root_hash"],
@@ -244,22 +278,29 @@ class SnapshotRun:
         assert committed is not None
         return replace(committed, seconds=time.monotonic() - self._started)
 
-    def _confirm_in_store(self, packs: list[PackInfo]) -> None:
-        def check(pack: PackInfo) -> str | None:
-            size = self.store.size(pack.key)
-            if size is None:
-                return f"pack {pack.key} is not in the store"
-            if size != pack.size:
-                return f"pack {pack.key} holds {size} bytes, not {pack.size}"
-            return None
-
+    def _store_manifest(self, key: str, data: bytes) -> None:
+        """Write the manifest, unless a committed snapshot has this very one in the store."""
         try:
-            with ThreadPoolExecutor(_HEAD_THREADS) as pool:
-                problems = [p for p in pool.map(check, packs) if p]
+            if index.manifest_in_use(self.db, key) and self.store.size(key) == len(data):
+                return
+            self.store.put(key, data)
+            stored = self.store.size(key)
         except StoreError as exc:
             raise SnapshotFailed(str(exc)) from exc
-        if problems:
-            raise SnapshotFailed(f"{len(problems)} packs failed verification: {problems[0]}")
+        if stored != len(data):
+            raise SnapshotFailed(f"the manifest {key} did not reach the store")
+
+    def _check_pack(self, pack: PackInfo) -> str | None:
+        """What is wrong with a pack's object in the store, or None."""
+        try:
+            size = self.store.size(pack.key)
+        except StoreError as exc:
+            return str(exc)
+        if size is None:
+            return f"pack {pack.key} is not in the store"
+        if size != pack.size:
+            return f"pack {pack.key} holds {size} bytes, not {pack.size}"
+        return None
 
 
 class RestoreRun:

@@ -225,15 +225,60 @@ async def test_retention_and_gc_remove_only_what_no_snapshot_needs(
     assert report.expired_snapshots == 1
     assert 0 < report.deleted_packs == len(before - after)
     assert after < before
-    assert object_keys(s3, "manifests/alice/") == {"manifests/alice/g-2.json.gz"}
     with session_scope(harness.db) as session:
-        statuses = {s.id: s.status for s in session.execute(select(Snapshot)).scalars()}
+        rows = {s.id: s for s in session.execute(select(Snapshot)).scalars()}
+        statuses = {id: row.status for id, row in rows.items()}
+        assert object_keys(s3, "manifests/alice/") == {rows["g-2"].manifest_key}
     assert statuses == {"g-1": "expired", "g-2": "committed"}
     assert storage_cost(harness.db, policy, "alice").stored_bytes < cost_before.stored_bytes
 
     restored = await harness.restore("g-2", tmp_path / "out")
     assert restored.root_hash == kept.root_hash
     assert describe_tree(tmp_path / "out") == describe_tree(new)
+
+
+async def test_an_unchanged_workspace_stores_nothing_new_not_even_a_manifest(
+    harness: Harness, s3: S3Endpoint, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    write_random_tree(workspace, seed=15, files=40)
+    await harness.snapshot(workspace, "u-1")
+    stored = object_keys(s3, "")
+    again = await harness.snapshot(workspace, "u-2")
+    assert again.uploaded_bytes == 0
+    assert object_keys(s3, "") == stored
+    # The shared manifest outlives the snapshot that wrote it.
+    harness.policy = SnapshotPolicy(keep_last=1, gc_grace_seconds=0, pack_mib=4)
+    report = expire_and_collect(harness.db, harness.store, harness.policy, datetime.now(UTC))
+    assert report.expired_snapshots == 1
+    assert object_keys(s3, "") == stored
+    restored = await harness.restore("u-2", tmp_path / "out")
+    assert restored.root_hash == again.root_hash
+    assert describe_tree(tmp_path / "out") == describe_tree(workspace)
+
+
+async def test_a_few_new_chunks_among_many_known_ones_do_not_stall_a_small_engine(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Another machine of the owner has nearly everything: each region of the engine's arena
+    then holds a needed chunk or two, too few to fill a pack, and it must still go on."""
+    workspace = tmp_path / "ws"
+    rng = random.Random(16)
+    for number in range(3000):
+        folder = workspace / f"d{number % 30}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{number}.bin").write_bytes(rng.randbytes(2000))
+    await harness.snapshot(workspace, "k-1", machine="m1")
+    copy = tmp_path / "copy"
+    shutil.copytree(workspace, copy, symlinks=True)
+    for number in range(0, 3000, 61):  # some in every folder
+        (copy / f"d{number % 30}" / f"f{number}.bin").write_bytes(b"changed %d" % number)
+    small = ["--window-mib", "8"]  # the fewest regions the engine takes
+    second = await harness.snapshot(copy, "k-2", machine="m2", extra=small)
+    assert 0 < second.uploaded_bytes < 64 * 1024
+    restored = await harness.restore("k-2", tmp_path / "out")
+    assert restored.root_hash == second.root_hash
+    assert describe_tree(tmp_path / "out") == describe_tree(copy)
 
 
 async def test_a_deleted_machines_snapshots_go_after_their_retention(
