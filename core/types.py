@@ -183,17 +183,11 @@ class HibernationStatus:
     delete_at: datetime | None = None
     # The last committed snapshot of the workspace (what a wake restores).
     snapshot_id: str | None = None
-    snapshot_root_hash: str | None = None
-    snapshot_bytes: int = 0
     # The instance was destroyed after the snapshot: the next instance gets it restored.
     needs_restore: bool = False
     # The snapshot being taken: chosen before the activity runs, so a retry resumes it.
     pending_snapshot_id: str | None = None
     hibernated_at: datetime | None = None
-    # What the last hibernated instance cost per hour (for savings).
-    price_per_hour: float | None = None
-    # Why the last automatic hibernate did not happen (S3 down, hook failed).
-    last_failure: str | None = None
     # An automatic hibernate that failed is not tried again before this.
     retry_at: datetime | None = None
 

@@ -344,7 +344,7 @@ class MachineWorkflow:
         s = self._snapshot
         await workflow.wait_condition(lambda: s.policy is not None)
         async with self._lock:
-            self._still_allowed(Action.SNAPSHOT)
+            self._validate(Action.SNAPSHOT)  # again: the state may have changed meanwhile
             try:
                 result = await self._take_snapshot()
             except ActivityError as err:
@@ -371,7 +371,7 @@ class MachineWorkflow:
         s = self._snapshot
         await workflow.wait_condition(lambda: s.policy is not None)
         async with self._lock:
-            self._still_allowed(Action.RESTORE)
+            self._validate(Action.RESTORE)  # again: the state may have changed meanwhile
             snapshot_id = input.snapshot_id or s.hibernation.snapshot_id
             assert snapshot_id is not None
             try:
@@ -403,18 +403,6 @@ class MachineWorkflow:
             problem = "machine is being destroyed"
         if problem is not None:
             raise ApplicationError(problem, type=ErrorType.INVALID_TRANSITION, non_retryable=True)
-
-    def _still_allowed(self, action: Action) -> None:
-        """Re-check, once the lock is ours, an action whose state may have changed meanwhile."""
-        problem = rejection(action, self._snapshot.state)
-        if self._destroy_requested:
-            problem = "machine is being destroyed"
-        if problem is not None or self._snapshot.state in (S.HIBERNATING, S.WAKING):
-            raise ApplicationError(
-                problem or f"machine is {self._snapshot.state}",
-                type=ErrorType.INVALID_TRANSITION,
-                non_retryable=True,
-            )
 
     async def _act(
         self, action: Action, input: ActionInput, work: Callable[[str | None], Awaitable[None]]
@@ -773,7 +761,6 @@ class MachineWorkflow:
                 problem = f"snapshot failed, nothing destroyed: {message}"
                 await self._record_event("snapshot_failed", problem)
         if problem is not None:
-            h.last_failure = problem
             h.retry_at = workflow.now() + timedelta(
                 seconds=self._policy.auto_hibernate_retry_seconds
             )
@@ -784,8 +771,7 @@ class MachineWorkflow:
         s.boot_deadline = None
         h.needs_restore = True
         h.hibernated_at = workflow.now()
-        h.price_per_hour = instance.price_per_hour
-        h.idle_since = h.retry_at = h.last_failure = None
+        h.idle_since = h.retry_at = None
         await self._transition(
             S.HIBERNATED,
             "hibernated",
@@ -844,8 +830,6 @@ class MachineWorkflow:
         finally:
             h.pending_snapshot_id = None
         h.snapshot_id = result.snapshot_id
-        h.snapshot_root_hash = result.root_hash
-        h.snapshot_bytes = result.logical_bytes
         return result
 
     async def _wake(self, input: WakeInput) -> None:

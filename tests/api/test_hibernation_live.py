@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.db import session_scope
 from core.models import Machine
-from core.ssh import ensure_identity
 from core.types import HibernationConfig, MachineSnapshot, machine_workflow_id
-from providers.registry import ProviderRegistry
 from tests.api.conftest import Api, make_settings, running_api, temporal_address
 from tests.api.test_machines_lifecycle import VALID, ssh_run, until_status
 from tests.api.test_ssh_keys import new_key, public
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from worker import MAX_CONCURRENT_ACTIVITIES, build_worker
+from tests.fixtures.worker import running_worker
 from workflows.machine import MachineWorkflow
 
 WAIT_SECONDS = 120
@@ -50,24 +47,17 @@ async def live(
         s3_bucket=s3.bucket,
         s3_region="us-east-1",
     )
-    async with running_api(settings) as api:
-        registry = ProviderRegistry.from_settings(settings)
-        with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
-            worker = build_worker(
-                dev_env.client,
-                settings,
-                providers=registry,
-                identity=ensure_identity(settings.ssh_key_path),
-                engine=api.engine,
-                activity_executor=executor,
-                max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-                default_heartbeat_throttle_interval=timedelta(milliseconds=500),
-            )
-            try:
-                async with worker:
-                    yield api
-            finally:
-                await registry.aclose()
+    async with (
+        running_api(settings) as api,
+        running_worker(
+            dev_env.client,
+            settings,
+            api.engine,
+            max_heartbeat_throttle_interval=timedelta(milliseconds=500),
+            default_heartbeat_throttle_interval=timedelta(milliseconds=500),
+        ),
+    ):
+        yield api
 
 
 async def workflow_state(env: WorkflowEnvironment, machine_id: str) -> MachineSnapshot:

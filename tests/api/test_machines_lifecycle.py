@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.db import session_scope
 from core.models import Machine
-from core.ssh import ensure_identity
-from providers.registry import ProviderRegistry
 from tests.api.conftest import Api, make_settings, running_api, temporal_address
 from tests.api.test_ssh_keys import new_key, public
 from tests.fixtures.sim import SimHandle
-from worker import MAX_CONCURRENT_ACTIVITIES, build_worker
+from tests.fixtures.worker import running_worker
 
 VALID = {"gpu_name": "RTX 3090", "image": "ubuntu:22.04", "disk_gb": 20}
 WAIT_SECONDS = 60
@@ -39,22 +36,8 @@ async def live_api(
         vast_api_key=sim.api_key,
         boot_timeout_seconds=60,
     )
-    async with running_api(settings) as api:
-        registry = ProviderRegistry.from_settings(settings)
-        with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
-            worker = build_worker(
-                dev_env.client,
-                settings,
-                providers=registry,
-                identity=ensure_identity(settings.ssh_key_path),
-                engine=api.engine,
-                activity_executor=executor,
-            )
-            try:
-                async with worker:
-                    yield api
-            finally:
-                await registry.aclose()
+    async with running_api(settings) as api, running_worker(dev_env.client, settings, api.engine):
+        yield api
 
 
 async def until_status(api: Api, machine_id: str, wanted: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncssh
@@ -24,13 +23,11 @@ from typer.testing import Result
 from core.accounts import create_user, issue_token
 from core.db import make_engine, migrate, session_scope
 from core.settings import Settings
-from core.ssh import ensure_identity
-from providers.registry import ProviderRegistry
 from tests.api.test_ssh_keys import new_key, public
 from tests.cli.conftest import CLEARED_ENV, REPO_ROOT, ApiUser, dumont, free_port, wait_for_http
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from worker import MAX_CONCURRENT_ACTIVITIES, build_worker
+from tests.fixtures.worker import running_worker
 
 
 def start_api(settings: Settings, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -84,22 +81,11 @@ async def stack_user(
         user_id = create_user(session, "carol").id
         token = issue_token(session, user_id)
     process = start_api(settings, tmp_path / "api", port)
-    registry = ProviderRegistry.from_settings(settings)
     try:
         await asyncio.to_thread(wait_for_http, f"{url}/health", process)
-        with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
-            worker = build_worker(
-                dev_env.client,
-                settings,
-                providers=registry,
-                identity=ensure_identity(settings.ssh_key_path),
-                engine=engine,
-                activity_executor=executor,
-            )
-            async with worker:
-                yield ApiUser(url=url, token=token, user_id=user_id, database_url=database_url)
+        async with running_worker(dev_env.client, settings, engine):
+            yield ApiUser(url=url, token=token, user_id=user_id, database_url=database_url)
     finally:
-        await registry.aclose()
         process.terminate()
         process.wait(timeout=10)
         engine.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,10 +17,9 @@ from temporalio.client import Client
 from core.settings import Settings
 from core.ssh import SshIdentity, connect_machine, ensure_identity
 from core.types import MachineSnapshot
-from providers.registry import ProviderRegistry
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from worker import MAX_CONCURRENT_ACTIVITIES, build_worker
+from tests.fixtures.worker import running_worker
 
 
 @dataclass
@@ -75,21 +73,12 @@ def stack_settings(
 async def running_stack(
     client: Client, engine: Engine, settings: Settings, sim: SimHandle, s3: S3Endpoint
 ) -> AsyncIterator[Stack]:
-    identity = ensure_identity(settings.ssh_key_path)
-    registry = ProviderRegistry.from_settings(settings)
-    with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
-        worker = build_worker(
-            client,
-            settings,
-            providers=registry,
-            identity=identity,
-            engine=engine,
-            activity_executor=executor,
-            max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-            default_heartbeat_throttle_interval=timedelta(milliseconds=500),
-        )
-        try:
-            async with worker:
-                yield Stack(client, engine, settings, identity, sim, s3)
-        finally:
-            await registry.aclose()
+    async with running_worker(
+        client,
+        settings,
+        engine,
+        max_heartbeat_throttle_interval=timedelta(milliseconds=500),
+        default_heartbeat_throttle_interval=timedelta(milliseconds=500),
+    ):
+        identity = ensure_identity(settings.ssh_key_path)
+        yield Stack(client, engine, settings, identity, sim, s3)
