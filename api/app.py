@@ -24,6 +24,7 @@ from api.routes import (
     metrics,
     offers,
     schedules,
+    snapshot_retention,
     snapshots,
     ssh_keys,
 )
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(instances.router)
     app.include_router(hibernation.router)
     app.include_router(snapshots.router)
+    app.include_router(snapshot_retention.router)
     app.include_router(schedules.router)
     app.include_router(alerts.router)
 

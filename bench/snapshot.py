@@ -3,9 +3,10 @@ against the same local S3 endpoint (`rclone serve s3`), on one generated mixed w
 
     python bench/snapshot.py --size-gb 2        # ~40,000 small files; --size-gb 0.5 for a quick run
 
-Prints, per tool: initial snapshot time and bytes stored, restore time, incremental time and
-bytes after a 1 % change, and the bytes an unchanged workspace adds. Bytes are measured in the
-bucket (objects' sizes), the same way for every tool.
+Prints, per tool: initial snapshot time and bytes stored, restore time (medians of --rounds runs,
+interleaved so no tool always goes first, each from an empty bucket), incremental time and bytes
+after a 1 % change, and the bytes an unchanged workspace adds. Bytes are measured in the bucket
+(objects' sizes), the same way for every tool.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,10 +164,11 @@ class Figures:
 class Tool:
     name = ""
 
-    def __init__(self, s3: S3Endpoint, work: Path) -> None:
+    def __init__(self, s3: S3Endpoint, work: Path, tag: str = "") -> None:
         self.s3 = s3
         self.work = work
-        self.bucket = self.name.split()[0].lower().replace("|", "")
+        self.tag = tag  # each round's copy starts from nothing: its own bucket and caches
+        self.bucket = self.name.split()[0].lower().replace("|", "") + tag
         s3.client.create_bucket(Bucket=self.bucket)
 
     def snapshot(self, workspace: Path, label: str) -> None:
@@ -178,20 +181,20 @@ class Tool:
 class Dumont(Tool):
     name = "dumont"
 
-    def __init__(self, s3: S3Endpoint, work: Path, python: str) -> None:
-        super().__init__(s3, work)
-        self.db = make_engine(f"sqlite:///{work / 'dumont.db'}")
+    def __init__(self, s3: S3Endpoint, work: Path, tag: str = "", python: str = "") -> None:
+        super().__init__(s3, work, tag)
+        self.db = make_engine(f"sqlite:///{work / f'dumont{tag}.db'}")
         migrate(self.db)
         with session_scope(self.db) as session:
             session.add(User(id="bench", name="bench"))
         self.store = s3.store(self.bucket)
         self.policy = SnapshotPolicy()
-        self.python = python
+        self.python = python or sys.executable
         self.last = ""
         self.root_hash = ""
 
     def _args(self) -> list[str]:
-        return ["--cache", str(self.work / "dumont-cache.json")]
+        return ["--cache", str(self.work / f"dumont-cache{self.tag}.json")]
 
     def snapshot(self, workspace: Path, label: str) -> None:
         async def go() -> None:
@@ -222,15 +225,15 @@ class Dumont(Tool):
 class Restic(Tool):
     name = "restic"
 
-    def __init__(self, s3: S3Endpoint, work: Path) -> None:
-        super().__init__(s3, work)
+    def __init__(self, s3: S3Endpoint, work: Path, tag: str = "") -> None:
+        super().__init__(s3, work, tag)
         self.env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": s3.access_key,
             "AWS_SECRET_ACCESS_KEY": s3.secret_key,
             "RESTIC_PASSWORD": "bench",
             "RESTIC_REPOSITORY": f"s3:{s3.endpoint}/{self.bucket}",
-            "RESTIC_CACHE_DIR": str(work / "restic-cache"),
+            "RESTIC_CACHE_DIR": str(work / f"restic-cache{tag}"),
         }
         self._run("init")
 
@@ -277,26 +280,48 @@ class TarZstd(Tool):
 
 
 def timed(action: Callable[[], Any]) -> float:
+    # Each tool starts with the disk quiet: otherwise one pays for the writeback of what the
+    # step before it wrote (the generated workspace, another tool's restore or uploads).
+    os.sync()
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
 
 
-def measure(tools: list[Tool], workspace: Path, work: Path) -> dict[str, Figures]:
-    figures = {tool.name: Figures() for tool in tools}
-    for tool in tools:
-        f = figures[tool.name]
-        before = bucket_bytes(tool.s3, tool.bucket)
-        f.initial_s = timed(partial(tool.snapshot, workspace, "s1"))
-        f.initial_bytes = bucket_bytes(tool.s3, tool.bucket) - before
-        target = work / f"restore-{tool.bucket}"
-        f.restore_s = timed(partial(tool.restore, target))
-        shutil.rmtree(target)
-        print(f"  {tool.name}: initial {f.initial_s:.1f}s, restore {f.restore_s:.1f}s", flush=True)
+def measure(
+    makers: list[Callable[[str], Tool]], workspace: Path, work: Path, rounds: int
+) -> dict[str, Figures]:
+    """Initial snapshot and restore `rounds` times per tool, each round from an empty bucket and
+    in a rotated order (no tool always goes first), medians kept; then, with the last round's
+    copies, the incremental and unchanged snapshots."""
+    initial: dict[str, list[float]] = {}
+    restore: dict[str, list[float]] = {}
+    figures: dict[str, Figures] = {}
+    last: dict[str, Tool] = {}
+    for number in range(rounds):
+        order = makers[number % len(makers) :] + makers[: number % len(makers)]
+        for make in order:
+            tool = make(f"-{number}")
+            f = figures.setdefault(tool.name, Figures())
+            before = bucket_bytes(tool.s3, tool.bucket)
+            initial.setdefault(tool.name, []).append(timed(partial(tool.snapshot, workspace, "s1")))
+            f.initial_bytes = bucket_bytes(tool.s3, tool.bucket) - before
+            target = work / f"restore-{tool.bucket}"
+            restore.setdefault(tool.name, []).append(timed(partial(tool.restore, target)))
+            shutil.rmtree(target)
+            print(
+                f"  round {number + 1}: {tool.name}: initial {initial[tool.name][-1]:.1f}s, "
+                f"restore {restore[tool.name][-1]:.1f}s",
+                flush=True,
+            )
+            last[tool.name] = tool
+    for name, f in figures.items():
+        f.initial_s = statistics.median(initial[name])
+        f.restore_s = statistics.median(restore[name])
     changed = change_one_percent(workspace)
     print(f"  changed {changed / MiB:.1f} MiB", flush=True)
-    for tool in tools:
-        f = figures[tool.name]
+    for name, tool in last.items():
+        f = figures[name]
         before = bucket_bytes(tool.s3, tool.bucket)
         f.incremental_s = timed(partial(tool.snapshot, workspace, "s2"))
         f.incremental_bytes = bucket_bytes(tool.s3, tool.bucket) - before
@@ -312,6 +337,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--python", default=sys.executable, help="the engine's interpreter")
     parser.add_argument("--skip", action="append", default=[], help="restic and/or tar")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="initial+restore runs per tool (median shown)"
+    )
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="dumont-bench-"))
     workspace = work / "workspace"
@@ -325,12 +353,14 @@ def main() -> None:
             f"(generated in {time.perf_counter() - started:.0f}s)"
         )
         with running_s3(work / "s3", bucket="scratch") as s3:
-            tools: list[Tool] = [Dumont(s3, work, args.python)]
+            makers: list[Callable[[str], Tool]] = [lambda tag: Dumont(s3, work, tag, args.python)]
             if "restic" not in args.skip and shutil.which("restic"):
-                tools.append(Restic(s3, work))
+                makers.append(lambda tag: Restic(s3, work, tag))
+            elif "restic" not in args.skip:
+                print("restic not found (apt-get install restic): left out")
             if "tar" not in args.skip:
-                tools.append(TarZstd(s3, work))
-            figures = measure(tools, workspace, work)
+                makers.append(lambda tag: TarZstd(s3, work, tag))
+            figures = measure(makers, workspace, work, max(1, args.rounds))
         header = (
             f"{'tool':<14}{'initial s':>10}{'MB up':>9}{'restore s':>11}"
             f"{'incr s':>9}{'incr MB':>9}{'incr %':>8}{'unchanged MB':>14}"

@@ -477,3 +477,15 @@ class SnapshotPackRef(SQLModel, table=True):
     pack_id: str = Field(
         foreign_key="snapshot_packs.id", primary_key=True, max_length=64, index=True
     )
+
+
+class SnapshotRetention(SQLModel, table=True):
+    """An owner's own snapshot retention. A null field follows the global default
+    (`SnapshotPolicy`), so a later change of the default still reaches owners who never set it."""
+
+    __tablename__ = "snapshot_retention"
+
+    owner_id: str = Field(primary_key=True, foreign_key="users.id", max_length=64)
+    keep_last: int | None = None  # committed snapshots kept per machine
+    deleted_retention_days: int | None = None  # 0: a deleted machine's snapshots are kept
+    updated_at: datetime = _ts(nullable=False)

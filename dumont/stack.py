@@ -153,14 +153,15 @@ class Stack:
             sys.executable, "-m", "sim",
             "--data-dir", str(self.data_dir / "sim"),
             "--port", str(s.sim_port),
-            "--api-key", self.secrets.vast_api_key,
-            "--admin-token", self.secrets.sim_admin_token,
         ]  # fmt: skip
         env = self.service_env()
+        # The sim's secrets go through its environment: on a command line `ps` shows them, and
+        # argparse takes a token that starts with "-" (token_urlsafe makes some) for an option.
+        sim_env = {**env, "DUMONT_SIM_API_KEY": self.secrets.vast_api_key}
         return [
             ChildSpec("temporal", temporal, env, tcp_answers(LOOPBACK, s.temporal_port)),
             ChildSpec("s3", rclone, env, tcp_answers(LOOPBACK, s.s3_port)),
-            ChildSpec("sim", sim, env, http_answers(f"{self.sim_url}/")),  # binds before serving
+            ChildSpec("sim", sim, sim_env, http_answers(f"{self.sim_url}/")),  # binds first
         ]
 
     def services(self) -> list[ChildSpec]:

@@ -31,7 +31,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from core.hibernation import apply_config, config_problem
     from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
-    from core.snapshots.types import RestoreRequest, SnapshotRequest
+    from core.snapshots.types import RestoreRequest, RestoreResult, SnapshotRequest
     from core.snapshots.types import SnapshotResult as SnapshotResultT
     from core.types import (
         ActionInput,
@@ -375,15 +375,18 @@ class MachineWorkflow:
             snapshot_id = input.snapshot_id or s.hibernation.snapshot_id
             assert snapshot_id is not None
             try:
-                root_hash = await self._restore_snapshot(snapshot_id)
+                restored = await self._restore_snapshot(snapshot_id)
             except ActivityError as err:
                 _, message = _failure(err)
                 await self._record_event("restore_failed", message, snapshot_id=snapshot_id)
                 raise ApplicationError(
                     f"restore failed: {message}", type=ErrorType.ACTION_FAILED, non_retryable=True
                 ) from None
-            await self._record_event("restored", input.reason, snapshot_id=snapshot_id)
-        return RestoreDone(machine_id=s.machine_id, snapshot_id=snapshot_id, root_hash=root_hash)
+            reason = f"{input.reason}: {restored.summary()}" if input.reason else restored.summary()
+            await self._record_event("restored", reason, snapshot_id=snapshot_id)
+        return RestoreDone(
+            machine_id=s.machine_id, snapshot_id=snapshot_id, root_hash=restored.root_hash
+        )
 
     @restore.validator
     def _validate_restore(self, input: RestoreInput) -> None:
@@ -876,19 +879,19 @@ class MachineWorkflow:
         h = self._snapshot.hibernation
         assert h.snapshot_id is not None
         try:
-            await self._restore_snapshot(h.snapshot_id)
+            restored = await self._restore_snapshot(h.snapshot_id)
         except ActivityError as err:
             return f"restore of snapshot {h.snapshot_id} failed: {_failure(err)[1]}"
         h.needs_restore = False
         h.hibernated_at = None
-        await self._record_event("restored", None, snapshot_id=h.snapshot_id)
+        await self._record_event("restored", restored.summary(), snapshot_id=h.snapshot_id)
         return None
 
-    async def _restore_snapshot(self, snapshot_id: str) -> str:
+    async def _restore_snapshot(self, snapshot_id: str) -> RestoreResult:
         s = self._snapshot
         instance = self._require_instance()
         assert instance.ssh_host is not None and instance.ssh_port is not None
-        result = await calls.restore_workspace(
+        return await calls.restore_workspace(
             RestoreRequest(
                 snapshot_id=snapshot_id,
                 owner_id=s.owner_id,
@@ -897,7 +900,6 @@ class MachineWorkflow:
             ),
             self._policy,
         )
-        return result.root_hash
 
     # --- the agent ------------------------------------------------------------------------
 

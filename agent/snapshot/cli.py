@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or max(2, min(8, os.cpu_count() or 2))
     cache = StatCache(None if args.no_cache else (args.cache or default_location(args.workspace)))
     if args.mode == "restore":
-        return RestoreEngine(args.workspace, wire, cache, workers=workers + 2).run()
+        restorer = RestoreEngine(
+            args.workspace, wire, cache, workers=workers + 2, control_fd=sys.stdin.fileno()
+        )
+        return restorer.run()
     if not os.path.isdir(args.workspace):
         wire.send("error", message=f"{args.workspace} is not a directory")
         return 1
@@ -72,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         window=max(args.window_mib, 2 * args.pack_mib + 64) * MiB,
     )
     code = engine.run()
-    if code != 0:
-        # Do not wait for uploads or chunking still running: the snapshot failed already.
-        sys.stdout.flush()
-        os._exit(code)
-    return code
+    # Everything is said (and the cache saved): exit now. On failure, do not wait for uploads
+    # or chunking still running; on success, do not let Python 3.8's exit hook join chunking
+    # processes that a pool shut down without waiting never stops (the session would hang).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -10,6 +10,9 @@ from agent.snapshot.tree import DIR, FILE, LINK
 
 # Restores stage their tree here inside the target; never part of a snapshot.
 STAGING_PREFIX = ".dumont-restore-"
+# Kept when a restore is interrupted, so the next one into the same target takes it up.
+STAGING_DIR = STAGING_PREFIX + "staging"
+STAGING_LOCK = STAGING_PREFIX + "lock"
 
 
 def relative(parent: str, name: str) -> str:

@@ -1,7 +1,8 @@
 """Retention (which snapshots to keep) and garbage collection (which packs nobody needs).
 
 Retention keeps the last `keep_last` committed snapshots of every machine, and drops all of a
-`deleted` machine's snapshots `deleted_retention_days` after it was deleted (0: never). An
+`deleted` machine's snapshots `deleted_retention_days` after it was deleted (0: never); each
+owner's own values where they set them (`owner_retention`), the policy's elsewhere. An
 expired snapshot loses its manifest and its pack references; its row stays as history.
 
 Garbage collection deletes packs no committed snapshot references, once they are older than
@@ -22,6 +23,7 @@ from sqlmodel import col
 from core.db import session_scope
 from core.models import Machine, Snapshot, SnapshotChunk, SnapshotPack, SnapshotPackRef
 from core.snapshots import index
+from core.snapshots.owner_retention import rules_for
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore
 
@@ -50,18 +52,20 @@ def _expired_ids(
                 )
             ).scalars()
         }
-    by_machine: dict[str, list[Snapshot]] = {}
+        rules = rules_for(session, policy, {r.owner_id for r in rows})
+    by_machine: dict[tuple[str, str], list[Snapshot]] = {}
     for row in rows:
-        by_machine.setdefault(row.machine_id, []).append(row)
+        by_machine.setdefault((row.owner_id, row.machine_id), []).append(row)
     expired: list[str] = []
-    cutoff = now - timedelta(days=policy.deleted_retention_days)
-    for machine_id, snapshots in by_machine.items():
+    for (owner, machine_id), snapshots in by_machine.items():
+        rule = rules[owner]
         snapshots.sort(key=lambda s: (s.committed_at or s.created_at, s.id), reverse=True)
         since = deleted_since.get(machine_id)
-        if policy.deleted_retention_days and since is not None and since < cutoff:
+        cutoff = now - timedelta(days=rule.deleted_retention_days)
+        if rule.deleted_retention_days and since is not None and since < cutoff:
             expired.extend(s.id for s in snapshots)
         else:
-            expired.extend(s.id for s in snapshots[policy.keep_last :])
+            expired.extend(s.id for s in snapshots[rule.keep_last :])
     return expired
 
 
@@ -72,7 +76,7 @@ def apply_retention(
     now: datetime,
     owner_id: str | None = None,
 ) -> int:
-    """Expire the snapshots the policy no longer keeps; returns how many."""
+    """Expire the snapshots their owner's retention no longer keeps; returns how many."""
     expired = _expired_ids(db, policy, now, owner_id)
     for snapshot_id in expired:
         with session_scope(db) as session:

@@ -88,7 +88,8 @@ class SnapshotRun:
         # Each uploaded pack's object is checked (HEAD) as it comes, not all at the commit.
         self._checks: list[asyncio.Task[str | None]] = []
         self._checked: set[str] = set()
-        self._prepared: asyncio.Task[tuple[dict[str, Any], bytes]] | None = None
+        self._tree = manifest.TreeCheck()
+        self._prepared: asyncio.Task[manifest.Built] | None = None
         self._prepared_at: dict[str, ChunkLocation] = {}
 
     def committed_result(self) -> SnapshotResult | None:
@@ -166,7 +167,10 @@ class SnapshotRun:
     async def _on_batch(self, channel: EngineChannel, message: dict[str, Any]) -> None:
         self.entries.extend(message["entries"])
         try:  # worked out while the engine walks on, not all at the commit
+            self._tree.add(message["entries"])
             self.lines.extend(tree.line(tree.from_manifest(e)) for e in message["entries"])
+        except manifest.ManifestError as exc:
+            raise SnapshotFailed(f"the engine's tree does not hold: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotFailed(f"the engine sent a malformed entry: {exc}") from exc
         asked = [digest for digest, _size in message["chunks"]]
@@ -220,8 +224,8 @@ class SnapshotRun:
                 locations.setdefault(digest, ChunkLocation(info.id, offset, length, raw, codec))
         return locations
 
-    async def _prepare(self, locations: dict[str, ChunkLocation]) -> tuple[dict[str, Any], bytes]:
-        """The manifest and its stored form."""
+    async def _prepare(self, locations: dict[str, ChunkLocation]) -> manifest.Built:
+        """The manifest, in its stored form."""
         t = self.target
         used = {location.pack_id for location in locations.values()}
         known = await asyncio.to_thread(index.packs, self.db, used)
@@ -230,7 +234,7 @@ class SnapshotRun:
             raise SnapshotFailed(f"{len(missing_rows)} packs vanished from the index meanwhile")
         packs = {p: PackInfo(p, known[p].key, known[p].size) for p in used}
         try:
-            built = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 manifest.build,
                 owner_id=t.owner_id,
                 machine_id=t.machine_id,
@@ -238,19 +242,20 @@ class SnapshotRun:
                 locations=locations,
                 packs=packs,
                 lines=self.lines,
+                checked=self._tree,
             )
         except manifest.ManifestError as exc:
             raise SnapshotFailed(f"the engine's tree does not hold: {exc}") from exc
-        return built, await asyncio.to_thread(manifest.encode, built)
 
     async def _commit(self) -> SnapshotResult:
         t = self.target
         prepared = self._prepared
         if prepared is None or self.locations != self._prepared_at:
             prepared = asyncio.create_task(self._prepare(self.locations))
-        built, data = await prepared
-        self.packs = {p["id"]: PackInfo(p["id"], p["key"], p["size"]) for p in built["packs"]}
-        referenced = {p["id"] for p in built["packs"]}
+        built = await prepared
+        data = built.data
+        self.packs = {p["id"]: PackInfo(p["id"], p["key"], p["size"]) for p in built.packs}
+        referenced = {p["id"] for p in built.packs}
         unchecked = await asyncio.to_thread(index.unreferenced, self.db, referenced)
         for pack_id in unchecked - self._checked:  # a failed earlier attempt's packs
             check = asyncio.to_thread(self._check_pack, self.packs[pack_id])
@@ -262,11 +267,11 @@ class SnapshotRun:
         await asyncio.to_thread(self._store_manifest, key, data)
         files = [e for e in self.entries if e["k"] == "f"]
         figures = CommitFigures(
-            root_hash=built["root_hash"],
+            root_hash=built.root_hash,
             manifest_key=key,
             files=len(files),
             logical_bytes=sum(e["s"] for e in files),
-            stored_bytes=sum(p["size"] for p in built["packs"]),
+            stored_bytes=sum(p["size"] for p in built.packs),
         )
         try:
             await asyncio.to_thread(index.commit, self.db, t.snapshot_id, referenced, figures)
@@ -364,12 +369,7 @@ class RestoreRun:
                 body = {"entries": loaded["entries"], "chunks": loaded["chunks"]}
                 await channel.send({"t": "restore", "manifest": body, "packs": packs})
             elif kind == "progress":
-                stats = message["stats"]
-                progress = replace(
-                    progress,
-                    files=int(stats.get("files", 0)),
-                    bytes_downloaded=int(stats.get("downloaded_bytes", 0)),
-                )
+                progress = self._progress(progress, message["stats"])
                 await _report(self.on_progress, progress)
             elif kind == "error":
                 raise RestoreFailed(f"restore failed: {message.get('message')}")
@@ -381,7 +381,8 @@ class RestoreRun:
                         f"snapshot's {loaded['root_hash']}"
                     )
                 stats = message["stats"]
-                await _report(self.on_progress, replace(progress, phase="done"))
+                done = replace(self._progress(progress, stats), phase="done")
+                await _report(self.on_progress, done)
                 return RestoreResult(
                     self.snapshot_id,
                     message["root"],
@@ -389,6 +390,17 @@ class RestoreRun:
                     int(stats["bytes"]),
                     int(stats["downloaded_bytes"]),
                     time.monotonic() - self._started,
+                    int(stats.get("reused_bytes", 0)),
                 )
             else:
                 raise EngineGone(f"unexpected message {kind!r} from the engine")
+
+    @staticmethod
+    def _progress(progress: SnapshotProgress, stats: dict[str, Any]) -> SnapshotProgress:
+        return replace(
+            progress,
+            files=int(stats.get("files", 0)),
+            # What an earlier attempt staged counts as done: the pack bytes it spared.
+            bytes_downloaded=int(stats.get("downloaded_bytes", 0))
+            + int(stats.get("reused_pack_bytes", 0)),
+        )

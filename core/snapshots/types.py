@@ -47,6 +47,25 @@ class RestoreResult:
     bytes: int
     downloaded_bytes: int
     seconds: float
+    # File content an interrupted earlier attempt had staged, checked and kept (not downloaded).
+    reused_bytes: int = 0
+
+    def summary(self) -> str:
+        """One line for the machine's event history."""
+        line = (
+            f"{self.files} files, {_size(self.bytes)} in {self.seconds:.1f} s, "
+            f"{_size(self.downloaded_bytes)} downloaded"
+        )
+        if self.reused_bytes:
+            line += f", {_size(self.reused_bytes)} kept from an interrupted attempt"
+        return line
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ UP_STATES = frozenset({"running", "idle"})
 FAILED_STATES = frozenset({"error", "destroyed", "deleted"})
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DESTROYED = "destroyed"
 NoWait = Annotated[
     bool, typer.Option("--no-wait", help="Return once the action is accepted, not when done.")
 ]
@@ -152,15 +153,26 @@ def create(
 
 @app.command("ls")
 @reports_errors
-def list_machines(as_json: JsonOption = False) -> None:
-    """List your machines."""
+def list_machines(
+    as_json: JsonOption = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list the machines you destroyed.")
+    ] = False,
+) -> None:
+    """List your machines (hibernated and deleted ones too: they can be woken)."""
     with _client() as client:
-        machines = client.list_machines()
+        listed = client.list_machines()
+    # A destroyed machine is history (its events stay): it clutters the list of what you have.
+    machines = listed if show_all else [m for m in listed if m["status"] != DESTROYED]
+    hidden = len(listed) - len(machines)
     if as_json:
         print_json(machines)
         return
     if not machines:
-        console.print("No machines yet: `dumont machines create --gpu ... --image ...`")
+        if hidden:
+            console.print(f"No machines; {hidden} destroyed (`dumont machines ls --all`)")
+        else:
+            console.print("No machines yet: `dumont machines create --gpu ... --image ...`")
         return
     rows = table(
         "ID", "NAME", "STATUS", "GPU", "$/H", "SAVINGS", "LOCATION", "SSH",
@@ -178,6 +190,8 @@ def list_machines(as_json: JsonOption = False) -> None:
             m.get("ssh") or "-",
         )
     console.print(rows)
+    if hidden:
+        console.print(f"[dim]{hidden} destroyed not shown (--all)[/]")
 
 
 @app.command("show")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import asyncssh
 
+from core.db import make_engine, session_scope
+from core.models import Machine
 from tests.cli.conftest import ApiUser, dumont
 
 
@@ -91,3 +94,32 @@ def test_api_errors_print_the_servers_message_without_a_traceback(api_user: ApiU
         assert "Traceback" not in result.output
     empty = dumont("machines", "ls", "--json", env=api_user.env())
     assert json.loads(empty.stdout) == []  # bad input created nothing
+
+
+def test_ls_leaves_destroyed_machines_out_unless_asked(api_user: ApiUser) -> None:
+    engine = make_engine(api_user.database_url)
+    ids = {}
+    with session_scope(engine) as session:
+        for status in ("deleted", "destroyed"):  # deleted: hibernated long, can still be woken
+            ids[status] = f"vast_{uuid.uuid4().hex[:10]}"
+            session.add(
+                Machine(
+                    id=ids[status],
+                    owner_id=api_user.user_id,
+                    gpu_name="RTX 4090",
+                    image="pytorch/pytorch",
+                    disk_gb=20,
+                    status=status,
+                )
+            )
+    engine.dispose()
+
+    listed = dumont("machines", "ls", env=api_user.env())
+    as_json = dumont("machines", "ls", "--json", env=api_user.env())
+    everything = dumont("machines", "ls", "--all", "--json", env=api_user.env())
+
+    assert listed.exit_code == 0, listed.output
+    assert ids["deleted"] in listed.stdout and ids["destroyed"] not in listed.stdout
+    assert "1 destroyed not shown (--all)" in listed.stdout
+    assert ids["destroyed"] not in {m["id"] for m in json.loads(as_json.stdout)}
+    assert set(ids.values()) <= {m["id"] for m in json.loads(everything.stdout)}

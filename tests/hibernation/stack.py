@@ -44,7 +44,7 @@ class Stack:
         return str(result.stdout)
 
 
-def stack_settings(
+def _settings(
     tmp_path: Path, engine: Engine, client: Client, sim: SimHandle, s3: S3Endpoint, **extra: Any
 ) -> Settings:
     values: dict[str, Any] = {
@@ -71,8 +71,16 @@ def stack_settings(
 
 @asynccontextmanager
 async def running_stack(
-    client: Client, engine: Engine, settings: Settings, sim: SimHandle, s3: S3Endpoint
+    tmp_path: Path,
+    client: Client,
+    engine: Engine,
+    sim: SimHandle,
+    s3: S3Endpoint,
+    **settings_overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """A worker with every activity on its own task queue; `settings_overrides` change the
+    defaults above (retry counts and delays)."""
+    settings = _settings(tmp_path, engine, client, sim, s3, **settings_overrides)
     async with running_worker(
         client,
         settings,

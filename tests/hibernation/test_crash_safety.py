@@ -42,6 +42,7 @@ from tests.hibernation.watch import (
     event_kinds,
     heartbeat,
     machine_snapshots,
+    recorded_events,
     run_on,
     running_activity,
     staged_bytes,
@@ -242,6 +243,9 @@ async def test_killed_after_commit_then_during_restore_then_during_destroy(
     await assert_only_instance(stack.engine, stack.sim, handle, rented)
     awake = await until_state(handle, S.RUNNING)
     assert await run_on(stack.identity, awake, DESCRIBE) == before
+    # The retried restore went on from what the killed one had staged, not from nothing.
+    [restored] = [e for e in recorded_events(stack.engine, handle) if e.event_type == "restored"]
+    assert "kept from an interrupted attempt" in (restored.reason or "")
 
     # Hibernate again, and kill the worker while the provider is destroying the instance.
     await stack.sim.admin.set_latency(1.5)

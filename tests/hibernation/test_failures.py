@@ -18,7 +18,7 @@ from providers.base import OfferQuery
 from providers.vast import VastProvider
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from tests.hibernation.stack import Stack, running_stack, stack_settings
+from tests.hibernation.stack import Stack, running_stack
 from tests.hibernation.watch import (
     activities_scheduled,
     assert_hibernated_safely,
@@ -55,18 +55,17 @@ async def stack(
     s3: S3Endpoint,
     sqlite_engine: Engine,
 ) -> AsyncIterator[Stack]:
-    settings = stack_settings(
+    async with running_stack(
         tmp_path,
-        sqlite_engine,
         dev_env.client,
+        sqlite_engine,
         sim,
         s3,
         snapshot_attempts=SNAPSHOT_ATTEMPTS,
         snapshot_retry_seconds=1,
         wake_offer_attempts=WAKE_OFFER_ATTEMPTS,
         wake_offer_retry_seconds=1,
-    )
-    async with running_stack(dev_env.client, sqlite_engine, settings, sim, s3) as stack:
+    ) as stack:
         yield stack
 
 

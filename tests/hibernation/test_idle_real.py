@@ -16,7 +16,7 @@ from core.snapshots import index
 from core.types import ActionInput, AgentReport, MachineSnapshot, MachineState
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from tests.hibernation.stack import Stack, running_stack, stack_settings
+from tests.hibernation.stack import Stack, running_stack
 from tests.workflows.helpers import signals_processed
 from tests.workflows.machines import (
     MachineHandle,
@@ -38,8 +38,7 @@ async def stack(
     s3: S3Endpoint,
     sqlite_engine: Engine,
 ) -> AsyncIterator[Stack]:
-    settings = stack_settings(tmp_path, sqlite_engine, ts_env.client, sim, s3)
-    async with running_stack(ts_env.client, sqlite_engine, settings, sim, s3) as stack:
+    async with running_stack(tmp_path, ts_env.client, sqlite_engine, sim, s3) as stack:
         yield stack
 
 

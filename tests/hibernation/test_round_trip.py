@@ -16,7 +16,7 @@ from core.snapshots import index
 from core.types import ConfigureInput, HibernateInput, MachineState, WakeInput
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from tests.hibernation.stack import Stack, running_stack, stack_settings
+from tests.hibernation.stack import Stack, running_stack
 from tests.workflows.machines import create_machine, live_instances, recorded_events, until_state
 from workflows.machine import MachineWorkflow
 
@@ -53,8 +53,7 @@ async def stack(
     s3: S3Endpoint,
     sqlite_engine: Engine,
 ) -> AsyncIterator[Stack]:
-    settings = stack_settings(tmp_path, sqlite_engine, dev_env.client, sim, s3)
-    async with running_stack(dev_env.client, sqlite_engine, settings, sim, s3) as stack:
+    async with running_stack(tmp_path, dev_env.client, sqlite_engine, sim, s3) as stack:
         yield stack
 
 

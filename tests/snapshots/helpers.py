@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ class Harness:
     store: ObjectStore
     policy: SnapshotPolicy
     cache_dir: Path
+    python: str = sys.executable  # the engine's interpreter (machines may have an older one)
 
     def engine_args(self, machine_id: str, extra: list[str]) -> list[str]:
         return ["--cache", str(self.cache_dir / f"{machine_id}.json"), "--pack-mib", "4", *extra]
@@ -49,7 +51,7 @@ class Harness:
             on_progress,
         )
         channel = await LocalEngine.start(
-            "create", str(workspace), self.engine_args(machine, extra or [])
+            "create", str(workspace), self.engine_args(machine, extra or []), python=self.python
         )
         return await run.run(channel)
 
@@ -57,7 +59,9 @@ class Harness:
         self, snapshot_id: str, target: Path, *, owner: str = "alice", machine: str = "m2"
     ) -> RestoreResult:
         run = RestoreRun(self.db, self.store, self.policy, snapshot_id, owner)
-        channel = await LocalEngine.start("restore", str(target), self.engine_args(machine, []))
+        channel = await LocalEngine.start(
+            "restore", str(target), self.engine_args(machine, []), python=self.python
+        )
         return await run.run(channel)
 
 
