@@ -6,7 +6,9 @@ against the same local S3 endpoint (`rclone serve s3`), on one generated mixed w
 Prints, per tool: initial snapshot time and bytes stored, restore time (medians of --rounds runs,
 interleaved so no tool always goes first, each from an empty bucket), incremental time and bytes
 after a 1 % change, and the bytes an unchanged workspace adds. Bytes are measured in the bucket
-(objects' sizes), the same way for every tool.
+(objects' sizes), the same way for every tool. The initial snapshot's CPU time is shown too, all
+cores together, and how much of it the S3 server spent: it shares the machine here, where R2 or
+S3 would spend that on their own machines.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ def bucket_bytes(s3: S3Endpoint, bucket: str) -> int:
 @dataclass
 class Figures:
     initial_s: float = 0.0
+    initial_cpu_s: float = 0.0
+    initial_store_cpu_s: float = 0.0
     initial_bytes: int = 0
     restore_s: float = 0.0
     incremental_s: float = 0.0
@@ -279,13 +283,38 @@ class TarZstd(Tool):
         assert unpack.wait() == 0
 
 
-def timed(action: Callable[[], Any]) -> float:
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has spent (every core, user and system), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Timing:
+    seconds: float
+    cpu_seconds: float  # the whole machine's
+    store_cpu_seconds: float  # the S3 server's part of it
+
+
+def timed(action: Callable[[], Any], store_pid: int) -> Timing:
     # Each tool starts with the disk quiet: otherwise one pays for the writeback of what the
     # step before it wrote (the generated workspace, another tool's restore or uploads).
     os.sync()
+    cpu, store_cpu = machine_cpu_seconds(), process_cpu_seconds(store_pid)
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    return Timing(
+        time.perf_counter() - started,
+        machine_cpu_seconds() - cpu,
+        process_cpu_seconds(store_pid) - store_cpu,
+    )
 
 
 def measure(
@@ -294,7 +323,7 @@ def measure(
     """Initial snapshot and restore `rounds` times per tool, each round from an empty bucket and
     in a rotated order (no tool always goes first), medians kept; then, with the last round's
     copies, the incremental and unchanged snapshots."""
-    initial: dict[str, list[float]] = {}
+    initial: dict[str, list[Timing]] = {}
     restore: dict[str, list[float]] = {}
     figures: dict[str, Figures] = {}
     last: dict[str, Tool] = {}
@@ -304,26 +333,34 @@ def measure(
             tool = make(f"-{number}")
             f = figures.setdefault(tool.name, Figures())
             before = bucket_bytes(tool.s3, tool.bucket)
-            initial.setdefault(tool.name, []).append(timed(partial(tool.snapshot, workspace, "s1")))
+            pid = tool.s3.process.pid
+            first = timed(partial(tool.snapshot, workspace, "s1"), pid)
+            initial.setdefault(tool.name, []).append(first)
             f.initial_bytes = bucket_bytes(tool.s3, tool.bucket) - before
             target = work / f"restore-{tool.bucket}"
-            restore.setdefault(tool.name, []).append(timed(partial(tool.restore, target)))
+            back = timed(partial(tool.restore, target), pid).seconds
+            restore.setdefault(tool.name, []).append(back)
             shutil.rmtree(target)
             print(
-                f"  round {number + 1}: {tool.name}: initial {initial[tool.name][-1]:.1f}s, "
-                f"restore {restore[tool.name][-1]:.1f}s",
+                f"  round {number + 1}: {tool.name}: initial {first.seconds:.1f}s "
+                f"({first.cpu_seconds:.1f} CPU-s, store {first.store_cpu_seconds:.1f}), "
+                f"restore {back:.1f}s",
                 flush=True,
             )
             last[tool.name] = tool
     for name, f in figures.items():
-        f.initial_s = statistics.median(initial[name])
+        f.initial_s = statistics.median(t.seconds for t in initial[name])
+        f.initial_cpu_s = statistics.median(t.cpu_seconds for t in initial[name])
+        f.initial_store_cpu_s = statistics.median(t.store_cpu_seconds for t in initial[name])
         f.restore_s = statistics.median(restore[name])
     changed = change_one_percent(workspace)
     print(f"  changed {changed / MiB:.1f} MiB", flush=True)
     for name, tool in last.items():
         f = figures[name]
         before = bucket_bytes(tool.s3, tool.bucket)
-        f.incremental_s = timed(partial(tool.snapshot, workspace, "s2"))
+        f.incremental_s = timed(
+            partial(tool.snapshot, workspace, "s2"), tool.s3.process.pid
+        ).seconds
         f.incremental_bytes = bucket_bytes(tool.s3, tool.bucket) - before
         before = bucket_bytes(tool.s3, tool.bucket)
         tool.snapshot(workspace, "s3")
@@ -362,13 +399,14 @@ def main() -> None:
                 makers.append(lambda tag: TarZstd(s3, work, tag))
             figures = measure(makers, workspace, work, max(1, args.rounds))
         header = (
-            f"{'tool':<14}{'initial s':>10}{'MB up':>9}{'restore s':>11}"
+            f"{'tool':<14}{'initial s':>10}{'CPU s':>7}{'store':>7}{'MB up':>9}{'restore s':>11}"
             f"{'incr s':>9}{'incr MB':>9}{'incr %':>8}{'unchanged MB':>14}"
         )
         print(header)
         for name, f in figures.items():
             print(
-                f"{name:<14}{f.initial_s:>10.1f}{f.initial_bytes / 1e6:>9.0f}{f.restore_s:>11.1f}"
+                f"{name:<14}{f.initial_s:>10.1f}{f.initial_cpu_s:>7.1f}{f.initial_store_cpu_s:>7.1f}"
+                f"{f.initial_bytes / 1e6:>9.0f}{f.restore_s:>11.1f}"
                 f"{f.incremental_s:>9.1f}{f.incremental_bytes / 1e6:>9.1f}"
                 f"{100 * f.incremental_bytes / size:>8.2f}{f.unchanged_bytes / 1e6:>14.3f}"
             )
