@@ -152,6 +152,14 @@ def bucket_bytes(s3: S3Endpoint, bucket: str) -> int:
     return total
 
 
+def empty_bucket(s3: S3Endpoint, bucket: str) -> None:
+    """Every round stores a copy of the workspace: without this a run holds ~8x its size."""
+    for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
 @dataclass
 class Figures:
     initial_s: float = 0.0
@@ -347,6 +355,8 @@ def measure(
                 f"restore {back:.1f}s",
                 flush=True,
             )
+            if number + 1 < rounds:  # only the last round's copies go on to the incrementals
+                empty_bucket(tool.s3, tool.bucket)
             last[tool.name] = tool
     for name, f in figures.items():
         f.initial_s = statistics.median(t.seconds for t in initial[name])
