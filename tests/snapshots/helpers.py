@@ -64,6 +64,14 @@ class Harness:
         )
         return await run.run(channel)
 
+    async def assert_restores(
+        self, snapshot_id: str, out: Path, made: SnapshotResult, workspace: Path
+    ) -> None:
+        """Restoring the snapshot into `out` gives its root hash and the workspace's tree."""
+        restored = await self.restore(snapshot_id, out)
+        assert restored.root_hash == made.root_hash
+        assert describe_tree(out) == describe_tree(workspace)
+
 
 def write_random_tree(root: Path, *, seed: int, files: int, big_mib: int = 0) -> None:
     """Random files of mixed sizes and kinds, a symlink, empty dirs and odd permissions."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.snapshots.helpers import Harness, describe_tree, write_random_tree
+from tests.snapshots.helpers import Harness, write_random_tree
 
 
 def _oldest_python() -> str | None:
@@ -44,6 +44,4 @@ async def test_the_engine_round_trips_under_python_3_8(
     # Under 3.8 the engine once hung at exit, joining its idle chunking processes: the run
     # below would never return.
     made = await old.snapshot(workspace, f"py38-{codec}", extra=["--codec", codec])
-    restored = await old.restore(f"py38-{codec}", tmp_path / "out")
-    assert restored.root_hash == made.root_hash
-    assert describe_tree(tmp_path / "out") == describe_tree(workspace)
+    await old.assert_restores(f"py38-{codec}", tmp_path / "out", made, workspace)

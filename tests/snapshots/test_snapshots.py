@@ -22,7 +22,7 @@ from core.snapshots.retention import expire_and_collect
 from core.snapshots.session import RestoreFailed, SnapshotFailed
 from core.snapshots.types import SnapshotProgress
 from tests.fixtures.s3 import S3Endpoint
-from tests.snapshots.helpers import Harness, MiB, describe_tree, write_random_tree
+from tests.snapshots.helpers import Harness, MiB, write_random_tree
 
 
 def object_keys(s3: S3Endpoint, prefix: str) -> set[str]:
@@ -45,9 +45,7 @@ async def test_round_trip_with_every_codec(harness: Harness, tmp_path: Path, cod
     workspace = tmp_path / "ws"
     write_random_tree(workspace, seed=1, files=60, big_mib=12)
     made = await harness.snapshot(workspace, f"rt-{codec}", extra=["--codec", codec])
-    restored = await harness.restore(f"rt-{codec}", tmp_path / "out")
-    assert restored.root_hash == made.root_hash
-    assert describe_tree(tmp_path / "out") == describe_tree(workspace)
+    await harness.assert_restores(f"rt-{codec}", tmp_path / "out", made, workspace)
 
 
 async def test_a_one_percent_change_uploads_about_one_percent(
@@ -82,9 +80,7 @@ async def test_a_one_percent_change_uploads_about_one_percent(
 
     third = await harness.snapshot(workspace, "inc-3")
     assert third.uploaded_bytes == 0
-    restored = await harness.restore("inc-2", tmp_path / "out")
-    assert restored.root_hash == second.root_hash
-    assert describe_tree(tmp_path / "out") == describe_tree(workspace)
+    await harness.assert_restores("inc-2", tmp_path / "out", second, workspace)
 
 
 async def test_dedup_spans_an_owners_machines_but_never_two_owners(
@@ -232,9 +228,7 @@ async def test_retention_and_gc_remove_only_what_no_snapshot_needs(
     assert statuses == {"g-1": "expired", "g-2": "committed"}
     assert storage_cost(harness.db, policy, "alice").stored_bytes < cost_before.stored_bytes
 
-    restored = await harness.restore("g-2", tmp_path / "out")
-    assert restored.root_hash == kept.root_hash
-    assert describe_tree(tmp_path / "out") == describe_tree(new)
+    await harness.assert_restores("g-2", tmp_path / "out", kept, new)
 
 
 async def test_an_unchanged_workspace_stores_nothing_new_not_even_a_manifest(
@@ -252,9 +246,7 @@ async def test_an_unchanged_workspace_stores_nothing_new_not_even_a_manifest(
     report = expire_and_collect(harness.db, harness.store, harness.policy, datetime.now(UTC))
     assert report.expired_snapshots == 1
     assert object_keys(s3, "") == stored
-    restored = await harness.restore("u-2", tmp_path / "out")
-    assert restored.root_hash == again.root_hash
-    assert describe_tree(tmp_path / "out") == describe_tree(workspace)
+    await harness.assert_restores("u-2", tmp_path / "out", again, workspace)
 
 
 async def test_a_few_new_chunks_among_many_known_ones_do_not_stall_a_small_engine(
@@ -276,9 +268,7 @@ async def test_a_few_new_chunks_among_many_known_ones_do_not_stall_a_small_engin
     small = ["--window-mib", "8"]  # the fewest regions the engine takes
     second = await harness.snapshot(copy, "k-2", machine="m2", extra=small)
     assert 0 < second.uploaded_bytes < 64 * 1024
-    restored = await harness.restore("k-2", tmp_path / "out")
-    assert restored.root_hash == second.root_hash
-    assert describe_tree(tmp_path / "out") == describe_tree(copy)
+    await harness.assert_restores("k-2", tmp_path / "out", second, copy)
 
 
 async def test_a_deleted_machines_snapshots_go_after_their_retention(
