@@ -150,5 +150,8 @@ class SnapshotActivities:
             request.owner_id,
         )
         return CollectGarbageResult(
-            report.expired_snapshots, report.deleted_packs, report.deleted_bytes
+            report.expired_snapshots,
+            report.deleted_packs,
+            report.deleted_bytes,
+            report.aborted_uploads,
         )

@@ -325,13 +325,13 @@ class CreateEngine:
     def _upload(self, number: int, url: str, pack: _Pack) -> None:
         size = pack.size
         try:
-            transfer.put(url, pack.parts, size)
+            etag = transfer.put(url, pack.parts, size)
         except Exception as exc:  # noqa: BLE001
             self._fail(f"uploading pack {number}: {exc}")
             return
         # Told before it counts as uploaded: otherwise the main thread could send "done" ahead
         # of this message and the control plane would commit without this pack's chunks.
-        self.wire.send("uploaded", pack=number, size=size)
+        self.wire.send("uploaded", pack=number, size=size, etag=etag)
         with self._cond:
             self._held -= size
             for region in pack.regions:

@@ -40,8 +40,13 @@ class PackInfo:
     size: int
 
 
+def packs_prefix(owner_id: str | None = None) -> str:
+    """Where the owner's packs (every owner's, for None) are kept."""
+    return "packs/" if owner_id is None else f"packs/{owner_id}/"
+
+
 def pack_key(owner_id: str, pack_id: str) -> str:
-    return f"packs/{owner_id}/{pack_id[:2]}/{pack_id}"
+    return f"{packs_prefix(owner_id)}{pack_id[:2]}/{pack_id}"
 
 
 def manifest_key(owner_id: str, digest: str) -> str:

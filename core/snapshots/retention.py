@@ -8,7 +8,9 @@ expired snapshot loses its manifest and its pack references; its row stays as hi
 Garbage collection deletes packs no committed snapshot references, once they are older than
 the grace period (a failed snapshot's packs wait that long for its retry to resume from them).
 The pack's rows go first, each in its own transaction that re-checks for references, and the
-object after: a commit racing with it either fails on the foreign key or keeps the pack.
+object after: a commit racing with it either fails on the foreign key or keeps the pack. Pack
+uploads left open by a snapshot that died before completing them are aborted after the same grace
+period: until then a store such as S3 keeps (and bills) their parts.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class GarbageReport:
     expired_snapshots: int
     deleted_packs: int
     deleted_bytes: int
+    aborted_uploads: int
 
 
 def _expired_ids(
@@ -133,6 +136,17 @@ def collect_garbage(
     return len(deleted), sum(pack.size for pack in deleted)
 
 
+def abort_stale_uploads(
+    store: ObjectStore, policy: SnapshotPolicy, now: datetime, owner_id: str | None = None
+) -> int:
+    """Abort pack uploads opened before the grace period; how many."""
+    cutoff = now - timedelta(seconds=policy.gc_grace_seconds)
+    stale = [u for u in store.open_uploads(index.packs_prefix(owner_id)) if u.initiated < cutoff]
+    for upload in stale:
+        store.abort_upload(upload.key, upload.upload_id)
+    return len(stale)
+
+
 def expire_and_collect(
     db: Engine,
     store: ObjectStore,
@@ -142,4 +156,5 @@ def expire_and_collect(
 ) -> GarbageReport:
     expired = apply_retention(db, store, policy, now, owner_id)
     packs, size = collect_garbage(db, store, policy, now, owner_id)
-    return GarbageReport(expired, packs, size)
+    aborted = abort_stale_uploads(store, policy, now, owner_id)
+    return GarbageReport(expired, packs, size, aborted)

@@ -2,12 +2,15 @@
 commit only what was verified.
 
 Snapshot: for each batch the engine sends, answer which chunks the owner's store lacks; for
-each pack it seals, register the pack and answer a presigned PUT URL; when it reports a pack
-stored, index the pack's chunks (so a retried run skips them) and check its object is in the
-store (HEAD, while the upload goes on). Once it has sealed its last pack, build the manifest
-while the last uploads run. When it is done: confirm every referenced pack is in the store
-(also a failed earlier attempt's that no committed snapshot vouches for yet), write the manifest
-(unless a committed snapshot has the very same one), and commit.
+each pack it seals, register the pack, open a multipart upload for it and answer a presigned URL
+for its one part, of exactly the pack's size; when the engine reports the part stored, complete
+the upload (the store checks the part is there, so a pack is confirmed without reading it back)
+and index the pack's chunks, so a retried run skips them. The store's answers come in the
+background: the conversation goes on meanwhile. Once the engine has sealed its last pack, build
+the manifest while the last uploads run. When it is done: confirm every referenced pack is in the
+store (a failed earlier attempt's too, which no committed snapshot vouches for yet), write the
+manifest (unless a committed snapshot has the very same one), and commit. A run that fails
+aborts the uploads it left open; garbage collection aborts those a killed run left.
 
 Restore: read and check the manifest, hand the engine presigned GET URLs, and accept only the
 root hash the snapshot committed.
@@ -16,6 +19,7 @@ root hash the snapshot committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from agent.snapshot import ENGINE_VERSION, tree
 from core.snapshots import index, manifest
+from core.snapshots.background import Background
 from core.snapshots.channel import EngineChannel, EngineGone
 from core.snapshots.index import ChunkLocation, CommitFigures, PackInfo
 from core.snapshots.policy import SnapshotPolicy
@@ -82,12 +87,14 @@ class SnapshotRun:
         self.locations: dict[str, ChunkLocation] = {}
         self.packs: dict[str, PackInfo] = {}
         self._sealed: dict[int, tuple[PackInfo, list[list[Any]]]] = {}
+        self._open: dict[str, str] = {}  # pack id -> its upload, until completed
         self.progress = SnapshotProgress(target.snapshot_id, "scanning")
         self.uploaded_this_run = 0
         self._started = time.monotonic()
-        # Each uploaded pack's object is checked (HEAD) as it comes, not all at the commit.
-        self._checks: list[asyncio.Task[str | None]] = []
-        self._checked: set[str] = set()
+        self._background = Background()
+        self._sending = asyncio.Lock()
+        self._writing = asyncio.Lock()  # one index write at a time (SQLite has one writer)
+        self._confirmed: set[str] = set()  # packs whose upload this run completed
         self._tree = manifest.TreeCheck()
         self._prepared: asyncio.Task[manifest.Built] | None = None
         self._prepared_at: dict[str, ChunkLocation] = {}
@@ -116,17 +123,34 @@ class SnapshotRun:
         try:
             return await self._converse(channel)
         except BaseException as exc:
-            for task in [*self._checks, self._prepared]:
-                if task is not None:
-                    task.cancel()
+            self._background.cancel()
+            if self._prepared is not None:
+                self._prepared.cancel()
             await channel.kill()
+            await self._abort_open_uploads()
             if isinstance(exc, Exception):
                 await asyncio.to_thread(index.record_error, self.db, t.snapshot_id, str(exc))
             raise
 
+    async def _abort_open_uploads(self) -> None:
+        """Best effort, and briefly: garbage collection aborts whatever is left."""
+        infos = {info.id: info for info, _ in self._sealed.values()}
+        aborts = [
+            asyncio.to_thread(self.store.abort_upload, infos[pack_id].key, upload_id)
+            for pack_id, upload_id in self._open.items()
+            if pack_id in infos
+        ]
+        if aborts:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*aborts, return_exceptions=True), 10)
+
+    async def _send(self, channel: EngineChannel, message: dict[str, Any]) -> None:
+        async with self._sending:  # background tasks answer too
+            await channel.send(message)
+
     async def _converse(self, channel: EngineChannel) -> SnapshotResult:
         while True:
-            message = await channel.receive()
+            message = await self._background.first(channel.receive())
             if message is None:
                 raise SnapshotFailed(await _engine_failure(channel, "the engine stopped early"))
             kind = message["t"]
@@ -150,7 +174,7 @@ class SnapshotRun:
             elif kind == "done":
                 await self._on_stats(message["stats"], "committing")
                 result = await self._commit()
-                await channel.send({"t": "committed"})
+                await self._send(channel, {"t": "committed"})
                 # Committed and verified: however the engine exits now, only its cache is at stake.
                 await channel.finish()
                 return result
@@ -179,34 +203,55 @@ class SnapshotRun:
         )
         self.locations.update(present)
         needed = [number for number, digest in enumerate(asked) if digest not in present]
-        await channel.send({"t": "need", "batch": message["batch"], "chunks": needed})
+        await self._send(channel, {"t": "need", "batch": message["batch"], "chunks": needed})
 
     async def _on_pack(self, channel: EngineChannel, message: dict[str, Any]) -> None:
         t = self.target
-        info = await asyncio.to_thread(
-            index.register_pack,
-            self.db,
-            t.owner_id,
-            t.snapshot_id,
-            int(message["size"]),
-            len(message["chunks"]),
-        )
+        async with self._writing:
+            info = await asyncio.to_thread(
+                index.register_pack,
+                self.db,
+                t.owner_id,
+                t.snapshot_id,
+                int(message["size"]),
+                len(message["chunks"]),
+            )
         self._sealed[message["pack"]] = (info, message["chunks"])
-        url = self.store.presign_put(info.key, self.policy.url_ttl_seconds)
-        await channel.send({"t": "put", "pack": message["pack"], "url": url})
+        self._background.start(self._open_upload(channel, message["pack"], info))
+
+    async def _open_upload(self, channel: EngineChannel, number: int, info: PackInfo) -> None:
+        upload_id = await self._store(self.store.start_upload, info.key)
+        self._open[info.id] = upload_id
+        ttl = self.policy.url_ttl_seconds
+        url = self.store.presign_part(info.key, upload_id, info.size, ttl)
+        await self._send(channel, {"t": "put", "pack": number, "url": url})
 
     async def _on_uploaded(self, message: dict[str, Any]) -> None:
-        info, table = self._sealed.pop(message["pack"])
+        info, _table = self._sealed[message["pack"]]
+        if info.id not in self._open:
+            raise SnapshotFailed(f"the engine reported pack {message['pack']} before its URL")
+        self._background.start(self._confirm(message["pack"], str(message["etag"])))
+
+    async def _confirm(self, number: int, etag: str) -> None:
+        """Complete the pack's upload, then index its chunks."""
+        info, table = self._sealed[number]
+        await self._store(
+            self.store.complete_upload, info.key, self._open[info.id], etag, info.size
+        )
+        del self._open[info.id]
         chunks = [
             (digest, ChunkLocation(info.id, offset, length, raw, codec))
             for digest, offset, length, raw, codec in table
         ]
-        await asyncio.to_thread(index.pack_uploaded, self.db, self.target.owner_id, info.id, chunks)
+        async with self._writing:
+            await asyncio.to_thread(
+                index.pack_uploaded, self.db, self.target.owner_id, info.id, chunks
+            )
         for digest, location in chunks:
             self.locations.setdefault(digest, location)
         self.packs[info.id] = info
-        self._checks.append(asyncio.create_task(asyncio.to_thread(self._check_pack, info)))
-        self._checked.add(info.id)
+        self._confirmed.add(info.id)
+        del self._sealed[number]
         self.uploaded_this_run += info.size
         self.progress = replace(
             self.progress,
@@ -215,6 +260,13 @@ class SnapshotRun:
             packs_uploaded=self.progress.packs_uploaded + 1,
         )
         await _report(self.on_progress, self.progress)
+
+    @staticmethod
+    async def _store(call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(call, *args)
+        except StoreError as exc:
+            raise SnapshotFailed(str(exc)) from exc
 
     def _final_locations(self) -> dict[str, ChunkLocation]:
         """Where each chunk will be once the packs sealed so far are uploaded."""
@@ -249,6 +301,7 @@ class SnapshotRun:
 
     async def _commit(self) -> SnapshotResult:
         t = self.target
+        await self._background.settle()  # every pack of this run confirmed
         prepared = self._prepared
         if prepared is None or self.locations != self._prepared_at:
             prepared = asyncio.create_task(self._prepare(self.locations))
@@ -257,11 +310,12 @@ class SnapshotRun:
         self.packs = {p["id"]: PackInfo(p["id"], p["key"], p["size"]) for p in built.packs}
         referenced = {p["id"] for p in built.packs}
         unchecked = await asyncio.to_thread(index.unreferenced, self.db, referenced)
-        for pack_id in unchecked - self._checked:  # a failed earlier attempt's packs
-            check = asyncio.to_thread(self._check_pack, self.packs[pack_id])
-            self._checks.append(asyncio.create_task(check))
+        checks = [  # a failed earlier attempt's packs: read their size back
+            asyncio.to_thread(self._check_pack, self.packs[pack_id])
+            for pack_id in unchecked - self._confirmed
+        ]
         key = index.manifest_key(t.owner_id, hashlib.sha256(data).hexdigest()[:32])
-        problems = [problem for problem in await asyncio.gather(*self._checks) if problem]
+        problems = [problem for problem in await asyncio.gather(*checks) if problem]
         if problems:
             raise SnapshotFailed(f"{len(problems)} packs failed verification: {problems[0]}")
         await asyncio.to_thread(self._store_manifest, key, data)

@@ -9,6 +9,8 @@ its uploads.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 import boto3
 from botocore.config import Config
@@ -21,6 +23,19 @@ _DELETE_BATCH = 1000  # DeleteObjects' limit
 
 class StoreError(RuntimeError):
     """The store refused or could not be reached; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload begun and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class ObjectStore:
@@ -77,13 +92,6 @@ class ObjectStore:
         except BotoCoreError as exc:
             raise self._error("reaching the bucket", exc) from exc
 
-    def presign_put(self, key: str, ttl_seconds: int) -> str:
-        return str(
-            self.client.generate_presigned_url(
-                "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds
-            )
-        )
-
     def presign_get(self, key: str, ttl_seconds: int) -> str:
         return str(
             self.client.generate_presigned_url(
@@ -91,12 +99,68 @@ class ObjectStore:
             )
         )
 
+    # --- uploads in one part: the object appears only once the control plane completes it ---
+
+    def start_upload(self, key: str) -> str:
+        """Begin a multipart upload; its id."""
+        try:
+            answer = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"starting an upload of {key}", exc) from exc
+        return str(answer["UploadId"])
+
+    def presign_part(self, key: str, upload_id: str, size: int, ttl_seconds: int) -> str:
+        """A URL for the upload's single part. Its length is signed: the store refuses a body
+        of any other size."""
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": 1}
+        return str(
+            self.client.generate_presigned_url(
+                "upload_part", Params={**params, "ContentLength": size}, ExpiresIn=ttl_seconds
+            )
+        )
+
+    def complete_upload(self, key: str, upload_id: str, etag: str, size: int) -> None:
+        """Make the object of the part the machine sent. The store checks the part is there
+        (and is the one whose ETag the machine got back); a lost answer to an earlier try is
+        found as the finished object, of the size the part's URL signed."""
+        parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload=parts
+            )
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload" or self.size(key) != size:
+                raise self._error(f"completing the upload of {key}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(f"completing the upload of {key}", exc) from exc
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload":
+                raise self._error(f"aborting the upload of {key}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(f"aborting the upload of {key}", exc) from exc
+
+    def open_uploads(self, prefix: str) -> list[OpenUpload]:
+        """Multipart uploads under `prefix` still open."""
+        found: list[OpenUpload] = []
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    found.append(OpenUpload(upload["Key"], upload["UploadId"], upload["Initiated"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"listing open uploads under {prefix}", exc) from exc
+        return found
+
     def size(self, key: str) -> int | None:
         """The object's size, or None when there is no such object."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise self._error(f"HEAD {key}", exc) from exc
         except BotoCoreError as exc:

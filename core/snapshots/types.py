@@ -91,3 +91,4 @@ class CollectGarbageResult:
     expired_snapshots: int
     deleted_packs: int
     deleted_bytes: int
+    aborted_uploads: int = 0
