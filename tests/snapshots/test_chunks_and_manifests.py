@@ -39,6 +39,24 @@ def test_an_insert_changes_only_the_chunks_around_it() -> None:
     assert len(set(before) - set(after)) <= 2
 
 
+def test_an_in_place_rewrite_re_uploads_little_more_than_itself() -> None:
+    """A rewrite moves the cuts after it; they must fall back onto the old ones soon, or every
+    snapshot after a small edit uploads megabytes that did not change."""
+    mib = 1024 * 1024
+    data = random.Random(3).randbytes(24 * mib)
+    known = set(digests(data))
+    extras = []
+    for seed in range(32):
+        rng = random.Random(100 + seed)
+        at = rng.randrange(4 * mib, 14 * mib)
+        edited = data[:at] + rng.randbytes(mib) + data[at + mib :]
+        pieces = list(chunks(io.BytesIO(edited)))
+        new = sum(len(p) for p in pieces if hashlib.sha256(p).hexdigest() not in known)
+        extras.append((new - mib) / mib)
+    assert sum(extras) / len(extras) <= 1.5  # MiB beyond the rewrite, on average
+    assert max(extras) <= 8.0
+
+
 def entry(path: str, kind: str = "d", **more: object) -> dict[str, object]:
     return {"p": path, "k": kind, "m": 0o755, **more}
 
