@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     api_port: int = 8000
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    # Left to itself the dev server picks these at random, and a port picked is not yet bound:
+    # an outgoing connection can take it meanwhile and the server fails to start.
+    temporal_http_port: int = 7243
+    temporal_metrics_port: int = 7244
     s3_port: int = 9000
     sim_port: int = 8500
 

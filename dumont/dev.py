@@ -165,6 +165,14 @@ def dev(
     temporal_ui_port: Annotated[
         int | None, typer.Option(help="Temporal Web UI port [env: DUMONT_TEMPORAL_UI_PORT; 8233]")
     ] = None,
+    temporal_http_port: Annotated[
+        int | None,
+        typer.Option(help="Temporal HTTP API port [env: DUMONT_TEMPORAL_HTTP_PORT; 7243]"),
+    ] = None,
+    temporal_metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Temporal metrics port [env: DUMONT_TEMPORAL_METRICS_PORT; 7244]"),
+    ] = None,
     s3_port: Annotated[
         int | None, typer.Option(help="S3 endpoint port [env: DUMONT_S3_PORT; default 9000]")
     ] = None,
@@ -179,6 +187,8 @@ def dev(
             "api_port": api_port,
             "temporal_port": temporal_port,
             "temporal_ui_port": temporal_ui_port,
+            "temporal_http_port": temporal_http_port,
+            "temporal_metrics_port": temporal_metrics_port,
             "s3_port": s3_port,
             "sim_port": sim_port,
         },

@@ -37,6 +37,18 @@ def port_claims(s: Settings) -> list[PortClaim]:
         PortClaim(
             s.temporal_ui_port, "Temporal UI", "DUMONT_TEMPORAL_UI_PORT", "--temporal-ui-port"
         ),
+        PortClaim(
+            s.temporal_http_port,
+            "Temporal HTTP API",
+            "DUMONT_TEMPORAL_HTTP_PORT",
+            "--temporal-http-port",
+        ),
+        PortClaim(
+            s.temporal_metrics_port,
+            "Temporal metrics",
+            "DUMONT_TEMPORAL_METRICS_PORT",
+            "--temporal-metrics-port",
+        ),
         PortClaim(s.s3_port, "S3", "DUMONT_S3_PORT", "--s3-port"),
         PortClaim(s.sim_port, "sim", "DUMONT_SIM_PORT", "--sim-port"),
     ]
@@ -137,6 +149,8 @@ class Stack:
             "--ip", LOOPBACK,
             "--port", str(s.temporal_port),
             "--ui-port", str(s.temporal_ui_port),
+            "--http-port", str(s.temporal_http_port),
+            "--metrics-port", str(s.temporal_metrics_port),
             "--db-filename", str(self.data_dir / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal",
             "--sqlite-pragma", "synchronous=normal",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -30,15 +31,31 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLEARED_ENV = (
     "DUMONT_API_URL", "DUMONT_TOKEN", "DUMONT_DATA_DIR", "DUMONT_DATABASE_URL",
     "DUMONT_API_PORT", "DUMONT_TEMPORAL_PORT", "DUMONT_TEMPORAL_UI_PORT", "DUMONT_S3_PORT",
-    "DUMONT_SIM_PORT", "TEMPORAL_ADDRESS", "DUMONT_TEMPORAL_ADDRESS", "VAST_URL", "VAST_API_KEY",
+    "DUMONT_TEMPORAL_HTTP_PORT", "DUMONT_TEMPORAL_METRICS_PORT", "DUMONT_SIM_PORT",
+    "TEMPORAL_ADDRESS", "DUMONT_TEMPORAL_ADDRESS", "VAST_URL", "VAST_API_KEY",
     "DUMONT_VAST_URL", "DUMONT_VAST_API_KEY", "DUMONT_SIM_ADMIN_TOKEN",
 )  # fmt: skip
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range: a port from that range can be taken by
+    any outgoing connection (a readiness probe, say) before the service it was meant for binds."""
+    for _ in range(200):
+        port = random.randrange(10000, _ephemeral_low())
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def dumont(

@@ -87,6 +87,8 @@ def stack_ports() -> dict[str, int]:
         "api_port": free_port(),
         "temporal_port": free_port(),
         "temporal_ui_port": free_port(),
+        "temporal_http_port": free_port(),
+        "temporal_metrics_port": free_port(),
         "s3_port": free_port(),
         "sim_port": free_port(),
     }

@@ -16,6 +16,7 @@ from tests.cli.conftest import dumont, free_port
         ("--api-port", "API", "DUMONT_API_PORT"),
         ("--temporal-ui-port", "Temporal UI", "DUMONT_TEMPORAL_UI_PORT"),
         ("--sim-port", "sim", "DUMONT_SIM_PORT"),
+        ("--temporal-http-port", "Temporal HTTP API", "DUMONT_TEMPORAL_HTTP_PORT"),
     ],
 )
 def test_a_port_in_use_is_one_line_and_exit_code_2(
@@ -25,6 +26,8 @@ def test_a_port_in_use_is_one_line_and_exit_code_2(
         "--api-port": free_port(),
         "--temporal-port": free_port(),
         "--temporal-ui-port": free_port(),
+        "--temporal-http-port": free_port(),
+        "--temporal-metrics-port": free_port(),
         "--s3-port": free_port(),
         "--sim-port": free_port(),
     }
