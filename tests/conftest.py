@@ -58,9 +58,12 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, for timers and deadlines."""
+    """A time-skipping test server of the test's own, for timers and deadlines (it starts in a
+    fraction of a second). A shared one is not safe: a workflow an earlier test left running,
+    its worker gone, holds tasks no one takes, and those stop time skipping for every later
+    test ("Timeout expired" from each sleep)."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
