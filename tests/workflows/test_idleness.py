@@ -251,7 +251,7 @@ async def test_configure_validates_and_moves_the_deadline(ts_env: WorkflowEnviro
         await handle.execute_update(MachineWorkflow.wake, WakeInput())
         await handle.execute_update(MachineWorkflow.configure, ConfigureInput(enabled=False))
         await tell(handle, ts_env, **IDLE)
-        assert (await state_after(ts_env, handle, timedelta(minutes=90))).state is S.IDLE
+        assert (await state_after(ts_env, handle, timedelta(minutes=15))).state is S.IDLE
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
 
 
