@@ -186,12 +186,17 @@ class MachineWorkflow:
         )
 
     def _until_next_deadline(self) -> timedelta | None:
-        deadlines = [t for t in self._idle_deadlines() if t is not None]
+        """How long until the next deadline ahead. One already passed was acted on when it
+        passed (the loop checks its work after every timer and message); waiting on it again
+        would wake the workflow every second for as long as a machine stays idle."""
+        now = workflow.now()
+        deadlines = self._idle_deadlines()
         if self._agent_expected():
-            deadlines += [t for t in self._agent_deadlines() if t is not None]
-        if not deadlines:
+            deadlines += self._agent_deadlines()
+        ahead = [t for t in deadlines if t is not None and t > now]
+        if not ahead:
             return None
-        return max(min(deadlines) - workflow.now(), timedelta(seconds=1))
+        return max(min(ahead) - now, timedelta(seconds=1))
 
     def _should_continue_as_new(self) -> bool:
         return workflow.info().is_continue_as_new_suggested()

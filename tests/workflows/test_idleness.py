@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -38,6 +39,7 @@ POLICY = LifecyclePolicy(
     wake_offer_retry_seconds=1,
 )
 ON_TIME = timedelta(seconds=5)
+WORKFLOW_TASK_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
 
 
 async def until(handle: MachineHandle, state: MachineState) -> MachineSnapshot:
@@ -110,6 +112,33 @@ async def test_idle_machine_hibernates_then_is_deleted_on_time(ts_env: WorkflowE
         (new_instance,) = cloud.live()
         assert new_instance.instance_id != instance.instance_id
         assert new_instance.workspace == {"train.py": "print('hi')"}
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+
+
+async def workflow_tasks(handle: MachineHandle) -> int:
+    history = await handle.fetch_history()
+    return sum(event.event_type == WORKFLOW_TASK_COMPLETED for event in history.events)
+
+
+async def test_an_idle_machine_waits_for_its_deadline_without_waking(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    """Between deadlines an idle machine's workflow sleeps: an idle fleet puts no load on
+    Temporal and grows no history (it once woke every second for as long as it was idle)."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(ts_env.client, cloud) as task_queue:
+        handle = await start_machine(ts_env.client, task_queue)
+        await until(handle, S.RUNNING)
+        await handle.execute_update(
+            MachineWorkflow.configure, ConfigureInput(pause_after_minutes=60)
+        )
+        await tell(handle, ts_env, **IDLE)
+        assert (await state_after(ts_env, handle, timedelta(minutes=5))).state is S.IDLE
+        tasks_when_idle = await workflow_tasks(handle)
+        assert (await state_after(ts_env, handle, timedelta(minutes=50))).state is S.IDLE
+        assert await workflow_tasks(handle) == tasks_when_idle
+        # The deadline it slept towards still wakes it.
+        assert (await state_after(ts_env, handle, timedelta(minutes=10))).state is S.HIBERNATED
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
 
 
