@@ -88,6 +88,7 @@ class SnapshotRun:
         self.packs: dict[str, PackInfo] = {}
         self._sealed: dict[int, tuple[PackInfo, list[list[Any]]]] = {}
         self._open: dict[str, str] = {}  # pack id -> its upload, until completed
+        self._opening: set[asyncio.Future[str]] = set()  # uploads the store is opening
         self.progress = SnapshotProgress(target.snapshot_id, "scanning")
         self.uploaded_this_run = 0
         self._started = time.monotonic()
@@ -133,16 +134,19 @@ class SnapshotRun:
             raise
 
     async def _abort_open_uploads(self) -> None:
-        """Best effort, and briefly: garbage collection aborts whatever is left."""
-        infos = {info.id: info for info, _ in self._sealed.values()}
-        aborts = [
-            asyncio.to_thread(self.store.abort_upload, infos[pack_id].key, upload_id)
-            for pack_id, upload_id in self._open.items()
-            if pack_id in infos
-        ]
-        if aborts:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*aborts, return_exceptions=True), 10)
+        """Best effort, and briefly: garbage collection aborts whatever is left. Uploads the
+        store is still opening are waited for first, or they would stay open unrecorded."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                if self._opening:
+                    await asyncio.wait(set(self._opening))
+                infos = {info.id: info for info, _ in self._sealed.values()}
+                aborts = [
+                    asyncio.to_thread(self.store.abort_upload, infos[pack_id].key, upload_id)
+                    for pack_id, upload_id in self._open.items()
+                    if pack_id in infos
+                ]
+                await asyncio.gather(*aborts, return_exceptions=True)
 
     async def _send(self, channel: EngineChannel, message: dict[str, Any]) -> None:
         async with self._sending:  # background tasks answer too
@@ -220,11 +224,19 @@ class SnapshotRun:
         self._background.start(self._open_upload(channel, message["pack"], info))
 
     async def _open_upload(self, channel: EngineChannel, number: int, info: PackInfo) -> None:
-        upload_id = await self._store(self.store.start_upload, info.key)
-        self._open[info.id] = upload_id
+        # Shielded: if the run fails meanwhile, the store still answers and the abort sees it.
+        opening = asyncio.ensure_future(self._start_upload(info))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opening.discard)
+        upload_id = await asyncio.shield(opening)
         ttl = self.policy.url_ttl_seconds
         url = self.store.presign_part(info.key, upload_id, info.size, ttl)
         await self._send(channel, {"t": "put", "pack": number, "url": url})
+
+    async def _start_upload(self, info: PackInfo) -> str:
+        upload_id: str = await self._store(self.store.start_upload, info.key)
+        self._open[info.id] = upload_id
+        return upload_id
 
     async def _on_uploaded(self, message: dict[str, Any]) -> None:
         info, _table = self._sealed[message["pack"]]

@@ -5,6 +5,7 @@ run left open is aborted, by the run itself when it fails or by garbage collecti
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,20 @@ class _Stop(Exception):
 
 
 async def test_a_failed_run_aborts_its_open_uploads_and_gc_aborts_a_killed_runs(
-    harness: Harness, tmp_path: Path
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workspace = _workspace(tmp_path / "ws", seed=12, files=10)
+    start_upload = harness.store.start_upload
+
+    def slow_answers_after_the_first(key: str) -> str:
+        """The store opens every upload at once, but after the first its answers are slow: the
+        run fails while uploads it has not heard of yet are open."""
+        upload_id = start_upload(key)
+        if len(harness.store.open_uploads("packs/")) > 1:
+            time.sleep(1)
+        return upload_id
+
+    monkeypatch.setattr(harness.store, "start_upload", slow_answers_after_the_first)
 
     def stop_after_one(progress: SnapshotProgress) -> None:
         if progress.packs_uploaded == 1:
@@ -118,6 +130,7 @@ async def test_a_failed_run_aborts_its_open_uploads_and_gc_aborts_a_killed_runs(
             workspace, "s-1", extra=["--uploaders", "2"], on_progress=stop_after_one
         )
     assert harness.store.open_uploads("packs/") == []
+    monkeypatch.undo()
 
     # A worker killed mid-run aborts nothing: its uploads stay open until the grace period ends.
     left = [harness.store.start_upload(f"packs/{owner}/ab/left") for owner in ("alice", "bob")]
