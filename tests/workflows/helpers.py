@@ -50,6 +50,12 @@ async def start_machine(client: Client, task_queue: str) -> MachineHandle:
     )
 
 
+async def workflow_tasks(handle: WorkflowHandle[Any, Any]) -> int:
+    """How many workflow tasks the run has completed: each time it woke and ran."""
+    history = await handle.fetch_history()
+    return sum(event.event_type == COMPLETED for event in history.events)
+
+
 async def signals_processed(handle: WorkflowHandle[Any, Any]) -> None:
     """Wait until the workflow has run a task after the last signal it received, so that a
     query answers with every signal applied."""

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -25,7 +24,13 @@ from core.types import (
     WakeInput,
 )
 from tests.workflows.fakes import FakeCloud
-from tests.workflows.helpers import MachineHandle, fake_worker, signals_processed, start_machine
+from tests.workflows.helpers import (
+    MachineHandle,
+    fake_worker,
+    signals_processed,
+    start_machine,
+    workflow_tasks,
+)
 from workflows.machine import MachineWorkflow
 
 S = MachineState
@@ -39,7 +44,6 @@ POLICY = LifecyclePolicy(
     wake_offer_retry_seconds=1,
 )
 ON_TIME = timedelta(seconds=5)
-WORKFLOW_TASK_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
 
 
 async def until(handle: MachineHandle, state: MachineState) -> MachineSnapshot:
@@ -113,11 +117,6 @@ async def test_idle_machine_hibernates_then_is_deleted_on_time(ts_env: WorkflowE
         assert new_instance.instance_id != instance.instance_id
         assert new_instance.workspace == {"train.py": "print('hi')"}
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
-
-
-async def workflow_tasks(handle: MachineHandle) -> int:
-    history = await handle.fetch_history()
-    return sum(event.event_type == WORKFLOW_TASK_COMPLETED for event in history.events)
 
 
 async def test_an_idle_machine_waits_for_its_deadline_without_waking(
