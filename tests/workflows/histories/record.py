@@ -1,0 +1,456 @@
+"""Record the histories the replay test replays: every machine-workflow scenario, driven against
+a worker with fake activities on real Temporal servers, saved as Temporal's own history JSON
+(`temporal workflow show --output json` reads and writes the same).
+
+Run it only to ADD the history of a new behaviour; never re-record an existing one after
+changing workflow code, since the point of a recorded history is that it was made by the code
+that ran before the change:
+
+    .venv/bin/python -m tests.workflows.histories.record new_scenario_name
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from core import search_attributes
+from core.schedule_types import (
+    SEND_SCHEDULED_ACTION,
+    ScheduleKind,
+    ScheduleTriggerInput,
+    ScheduleTriggerResult,
+)
+from core.snapshots.types import CollectGarbageRequest, CollectGarbageResult
+from core.types import (
+    ActionInput,
+    AgentReport,
+    ConfigureInput,
+    DeliverWebhooksResult,
+    EvaluateAlertsResult,
+    HibernateInput,
+    LifecyclePolicy,
+    MachineSnapshot,
+    MachineState,
+    MonitorInput,
+    MonitorTick,
+    PruneMetricsResult,
+    RestoreInput,
+    SnapshotInput,
+    SshKeysChanged,
+    SweepResult,
+    WakeInput,
+)
+from tests.conftest import binary
+from tests.workflows.fakes import FakeCloud
+from tests.workflows.helpers import fake_worker, signals_processed, start_machine
+from workflows.machine import MachineWorkflow
+from workflows.monitor import FleetMonitorWorkflow
+from workflows.schedule_trigger import ScheduleTriggerWorkflow
+
+HERE = Path(__file__).parent
+S = MachineState
+POLICY = LifecyclePolicy(
+    boot_poll_seconds=1,
+    heartbeat_timeout_seconds=2,
+    snapshot_attempts=2,
+    snapshot_retry_seconds=1,
+    wake_offer_attempts=2,
+    wake_offer_retry_seconds=1,
+)
+IDLE = {"gpu_busy": False, "busy": False, "gpu_utilization": 1.0}
+BUSY = {"gpu_busy": True, "busy": True, "gpu_utilization": 85.0}
+
+Handle = WorkflowHandle[MachineWorkflow, Any]
+Scenario = Callable[[WorkflowEnvironment], Awaitable[list[tuple[str, str]]]]
+
+
+async def _until(handle: Handle, state: MachineState) -> MachineSnapshot:
+    for _ in range(600):
+        snapshot = await handle.query(MachineWorkflow.state)
+        if snapshot.state is state:
+            return snapshot
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"machine is {snapshot.state}, never {state}")
+
+
+async def _tell(handle: Handle, env: WorkflowEnvironment, **fields: Any) -> None:
+    at = await env.get_current_time()
+    fields.setdefault("online", True)
+    await handle.signal(MachineWorkflow.agent_report, AgentReport(at=at, **fields))
+    await signals_processed(handle)
+
+
+async def _after(env: WorkflowEnvironment, handle: Handle, skipped: timedelta) -> MachineSnapshot:
+    await env.sleep(skipped)
+    return await handle.query(MachineWorkflow.state)
+
+
+async def _runs(client: Client, handle: Handle) -> list[tuple[str, str]]:
+    """Every run of the workflow (continue-as-new makes several), oldest first, as JSON."""
+    runs = [wf.run_id async for wf in client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    found = []
+    for run_id in reversed(runs):
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        found.append((run_id, history.to_json()))
+    return found
+
+
+async def _one(handle: Handle) -> list[tuple[str, str]]:
+    await handle.result()
+    history = await handle.fetch_history()
+    return [(handle.id, history.to_json())]
+
+
+async def lifecycle(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """create → running → stop → start → restart → keys changed → destroy."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await handle.execute_update(MachineWorkflow.stop, ActionInput(reason="night"))
+        await handle.execute_update(MachineWorkflow.start, ActionInput())
+        await handle.execute_update(MachineWorkflow.restart, ActionInput())
+        await handle.signal(MachineWorkflow.ssh_keys_changed, SshKeysChanged("SHA256:abc"))
+        await signals_processed(handle)
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput(reason="done"))
+        return await _one(handle)
+
+
+async def hibernation(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """idle → busy → idle → hibernated → deleted → wake → running → destroy."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        (instance,) = cloud.live()
+        instance.workspace = {"train.py": "print('hi')"}
+        await _tell(handle, env, **IDLE)
+        assert (await _after(env, handle, timedelta(minutes=4))).state is S.IDLE
+        await _tell(handle, env, **BUSY)
+        await _tell(handle, env, **IDLE)
+        assert (await _after(env, handle, timedelta(minutes=4))).state is S.HIBERNATED
+        assert (await _after(env, handle, timedelta(minutes=31))).state is S.DELETED
+        await handle.execute_update(MachineWorkflow.wake, WakeInput())
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def manual_hibernate_and_wake(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """configure with a hook, snapshot, restore, hibernate, wake in a region, destroy."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await handle.execute_update(
+            MachineWorkflow.configure,
+            ConfigureInput(pre_hibernate_command="python save.py", pause_after_minutes=10),
+        )
+        await handle.execute_update(MachineWorkflow.snapshot, SnapshotInput(reason="before"))
+        await handle.execute_update(MachineWorkflow.restore, RestoreInput(reason="undo"))
+        await handle.execute_update(MachineWorkflow.hibernate, HibernateInput(reason="night"))
+        await handle.execute_update(
+            MachineWorkflow.wake, WakeInput(region="NA", max_price=2.0, reason="morning")
+        )
+        await handle.execute_update(
+            MachineWorkflow.configure, ConfigureInput(clear_pre_hibernate_command=True)
+        )
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def failed_install(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """The agent install fails: running with the reason, re-installed later, then destroy."""
+    cloud = FakeCloud(POLICY, agent_install_error="dumont-agent: no python3 on the machine")
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await env.sleep(timedelta(minutes=6))
+        cloud.agent_install_error = None
+        await env.sleep(timedelta(minutes=6))
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def agent_offline(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """The agent reports, goes silent (offline): re-installed; never idle meanwhile."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await _tell(handle, env, **BUSY)
+        await _tell(handle, env, online=False)
+        await env.sleep(timedelta(minutes=2))
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def agent_never_reports(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """No first report after the install: offline, re-installed at its time."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await env.sleep(timedelta(minutes=7))
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def boot_retry(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """The first instance fails to start, the second is slow: running on attempt 2."""
+    cloud = FakeCloud(POLICY, fail_attempts=1, boot_seconds=lambda attempt: 20)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await env.sleep(timedelta(minutes=1))
+        await _until(handle, S.RUNNING)
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def no_offer(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """No offer matches: error; a start fails the same way; destroy."""
+    cloud = FakeCloud(POLICY, offers=())
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.ERROR)
+        try:
+            await handle.execute_update(MachineWorkflow.start, ActionInput())
+        except WorkflowUpdateFailedError:
+            pass
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def destroy_during_boot(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """A destroy while the create's answer never comes: the boot is cancelled."""
+    cloud = FakeCloud(POLICY, hang_after_create=True)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await cloud.created.wait()
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def snapshot_failure(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """The store is down at the idle deadline: nothing destroyed, retried 10 min later."""
+    cloud = FakeCloud(POLICY, snapshot_error="object store: connection refused")
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await _tell(handle, env, **IDLE)
+        assert (await _after(env, handle, timedelta(minutes=6))).state is S.IDLE
+        cloud.snapshot_error = None
+        assert (await _after(env, handle, timedelta(minutes=11))).state is S.HIBERNATED
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def hook_failure(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """A failing pre-hibernate hook aborts, then (configured to continue) goes on."""
+    cloud = FakeCloud(POLICY, hook_exit_status=3)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await handle.execute_update(
+            MachineWorkflow.configure, ConfigureInput(pre_hibernate_command="python save.py")
+        )
+        try:
+            await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+        except WorkflowUpdateFailedError:
+            pass
+        await handle.execute_update(
+            MachineWorkflow.configure, ConfigureInput(pre_hibernate_on_failure="continue")
+        )
+        await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def wake_no_offer(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """A wake that finds no offer in the region nor anywhere: hibernated, with why."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+        cloud.offers = []
+        try:
+            await handle.execute_update(MachineWorkflow.wake, WakeInput(region="EU"))
+        except WorkflowUpdateFailedError:
+            pass
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
+async def continue_as_new(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """Stop/start until the server suggests continue-as-new; the new run goes on (dev server
+    with a lowered threshold)."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        first = (await handle.describe()).run_id
+        await _until(handle, S.RUNNING)
+        while (await handle.describe()).run_id == first:
+            await handle.execute_update(MachineWorkflow.stop, ActionInput())
+            await handle.execute_update(MachineWorkflow.start, ActionInput())
+        await _tell(handle, env, **IDLE)
+        await handle.execute_update(MachineWorkflow.stop, ActionInput())
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        await handle.result()
+        return await _runs(env.client, handle)
+
+
+async def fleet_monitor(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """Three monitor rounds, the first with a prune; one activity fails and is logged."""
+
+    @activity.defn(name="sweep_silent_agents")
+    async def sweep(tick: MonitorTick) -> SweepResult:
+        return SweepResult(offline=1, signalled=1)
+
+    @activity.defn(name="evaluate_alerts")
+    async def evaluate(tick: MonitorTick) -> EvaluateAlertsResult:
+        raise RuntimeError("database is down")
+
+    @activity.defn(name="deliver_webhooks")
+    async def deliver(tick: MonitorTick) -> DeliverWebhooksResult:
+        return DeliverWebhooksResult(delivered=2)
+
+    @activity.defn(name="prune_metrics")
+    async def prune(tick: MonitorTick) -> PruneMetricsResult:
+        return PruneMetricsResult(deleted=10)
+
+    @activity.defn(name="collect_snapshot_garbage")
+    async def collect(request: CollectGarbageRequest) -> CollectGarbageResult:
+        return CollectGarbageResult(
+            expired_snapshots=1, deleted_packs=2, deleted_bytes=3, aborted_uploads=0
+        )
+
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[FleetMonitorWorkflow],
+        activities=[sweep, evaluate, deliver, prune, collect],
+    ):
+        handle = await env.client.start_workflow(
+            FleetMonitorWorkflow.run,
+            MonitorInput(interval_seconds=30),
+            id=f"fleet-monitor-{uuid.uuid4().hex[:6]}",
+            task_queue=task_queue,
+        )
+        while (await handle.query(FleetMonitorWorkflow.state)).ticks < 3:
+            await env.sleep(timedelta(seconds=30))
+        await handle.terminate("recorded")
+        history = await handle.fetch_history()
+        return [(handle.id, history.to_json())]
+
+
+async def schedule_trigger(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """A wake schedule's trigger: one activity sends the update and reports the outcome."""
+
+    @activity.defn(name=SEND_SCHEDULED_ACTION)
+    async def send(input: ScheduleTriggerInput) -> ScheduleTriggerResult:
+        return ScheduleTriggerResult(
+            machine_id=input.machine_id, kind=input.kind, skipped=False, outcome="running"
+        )
+
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client, task_queue=task_queue, workflows=[ScheduleTriggerWorkflow], activities=[send]
+    ):
+        handle = await env.client.start_workflow(
+            ScheduleTriggerWorkflow.run,
+            ScheduleTriggerInput(
+                machine_id="m1", kind=ScheduleKind.WAKE, reason="scheduled wake at 08:00 UTC"
+            ),
+            id=f"machine-m1-wake-{uuid.uuid4().hex[:6]}",
+            task_queue=task_queue,
+        )
+        return await _one(handle)  # type: ignore[arg-type]
+
+
+# Time-skipping server unless marked "dev" (continue-as-new needs the dev server's threshold).
+SCENARIOS: dict[str, tuple[Scenario, str]] = {
+    "machine_lifecycle": (lifecycle, "ts"),
+    "machine_hibernation": (hibernation, "ts"),
+    "machine_manual_hibernate_and_wake": (manual_hibernate_and_wake, "ts"),
+    "machine_failed_install": (failed_install, "ts"),
+    "machine_agent_offline": (agent_offline, "ts"),
+    "machine_agent_never_reports": (agent_never_reports, "ts"),
+    "machine_boot_retry": (boot_retry, "ts"),
+    "machine_no_offer": (no_offer, "ts"),
+    "machine_destroy_during_boot": (destroy_during_boot, "dev"),
+    "machine_snapshot_failure": (snapshot_failure, "ts"),
+    "machine_hook_failure": (hook_failure, "ts"),
+    "machine_wake_no_offer": (wake_no_offer, "ts"),
+    "machine_continue_as_new": (continue_as_new, "dev"),
+    "fleet_monitor": (fleet_monitor, "ts"),
+    "schedule_trigger": (schedule_trigger, "ts"),
+}
+
+
+async def _time_skipping() -> WorkflowEnvironment:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                for key in search_attributes.ALL
+            },
+        )
+    )
+    return env
+
+
+async def _dev() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=list(search_attributes.ALL),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=120",
+        ],
+    )
+
+
+def _save(name: str, runs: list[tuple[str, str]]) -> None:
+    for number, (_run_id, history) in enumerate(runs, start=1):
+        suffix = "" if len(runs) == 1 else f".run{number}"
+        path = HERE / f"{name}{suffix}.json"
+        path.write_text(json.dumps(json.loads(history), indent=1) + "\n")
+        print(f"wrote {path.relative_to(HERE.parent.parent.parent)}")
+
+
+async def main(names: list[str]) -> None:
+    for name in names:
+        scenario, server = SCENARIOS[name]
+        env = await (_dev() if server == "dev" else _time_skipping())
+        try:
+            _save(name, await scenario(env))
+        finally:
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "names", nargs="*", help=f"scenarios (default: all): {', '.join(SCENARIOS)}"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.names or list(SCENARIOS)))
