@@ -28,12 +28,13 @@ from activities.provider import ProviderActivities, ProviderLookup
 from activities.records import RecordActivities
 from activities.schedule_trigger import ScheduleTriggerActivities
 from activities.snapshots import SnapshotActivities
+from core.contracts.machine import LifecyclePolicy
+from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID, MonitorInput
 from core.db import make_engine, migrate
 from core.settings import Settings
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore, StoreError
 from core.ssh import SshIdentity, ensure_identity
-from core.types import FLEET_MONITOR_WORKFLOW_ID, LifecyclePolicy, MonitorInput
 from providers.registry import ProviderRegistry
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow

@@ -23,16 +23,13 @@ from activities.provider import ProviderLookup
 from agent.config import AgentConfig
 from agent.deploy import AgentDeployError, deploy_agent
 from core.agent_tokens import issue_agent_token
+from core.contracts.activities import ActivityName
+from core.contracts.agent import InstallAgentInput, InstallAgentResult
+from core.contracts.errors import ErrorType
+from core.contracts.states import InstanceStatus
 from core.db import session_scope
 from core.models import Machine
 from core.ssh import SshIdentity
-from core.types import (
-    ActivityName,
-    ErrorType,
-    InstallAgentInput,
-    InstallAgentResult,
-    InstanceStatus,
-)
 
 AGENT_DEPLOY_FAILED = "AgentDeployFailed"
 MACHINE_UNREACHABLE = "MachineUnreachable"

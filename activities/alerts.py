@@ -9,8 +9,9 @@ from temporalio import activity
 from core.alerts.delivery import deliver_due
 from core.alerts.evaluate import Change, evaluate
 from core.alerts.store import machine_windows, open_alerts, record_transitions, rules_by_owner
+from core.contracts.activities import ActivityName
+from core.contracts.monitor import DeliverWebhooksResult, EvaluateAlertsResult, MonitorTick
 from core.db import session_scope
-from core.types import ActivityName, DeliverWebhooksResult, EvaluateAlertsResult, MonitorTick
 
 
 class AlertActivities:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
-from core.types import ErrorType
+from core.contracts.errors import ErrorType
 from providers.base import InstanceNotFound, ProviderError, RateLimited
 
 

@@ -10,15 +10,11 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.contracts import machine_workflow_id
+from core.contracts.activities import ActivityName
+from core.contracts.monitor import MonitorTick, PruneMetricsResult, SweepResult
 from core.metrics.liveness import forget_told_state, sweep_offline
 from core.metrics.retention import prune_metrics
-from core.types import (
-    ActivityName,
-    MonitorTick,
-    PruneMetricsResult,
-    SweepResult,
-    machine_workflow_id,
-)
 from workflows.machine import MachineWorkflow
 
 

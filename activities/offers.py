@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from core.types import MachineSpec
+from core.contracts.machine import MachineSpec
 from providers.base import Offer, OfferQuery
 
 

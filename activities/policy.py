@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from core.types import ActivityName, LifecyclePolicy, LifecyclePolicyInput
+from core.contracts.activities import ActivityName, LifecyclePolicyInput
+from core.contracts.machine import LifecyclePolicy
 
 
 class PolicyActivities:

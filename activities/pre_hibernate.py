@@ -10,8 +10,10 @@ import shlex
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core.contracts.activities import ActivityName
+from core.contracts.errors import ErrorType
+from core.contracts.hibernation import PreHibernateInput, PreHibernateResult
 from core.ssh import MachineUnreachable, SshIdentity, connect_machine
-from core.types import ActivityName, ErrorType, PreHibernateInput, PreHibernateResult
 
 OUTPUT_TAIL = 1500
 

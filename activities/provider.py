@@ -18,24 +18,24 @@ from activities.errors import provider_errors
 from activities.heartbeat import heartbeating
 from activities.offers import describe_search, in_rental_order, offer_query
 from activities.ssh_probe import ssh_answers
-from core.ssh import SshIdentity
-from core.types import (
+from core.contracts import instance_label_prefix
+from core.contracts.activities import (
     ActivityName,
     AttachKeysInput,
     AttachKeysResult,
     DestroyedInstance,
     DestroyInstancesInput,
     DestroyInstancesResult,
-    ErrorType,
     InstanceActionInput,
     InstanceActionResult,
-    InstanceInfo,
-    InstanceStatus,
     ProvisionInput,
     WaitReadyInput,
     WaitReadyResult,
-    instance_label_prefix,
 )
+from core.contracts.errors import ErrorType
+from core.contracts.machine import InstanceInfo
+from core.contracts.states import InstanceStatus
+from core.ssh import SshIdentity
 from providers.base import CreateRequest, Offer, OfferUnavailable, Provider, ProviderInstance
 
 
@@ -229,7 +229,11 @@ class ProviderActivities:
                     doing.append(instance.instance_id)
                     activity.heartbeat(instance.instance_id)
                     await provider.destroy_instance(instance.instance_id)
-                    destroyed.append(DestroyedInstance(instance.instance_id, instance.label or ""))
+                    destroyed.append(
+                        DestroyedInstance(
+                            instance_id=instance.instance_id, label=instance.label or ""
+                        )
+                    )
         return DestroyInstancesResult(destroyed=destroyed)
 
     async def _status(self, provider: Provider, instance_id: str) -> InstanceActionResult:

@@ -10,20 +10,20 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from core.db import session_scope
-from core.models import Event, Machine, ProviderInstanceRecord, SshKey, utcnow
-from core.types import (
+from core.contracts.activities import (
     ActivityName,
-    InstanceInfo,
-    MachineState,
     OwnerKeys,
     OwnerKeysInput,
-    RecordConfigInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordResult,
     RecordStateInput,
 )
+from core.contracts.hibernation import RecordConfigInput
+from core.contracts.machine import InstanceInfo
+from core.contracts.states import MachineState
+from core.db import session_scope
+from core.models import Event, Machine, ProviderInstanceRecord, SshKey, utcnow
 
 # How far back a retried write looks for the event it may already have written.
 _RECENT_EVENTS = 50
@@ -188,6 +188,7 @@ def _machine_from(input: RecordStateInput) -> Machine:
         id=input.machine_id,
         owner_id=input.owner_id,
         provider=spec.provider,
+        kind=spec.kind.value,
         gpu_name=spec.gpu_name,
         num_gpus=spec.num_gpus,
         image=spec.image,

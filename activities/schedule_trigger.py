@@ -18,13 +18,15 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.schedule_types import (
+from core.contracts import machine_workflow_id
+from core.contracts.errors import ErrorType
+from core.contracts.hibernation import HibernateInput, WakeInput
+from core.contracts.schedules import (
     SEND_SCHEDULED_ACTION,
     ScheduleKind,
     ScheduleTriggerInput,
     ScheduleTriggerResult,
 )
-from core.types import ErrorType, HibernateInput, WakeInput, machine_workflow_id
 from workflows.machine import MachineWorkflow
 
 T = TypeVar("T")
@@ -59,7 +61,12 @@ class ScheduleTriggerActivities:
             activity.logger.info(
                 "scheduled %s of %s skipped: %s", input.kind, input.machine_id, why
             )
-            return ScheduleTriggerResult(input.machine_id, input.kind, True, f"skipped: {why}")
+            return ScheduleTriggerResult(
+                machine_id=input.machine_id,
+                kind=input.kind,
+                skipped=True,
+                outcome=f"skipped: {why}",
+            )
 
         handle = self._client.get_workflow_handle_for(
             MachineWorkflow.run, machine_workflow_id(input.machine_id)
@@ -99,4 +106,6 @@ class ScheduleTriggerActivities:
             if "already completed" in err.message:
                 return skipped(f"machine {input.machine_id} is destroyed")
             return skipped(f"machine {input.machine_id} not found")
-        return ScheduleTriggerResult(input.machine_id, input.kind, False, state.value)
+        return ScheduleTriggerResult(
+            machine_id=input.machine_id, kind=input.kind, skipped=False, outcome=state.value
+        )

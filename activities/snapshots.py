@@ -22,6 +22,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from core.contracts.activities import ActivityName
+from core.contracts.errors import ErrorType
+from core.contracts.snapshots import (
+    CollectGarbageRequest,
+    CollectGarbageResult,
+    RestoreRequest,
+    RestoreResult,
+    SnapshotProgress,
+    SnapshotRequest,
+    SnapshotResult,
+)
 from core.snapshots.channel import EngineGone, SshEngine
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.retention import expire_and_collect
@@ -33,17 +44,7 @@ from core.snapshots.session import (
     SnapshotTarget,
 )
 from core.snapshots.store import ObjectStore, StoreError
-from core.snapshots.types import (
-    CollectGarbageRequest,
-    CollectGarbageResult,
-    RestoreRequest,
-    RestoreResult,
-    SnapshotProgress,
-    SnapshotRequest,
-    SnapshotResult,
-)
 from core.ssh import MachineUnreachable, SshIdentity, connect_machine
-from core.types import ActivityName, ErrorType
 
 SNAPSHOT_FAILED = ErrorType.SNAPSHOT_FAILED
 RESTORE_FAILED = ErrorType.RESTORE_FAILED
@@ -87,7 +88,7 @@ class SnapshotActivities:
     @activity.defn(name=ActivityName.SNAPSHOT_WORKSPACE)
     async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
         target = SnapshotTarget(request.snapshot_id, request.owner_id, request.machine_id)
-        latest = _Latest(SnapshotProgress(request.snapshot_id, "connecting"))
+        latest = _Latest(SnapshotProgress(snapshot_id=request.snapshot_id, phase="connecting"))
         run = SnapshotRun(self._db, self._store, self._policy, target, latest.update)
         done = await asyncio.to_thread(run.committed_result)
         if done is not None:
@@ -107,7 +108,7 @@ class SnapshotActivities:
 
     @activity.defn(name=ActivityName.RESTORE_WORKSPACE)
     async def restore_workspace(self, request: RestoreRequest) -> RestoreResult:
-        latest = _Latest(SnapshotProgress(request.snapshot_id, "connecting"))
+        latest = _Latest(SnapshotProgress(snapshot_id=request.snapshot_id, phase="connecting"))
         run = RestoreRun(
             self._db,
             self._store,
@@ -150,8 +151,8 @@ class SnapshotActivities:
             request.owner_id,
         )
         return CollectGarbageResult(
-            report.expired_snapshots,
-            report.deleted_packs,
-            report.deleted_bytes,
-            report.aborted_uploads,
+            expired_snapshots=report.expired_snapshots,
+            deleted_packs=report.deleted_packs,
+            deleted_bytes=report.deleted_bytes,
+            aborted_uploads=report.aborted_uploads,
         )

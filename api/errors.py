@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.temporal import TemporalUnavailable
-from core.types import ErrorType
+from core.contracts.errors import ErrorType
 from providers.base import AuthError, ProviderError, RateLimited
 from providers.registry import UnknownProvider
 

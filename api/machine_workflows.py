@@ -16,24 +16,26 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from core import search_attributes
-from core.models import Machine
-from core.types import (
-    ActionInput,
-    ActionResult,
-    ActivityName,
+from core.contracts import machine_workflow_id
+from core.contracts.activities import ActivityName
+from core.contracts.hibernation import (
     ConfigureInput,
     ConfigureResult,
     HibernateInput,
     HibernateResult,
-    MachineInput,
-    MachineResult,
-    MachineSpec,
-    MachineState,
-    SshKeysChanged,
     WakeInput,
     WakeResult,
-    machine_workflow_id,
 )
+from core.contracts.machine import (
+    ActionInput,
+    ActionResult,
+    MachineKind,
+    MachineSpec,
+    SshKeysChanged,
+)
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineInput, MachineResult
+from core.models import Machine
 from workflows.machine import MachineWorkflow
 
 Action = Literal["stop", "start", "restart", "destroy"]
@@ -48,6 +50,7 @@ _UPDATES: dict[Action, UpdateMethodMultiParam[[MachineWorkflow, ActionInput], Ac
 
 def spec_of(machine: Machine) -> MachineSpec:
     return MachineSpec(
+        kind=MachineKind(machine.kind),
         gpu_name=machine.gpu_name,
         image=machine.image,
         disk_gb=machine.disk_gb,
@@ -79,7 +82,7 @@ async def start_machine_workflow(
             [
                 SearchAttributePair(search_attributes.MACHINE_STATE, MachineState.STARTING.value),
                 SearchAttributePair(search_attributes.MACHINE_OWNER, machine.owner_id),
-                SearchAttributePair(search_attributes.GPU_NAME, machine.gpu_name),
+                SearchAttributePair(search_attributes.GPU_NAME, machine.gpu_name or "cpu"),
             ]
         ),
     )
@@ -152,7 +155,7 @@ _OPERATIONS = {
 
 async def operation_in_flight(client: Client, machine_id: str) -> tuple[str, dict[str, Any]] | None:
     """The snapshot or restore the machine runs now, with its last heartbeat's progress
-    (`core.snapshots.types.SnapshotProgress` fields; empty before the first heartbeat)."""
+    (`core.contracts.snapshots.SnapshotProgress` fields; empty before the first heartbeat)."""
     description = await _handle(client, machine_id).describe()
     for pending in description.raw_description.pending_activities:
         operation = _OPERATIONS.get(pending.activity_type.name)

@@ -15,17 +15,17 @@ from pydantic import (
     model_validator,
 )
 
-from core.hibernation import (
+from core.contracts.hibernation import (
     DELETE_AFTER_RANGE,
     GPU_THRESHOLD_RANGE,
     HOOK_COMMAND_MAX,
     HOOK_TIMEOUT_RANGE,
     PAUSE_AFTER_RANGE,
 )
+from core.contracts.states import MachineState
 from core.metrics.liveness import offline_after
 from core.regions import countries_for
 from core.savings import Savings
-from core.types import MachineState
 
 SortKey = Literal["price", "reliability", "vram", "score"]
 
@@ -61,7 +61,7 @@ class MachineOut(BaseModel):
     name: str | None
     status: MachineState
     status_reason: str | None
-    gpu_name: str
+    gpu_name: str | None
     num_gpus: int
     image: str
     disk_gb: int
@@ -209,7 +209,7 @@ class AutoHibernationOut(BaseModel):
 
 class VastInfoOut(BaseModel):
     instance_id: int | str | None = Field(description="The provider's id (a number on vast.ai)")
-    gpu_type: str
+    gpu_type: str | None = Field(description="None for a CPU machine")
     region: str | None
 
 

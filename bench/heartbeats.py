@@ -186,7 +186,7 @@ async def start_listening_workflows(address: str, fleet: Fleet) -> None:
     """One workflow per machine that no worker runs: signals land in real histories."""
     from temporalio.client import Client
 
-    from core.types import machine_workflow_id
+    from core.contracts import machine_workflow_id
 
     client = await Client.connect(address)
     for machine_id, _ in fleet.machines:
@@ -199,7 +199,7 @@ async def count_signals(address: str, fleet: Fleet) -> int:
     from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client
 
-    from core.types import machine_workflow_id
+    from core.contracts import machine_workflow_id
 
     client = await Client.connect(address)
     total = 0

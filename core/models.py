@@ -1,5 +1,5 @@
 """Database tables (sqlmodel). Read models and accounts; Temporal stays the source of truth
-for what a machine is doing. These rows never cross Temporal: pass `core.types` dataclasses."""
+for what a machine is doing. These rows never cross Temporal: pass `core.contracts` dataclasses."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ class Machine(SQLModel, table=True):
     owner_id: str = Field(foreign_key="users.id", index=True, max_length=64)
     name: str | None = Field(default=None, max_length=200)
     provider: str = Field(default="vast", max_length=32)
-    gpu_name: str = Field(max_length=100)
+    kind: str = Field(default="gpu", max_length=8, sa_column_kwargs={"server_default": "gpu"})
+    gpu_name: str | None = Field(default=None, max_length=100)
     num_gpus: int = 1
     image: str = Field(max_length=1024)
     disk_gb: int

@@ -32,7 +32,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.schedule_types import (
+from core.contracts.schedules import (
     TRIGGER_WORKFLOW,
     ScheduleKind,
     ScheduleTriggerInput,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from core.types import InstanceStatus
+from core.contracts.states import InstanceStatus
 
 SortKey = Literal["price", "reliability", "vram", "score"]
 

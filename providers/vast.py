@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from core.types import InstanceStatus
+from core.contracts.states import InstanceStatus
 from providers.base import (
     CreateRequest,
     InstanceNotFound,

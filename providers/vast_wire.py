@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from core.contracts.states import InstanceStatus
 from core.regions import countries_for
-from core.types import InstanceStatus
 from providers.base import InvalidRequest, Offer, OfferQuery, ProviderInstance
 
 PROVIDER_NAME = "vast"

@@ -1,7 +1,7 @@
 """Every activity the machine workflow calls, each with its timeouts and retry policy.
 
-Activities are called by name (`core.types.ActivityName`) so that activity modules, with their
-network and database libraries, never enter the workflow sandbox.
+Activities are called by name (`core.contracts.activities.ActivityName`) so that activity
+modules, with their network and database libraries, never enter the workflow sandbox.
 
 Every call waits for a cancelled activity to finish (`WAIT_CANCELLATION_COMPLETED`): when a
 destroy cancels a boot, no create or status write may land after the destroy has moved on.
@@ -16,27 +16,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from core.snapshots.types import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
-from core.types import (
+from core.contracts.activities import (
     ActivityName,
     AttachKeysInput,
     AttachKeysResult,
     DestroyInstancesInput,
     DestroyInstancesResult,
-    ErrorType,
-    InstallAgentInput,
-    InstallAgentResult,
     InstanceActionInput,
     InstanceActionResult,
-    InstanceInfo,
-    LifecyclePolicy,
     LifecyclePolicyInput,
     OwnerKeys,
     OwnerKeysInput,
-    PreHibernateInput,
-    PreHibernateResult,
     ProvisionInput,
-    RecordConfigInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordResult,
@@ -44,6 +35,11 @@ from core.types import (
     WaitReadyInput,
     WaitReadyResult,
 )
+from core.contracts.agent import InstallAgentInput, InstallAgentResult
+from core.contracts.errors import ErrorType
+from core.contracts.hibernation import PreHibernateInput, PreHibernateResult, RecordConfigInput
+from core.contracts.machine import InstanceInfo, LifecyclePolicy
+from core.contracts.snapshots import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
 
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 

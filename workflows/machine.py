@@ -29,48 +29,50 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from core.hibernation import apply_config, config_problem
-    from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
-    from core.snapshots.types import RestoreRequest, RestoreResult, SnapshotRequest
-    from core.snapshots.types import SnapshotResult as SnapshotResultT
-    from core.types import (
-        ActionInput,
-        ActionResult,
+    from core.contracts import instance_label
+    from core.contracts.activities import (
         ActivityName,
-        AgentReport,
         AttachKeysInput,
-        ConfigureInput,
-        ConfigureResult,
         DestroyedInstance,
         DestroyInstancesInput,
-        ErrorType,
-        HibernateInput,
-        HibernateResult,
-        InstallAgentInput,
-        InstanceInfo,
-        LifecyclePolicy,
         LifecyclePolicyInput,
-        MachineInput,
-        MachineResult,
-        MachineSnapshot,
-        MachineSpec,
-        MachineState,
         OwnerKeysInput,
-        PreHibernateInput,
         ProvisionInput,
-        RecordConfigInput,
         RecordInstanceInput,
         RecordInstancesDestroyedInput,
         RecordStateInput,
+    )
+    from core.contracts.agent import AgentReport, InstallAgentInput
+    from core.contracts.errors import ErrorType
+    from core.contracts.hibernation import (
+        ConfigureInput,
+        ConfigureResult,
+        HibernateInput,
+        HibernateResult,
+        PreHibernateInput,
+        RecordConfigInput,
         RestoreDone,
         RestoreInput,
         SnapshotInput,
         SnapshotTaken,
-        SshKeysChanged,
         WakeInput,
         WakeResult,
-        instance_label,
+        apply_config,
+        config_problem,
     )
+    from core.contracts.machine import (
+        ActionInput,
+        ActionResult,
+        InstanceInfo,
+        LifecyclePolicy,
+        MachineSpec,
+        SshKeysChanged,
+    )
+    from core.contracts.snapshots import RestoreRequest, RestoreResult, SnapshotRequest
+    from core.contracts.snapshots import SnapshotResult as SnapshotResultT
+    from core.contracts.states import MachineState
+    from core.contracts.workflow import MachineInput, MachineResult, MachineSnapshot
+    from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
     from workflows import activity_calls as calls
     from workflows.transitions import TARGET, UP, Action, is_joining, rejection
 
@@ -130,7 +132,7 @@ class MachineWorkflow:
             [
                 MACHINE_STATE.value_set(s.state.value),
                 MACHINE_OWNER.value_set(s.owner_id),
-                GPU_NAME.value_set(s.spec.gpu_name),
+                GPU_NAME.value_set(s.spec.gpu_name or "cpu"),
             ]
         )
         try:
@@ -138,7 +140,9 @@ class MachineWorkflow:
             # waits for the policy and the first boot instead of racing them.
             async with self._lock:
                 if s.policy is None:
-                    s.policy = await calls.lifecycle_policy(LifecyclePolicyInput(s.machine_id))
+                    s.policy = await calls.lifecycle_policy(
+                        LifecyclePolicyInput(machine_id=s.machine_id)
+                    )
                 if input.carried is None and not self._destroy_requested:
                     await self._cancellable(lambda: self._guarded("create", self._create))
         except asyncio.CancelledError:
@@ -288,7 +292,7 @@ class MachineWorkflow:
         s.config = apply_config(s.config, input)
         self._recompute_deadlines()
         async with self._config_lock:
-            await calls.record_config(RecordConfigInput(s.machine_id, s.config))
+            await calls.record_config(RecordConfigInput(machine_id=s.machine_id, config=s.config))
         return ConfigureResult(machine_id=s.machine_id, config=s.config)
 
     @configure.validator
@@ -308,7 +312,7 @@ class MachineWorkflow:
         s = self._snapshot
         reason = input.reason or "hibernate requested"
         await self._act(
-            Action.HIBERNATE, ActionInput(reason), lambda why: self._hibernate(why or reason)
+            Action.HIBERNATE, ActionInput(reason=reason), lambda why: self._hibernate(why or reason)
         )
         assert s.hibernation.snapshot_id is not None
         return HibernateResult(
@@ -326,7 +330,9 @@ class MachineWorkflow:
     async def wake(self, input: WakeInput) -> WakeResult:
         s = self._snapshot
         requested = workflow.now()
-        await self._act(Action.WAKE, ActionInput(input.reason), lambda _why: self._wake(input))
+        await self._act(
+            Action.WAKE, ActionInput(reason=input.reason), lambda _why: self._wake(input)
+        )
         assert s.instance is not None and s.hibernation.snapshot_id is not None
         return WakeResult(
             machine_id=s.machine_id,
@@ -571,7 +577,9 @@ class MachineWorkflow:
                     await self._destroy_attempt(label)  # a create may have landed
                 return _NotRented(message, no_offer=no_offer)
             s.instance = instance
-            await calls.record_instance(RecordInstanceInput(s.machine_id, instance))
+            await calls.record_instance(
+                RecordInstanceInput(machine_id=s.machine_id, instance=instance)
+            )
             try:
                 await self._attach_keys()
                 problem = await self._wait_until_ready()
@@ -633,7 +641,7 @@ class MachineWorkflow:
         gone = list(destroyed.destroyed)
         known = s.instance
         if known is not None and all(d.instance_id != known.instance_id for d in gone):
-            gone.append(DestroyedInstance(known.instance_id, known.label))
+            gone.append(DestroyedInstance(instance_id=known.instance_id, label=known.label))
         await calls.record_instances_destroyed(
             RecordInstancesDestroyedInput(
                 machine_id=s.machine_id, provider=s.spec.provider, instances=gone
@@ -1014,8 +1022,10 @@ class MachineWorkflow:
     async def _attach_keys(self) -> None:
         s = self._snapshot
         assert s.instance is not None
-        keys = await calls.owner_ssh_keys(OwnerKeysInput(s.owner_id))
-        await calls.attach_ssh_keys(AttachKeysInput(s.instance, keys.public_keys))
+        keys = await calls.owner_ssh_keys(OwnerKeysInput(owner_id=s.owner_id))
+        await calls.attach_ssh_keys(
+            AttachKeysInput(instance=s.instance, public_keys=keys.public_keys)
+        )
 
     # --- state ----------------------------------------------------------------------------
 

@@ -18,9 +18,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from core.snapshots.types import CollectGarbageRequest, CollectGarbageResult
-    from core.types import (
-        ActivityName,
+    from core.contracts.activities import ActivityName
+    from core.contracts.monitor import (
         DeliverWebhooksResult,
         EvaluateAlertsResult,
         MonitorInput,
@@ -29,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PruneMetricsResult,
         SweepResult,
     )
+    from core.contracts.snapshots import CollectGarbageRequest, CollectGarbageResult
 
 # A round's work is worth a few quick tries; the next round does the rest.
 _ROUND_RETRY = RetryPolicy(

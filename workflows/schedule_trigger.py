@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from core.schedule_types import (
+    from core.contracts.schedules import (
         SEND_SCHEDULED_ACTION,
         TRIGGER_WORKFLOW,
         ScheduleTriggerInput,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from core.types import MachineState
+from core.contracts.states import MachineState
 
 S = MachineState
 

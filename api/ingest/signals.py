@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.temporal import TemporalConnector
+from core.contracts import machine_workflow_id
 from core.metrics.liveness import Transition
-from core.types import machine_workflow_id
 
 AGENT_REPORT_SIGNAL = "agent_report"
 

@@ -8,8 +8,8 @@ from sqlmodel import select
 from api.deps import CurrentUser, SessionDep, SettingsDep
 from api.savings import savings_of
 from api.schemas import ErrorOut, HibernationStatsOut
+from core.contracts.states import MachineState
 from core.models import Machine
-from core.types import MachineState
 
 router = APIRouter(
     prefix="/api/hibernation",

@@ -30,9 +30,10 @@ from api.schemas import (
     WakeOut,
     WakeRequest,
 )
+from core.contracts.hibernation import ConfigureInput, HibernateInput, HibernationConfig, WakeInput
+from core.contracts.states import MachineState
 from core.metrics.liveness import is_offline
 from core.models import Event, Machine
-from core.types import ConfigureInput, HibernateInput, HibernationConfig, MachineState, WakeInput
 
 router = APIRouter(
     prefix="/api/instances",

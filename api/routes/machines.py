@@ -19,10 +19,12 @@ from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
 from api.machine_workflows import Action, run_action, send_action, start_machine_workflow
 from api.savings import savings_of
 from api.schemas import ActionAccepted, ErrorOut, EventOut, MachineCreate, MachineOut
+from core.contracts import machine_workflow_id
+from core.contracts.machine import ActionResult
+from core.contracts.states import MachineState
 from core.models import Event, Machine
 from core.schedules import delete_machine_schedules
 from core.settings import Settings
-from core.types import ActionResult, MachineState, machine_workflow_id
 
 log = logging.getLogger(__name__)
 

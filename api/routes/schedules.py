@@ -15,6 +15,7 @@ from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.routes.machines import OwnedMachine
 from api.schedule_schemas import ScheduleDeleted, ScheduleIn, ScheduleOut
 from api.schemas import ErrorOut
+from core.contracts.states import MachineState
 from core.models import Machine, utcnow
 from core.schedules import (
     MachineSchedule,
@@ -22,7 +23,6 @@ from core.schedules import (
     get_machine_schedule,
     set_machine_schedule,
 )
-from core.types import MachineState
 
 router = APIRouter(
     prefix="/api/instances",

@@ -15,8 +15,8 @@ from api.deps import CurrentUser, SessionDep
 from api.machine_workflows import notify_keys_changed
 from api.schemas import ErrorOut, SshKeyCreate, SshKeyOut
 from api.temporal import TemporalConnector, TemporalUnavailable
+from core.contracts.states import MachineState
 from core.models import Machine, SshKey
-from core.types import MachineState
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from core.alerts.rules import LABELS, Rule, RuleKind
+from core.contracts.states import UP_STATES
 
 # Machine states in which an agent reports and rules apply; alerts of any other state resolve.
-UP_STATES = frozenset({"running", "idle"})
 # Reports further apart than this many intervals break a "held for" run, and a newest sample
 # older than that says nothing about now.
 STALE_AFTER_INTERVALS = 3

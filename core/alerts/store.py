@@ -13,7 +13,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, or_, select
 
 from core.alerts.evaluate import (
-    UP_STATES,
     AlertTransition,
     Change,
     MachineWindow,
@@ -22,6 +21,7 @@ from core.alerts.evaluate import (
 )
 from core.alerts.rules import DEFAULT_RULES, Rule, RuleKind
 from core.alerts.signing import new_secret
+from core.contracts.states import UP_STATES
 from core.models import (
     Alert,
     AlertDelivery,
@@ -125,7 +125,7 @@ def machine_windows(
     """The machines that are up, plus `with_machines` (those with open alerts), each with the
     samples that can decide its rules at `now`."""
     extra = set(with_machines)
-    condition: ColumnElement[bool] = col(Machine.status).in_(UP_STATES)
+    condition: ColumnElement[bool] = col(Machine.status).in_([state.value for state in UP_STATES])
     if extra:
         condition = or_(condition, col(Machine.id).in_(extra))
     machines = list(session.exec(select(Machine).where(condition)))

@@ -19,9 +19,10 @@ from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from core.contracts.agent import AgentReport
+from core.contracts.states import MachineState
 from core.metrics.bulk import BulkStatement
 from core.models import Machine
-from core.types import AgentReport, MachineState
 
 DEFAULT_INTERVAL_SECONDS = 30
 OFFLINE_AFTER_INTERVALS = 3

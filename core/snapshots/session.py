@@ -29,13 +29,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from agent.snapshot import ENGINE_VERSION, tree
+from core.contracts.snapshots import RestoreResult, SnapshotProgress, SnapshotResult
 from core.snapshots import index, manifest
 from core.snapshots.background import Background
 from core.snapshots.channel import EngineChannel, EngineGone
 from core.snapshots.index import ChunkLocation, CommitFigures, PackInfo
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore, StoreError
-from core.snapshots.types import RestoreResult, SnapshotProgress, SnapshotResult
 
 ProgressCallback = Callable[[SnapshotProgress], Awaitable[None] | None]
 
@@ -89,7 +89,7 @@ class SnapshotRun:
         self._sealed: dict[int, tuple[PackInfo, list[list[Any]]]] = {}
         self._open: dict[str, str] = {}  # pack id -> its upload, until completed
         self._opening: set[asyncio.Future[str]] = set()  # uploads the store is opening
-        self.progress = SnapshotProgress(target.snapshot_id, "scanning")
+        self.progress = SnapshotProgress(snapshot_id=target.snapshot_id, phase="scanning")
         self.uploaded_this_run = 0
         self._started = time.monotonic()
         self._background = Background()
@@ -106,14 +106,14 @@ class SnapshotRun:
         if row is None or row.status != "committed" or row.root_hash is None:
             return None
         return SnapshotResult(
-            row.id,
-            row.root_hash,
-            row.files,
-            row.logical_bytes,
-            row.uploaded_bytes,
-            row.stored_bytes,
-            row.packs,
-            0.0,
+            snapshot_id=row.id,
+            root_hash=row.root_hash,
+            files=row.files,
+            logical_bytes=row.logical_bytes,
+            uploaded_bytes=row.uploaded_bytes,
+            stored_bytes=row.stored_bytes,
+            packs=row.packs,
+            seconds=0.0,
         )
 
     async def run(self, channel: EngineChannel) -> SnapshotResult:
@@ -413,7 +413,7 @@ class RestoreRun:
             raise
 
     async def _converse(self, channel: EngineChannel, loaded: dict[str, Any]) -> RestoreResult:
-        progress = SnapshotProgress(self.snapshot_id, "downloading")
+        progress = SnapshotProgress(snapshot_id=self.snapshot_id, phase="downloading")
         while True:
             message = await channel.receive()
             if message is None:
@@ -450,13 +450,13 @@ class RestoreRun:
                 done = replace(self._progress(progress, stats), phase="done")
                 await _report(self.on_progress, done)
                 return RestoreResult(
-                    self.snapshot_id,
-                    message["root"],
-                    int(stats["files"]),
-                    int(stats["bytes"]),
-                    int(stats["downloaded_bytes"]),
-                    time.monotonic() - self._started,
-                    int(stats.get("reused_bytes", 0)),
+                    snapshot_id=self.snapshot_id,
+                    root_hash=message["root"],
+                    files=int(stats["files"]),
+                    bytes=int(stats["bytes"]),
+                    downloaded_bytes=int(stats["downloaded_bytes"]),
+                    seconds=time.monotonic() - self._started,
+                    reused_bytes=int(stats.get("reused_bytes", 0)),
                 )
             else:
                 raise EngineGone(f"unexpected message {kind!r} from the engine")

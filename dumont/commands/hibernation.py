@@ -25,11 +25,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from core.contracts.states import UP_STATES
 from dumont.client import DumontClient
 from dumont.config import load_client_config
 from dumont.output import console, fail, print_json, reports_errors
 
-UP = frozenset({"running", "idle"})
 POLL_SECONDS = 0.5
 RECENT_EVENTS = 20
 
@@ -53,8 +53,8 @@ class Operation:
     kind: str  # the progress route's `operation`: snapshot | restore
 
 
-HIBERNATE = Operation("hibernate", "hibernating", frozenset({"hibernated"}), UP, "snapshot")
-WAKE = Operation("wake", "waking", UP, frozenset({"hibernated", "deleted"}), "restore")
+HIBERNATE = Operation("hibernate", "hibernating", frozenset({"hibernated"}), UP_STATES, "snapshot")
+WAKE = Operation("wake", "waking", UP_STATES, frozenset({"hibernated", "deleted"}), "restore")
 
 
 def _client() -> DumontClient:

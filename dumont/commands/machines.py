@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from core.contracts.states import UP_STATES
 from dumont.client import DumontClient
 from dumont.commands.hibernation import config, event_detail, hibernate, savings_text, wake
 from dumont.commands.metrics import metrics
@@ -29,7 +30,6 @@ from dumont.output import (
 
 app = typer.Typer(help="Create and manage GPU machines.", no_args_is_help=True)
 
-UP_STATES = frozenset({"running", "idle"})
 FAILED_STATES = frozenset({"error", "destroyed", "deleted"})
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

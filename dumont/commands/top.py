@@ -13,13 +13,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from core.contracts.states import UP_STATES
 from dumont.client import ApiError, ApiUnreachable, DumontClient
 from dumont.config import load_client_config
 from dumont.output import console, gpu_text, money, reports_errors, status_text, table
 from dumont.series import human, parse_timestamp
 
 # Machines that have an agent reporting; the others have nothing live to show.
-REPORTING_STATES = frozenset({"running", "idle"})
 LIVE_SERIES = "gpu,vram,cpu,ram,disk"
 BAR_WIDTH = 10
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -52,7 +52,7 @@ def fleet(client: DumontClient) -> list[MachineLive]:
     result = []
     for machine in client.list_machines():
         latest: dict[str, float] = {}
-        if machine["status"] in REPORTING_STATES or machine.get("last_report_at"):
+        if machine["status"] in UP_STATES or machine.get("last_report_at"):
             try:
                 latest = latest_values(client.machine_metrics(machine["id"], "24h", LIVE_SERIES))
             except ApiError as exc:
@@ -111,7 +111,7 @@ def agent_text(machine: dict[str, Any], now: float) -> str:
 
 def shown_status(machine: dict[str, Any]) -> str:
     """The machine's state, or `offline` when it should be reporting and its agent is silent."""
-    if machine.get("online") is False and machine["status"] in REPORTING_STATES:
+    if machine.get("online") is False and machine["status"] in UP_STATES:
         return "[bold red]offline[/]"
     return status_text(machine["status"])
 

@@ -12,19 +12,18 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.errors import as_application_error
 from activities.provider import ProviderActivities
-from core.ssh import SshIdentity
-from core.types import (
+from core.contracts import instance_label
+from core.contracts.activities import (
     AttachKeysInput,
     DestroyInstancesInput,
-    ErrorType,
     InstanceActionInput,
-    InstanceInfo,
-    InstanceStatus,
-    MachineSpec,
     ProvisionInput,
     WaitReadyInput,
-    instance_label,
 )
+from core.contracts.errors import ErrorType
+from core.contracts.machine import InstanceInfo, MachineSpec
+from core.contracts.states import InstanceStatus
+from core.ssh import SshIdentity
 from providers.base import InstanceNotFound, Offer, OfferQuery, RateLimited
 from providers.registry import ProviderRegistry
 from tests.fixtures.sim import SimHandle
@@ -45,7 +44,7 @@ def mid() -> str:
 async def provision(acts: ProviderActivities, machine_id: str, attempt: int = 1) -> InstanceInfo:
     return await ActivityEnvironment().run(
         acts.provision_instance,
-        ProvisionInput(machine_id, SPEC, instance_label(machine_id, attempt)),
+        ProvisionInput(machine_id=machine_id, spec=SPEC, label=instance_label(machine_id, attempt)),
     )
 
 
@@ -110,7 +109,7 @@ async def test_no_matching_offer_says_what_was_searched(
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(
             provider_activities.provision_instance,
-            ProvisionInput(mid, spec, instance_label(mid, 1)),
+            ProvisionInput(machine_id=mid, spec=spec, label=instance_label(mid, 1)),
         )
     assert raised.value.type == ErrorType.NO_MATCHING_OFFER and raised.value.non_retryable
     assert "1x RTX 4090" in raised.value.message and "region NA" in raised.value.message
@@ -125,9 +124,11 @@ async def test_instance_answers_ssh_with_dumonts_key_and_the_owners_key(
     env = ActivityEnvironment()
     await env.run(
         provider_activities.attach_ssh_keys,
-        AttachKeysInput(info, [owner_key.export_public_key().decode()]),
+        AttachKeysInput(instance=info, public_keys=[owner_key.export_public_key().decode()]),
     )
-    result = await env.run(provider_activities.wait_until_ready, WaitReadyInput(info, soon()))
+    result = await env.run(
+        provider_activities.wait_until_ready, WaitReadyInput(instance=info, deadline=soon())
+    )
 
     assert result.ready and result.instance.ssh_host and result.instance.ssh_port
     async with asyncssh.connect(
@@ -141,10 +142,14 @@ async def test_instance_answers_ssh_with_dumonts_key_and_the_owners_key(
     ) as conn:
         assert (await conn.run("echo hello", check=True)).stdout == "hello\n"
 
-    stopped = await env.run(provider_activities.stop_instance, InstanceActionInput(info))
+    stopped = await env.run(provider_activities.stop_instance, InstanceActionInput(instance=info))
     assert stopped.status is InstanceStatus.STOPPED
-    await env.run(provider_activities.start_instance, InstanceActionInput(info))
-    assert (await env.run(provider_activities.wait_until_ready, WaitReadyInput(info, soon()))).ready
+    await env.run(provider_activities.start_instance, InstanceActionInput(instance=info))
+    assert (
+        await env.run(
+            provider_activities.wait_until_ready, WaitReadyInput(instance=info, deadline=soon())
+        )
+    ).ready
 
 
 async def test_wait_gives_up_at_the_deadline_and_reports_what_it_saw(
@@ -156,7 +161,9 @@ async def test_wait_gives_up_at_the_deadline_and_reports_what_it_saw(
     env.on_heartbeat = lambda *details: heartbeats.extend(details)
     try:
         info = await provision(provider_activities, mid)
-        result = await env.run(provider_activities.wait_until_ready, WaitReadyInput(info, soon(1)))
+        result = await env.run(
+            provider_activities.wait_until_ready, WaitReadyInput(instance=info, deadline=soon(1))
+        )
     finally:
         await cloud.admin.set_boot_delay(0.3)  # the other tests share this cloud
     assert not result.ready
@@ -171,7 +178,7 @@ async def test_an_instance_that_never_boots_is_reported_failed(
     info = await provision(provider_activities, mid)
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(
-            provider_activities.wait_until_ready, WaitReadyInput(info, soon())
+            provider_activities.wait_until_ready, WaitReadyInput(instance=info, deadline=soon())
         )
     assert raised.value.type == ErrorType.INSTANCE_FAILED and raised.value.non_retryable
 
@@ -187,10 +194,16 @@ async def test_destroy_takes_every_instance_of_the_machine_and_no_other(
         DestroyInstancesInput(provider="vast", machine_id=mid, label=instance_label(mid, 1)),
     )
     assert [d.label for d in one.destroyed] == [f"dumont-{mid}-1"]
-    rest = await env.run(provider_activities.destroy_instances, DestroyInstancesInput("vast", mid))
+    rest = await env.run(
+        provider_activities.destroy_instances,
+        DestroyInstancesInput(provider="vast", machine_id=mid),
+    )
     assert [d.label for d in rest.destroyed] == [f"dumont-{mid}-2"]
     assert await live_labels(cloud, mid) == [f"dumont-{mid}-b-1"]
-    again = await env.run(provider_activities.destroy_instances, DestroyInstancesInput("vast", mid))
+    again = await env.run(
+        provider_activities.destroy_instances,
+        DestroyInstancesInput(provider="vast", machine_id=mid),
+    )
     assert again.destroyed == []
 
 

@@ -7,18 +7,17 @@ from sqlmodel import Session, col, select
 
 from activities.records import RecordActivities
 from core.accounts import create_user
-from core.db import session_scope
-from core.models import Event, Machine, ProviderInstanceRecord, SshKey
-from core.types import (
+from core.contracts.activities import (
     DestroyedInstance,
-    InstanceInfo,
-    MachineSpec,
-    MachineState,
     OwnerKeysInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordStateInput,
 )
+from core.contracts.machine import InstanceInfo, MachineSpec
+from core.contracts.states import MachineState
+from core.db import session_scope
+from core.models import Event, Machine, ProviderInstanceRecord, SshKey
 
 SPEC = MachineSpec(gpu_name="RTX 4090", image="pytorch/pytorch", disk_gb=40)
 INSTANCE = InstanceInfo(
@@ -87,15 +86,15 @@ def test_state_changes_write_events_and_projection_once(engine: Engine) -> None:
 def test_instances_are_recorded_once_and_marked_destroyed(engine: Engine) -> None:
     records = RecordActivities(engine)
     records.record_state(state(owner(engine), 1, MachineState.STARTING, None))
-    records.record_instance(RecordInstanceInput("m1", INSTANCE))
-    records.record_instance(RecordInstanceInput("m1", INSTANCE))
+    records.record_instance(RecordInstanceInput(machine_id="m1", instance=INSTANCE))
+    records.record_instance(RecordInstanceInput(machine_id="m1", instance=INSTANCE))
     destroyed = RecordInstancesDestroyedInput(
         machine_id="m1",
         provider="vast",
         # 778 was created by a boot that was cancelled before it could record it.
         instances=[
-            DestroyedInstance("777", "dumont-m1-1"),
-            DestroyedInstance("778", "dumont-m1-2"),
+            DestroyedInstance(instance_id="777", label="dumont-m1-1"),
+            DestroyedInstance(instance_id="778", label="dumont-m1-2"),
         ],
     )
     assert records.record_instances_destroyed(destroyed).written == 2
@@ -122,5 +121,5 @@ def test_owner_keys_are_only_the_owners(sqlite_engine: Engine) -> None:
         session.add(
             SshKey(user_id=ana, name="desk", public_key="ssh-ed25519 AAAA3", fingerprint="f3")
         )
-    keys = RecordActivities(sqlite_engine).owner_ssh_keys(OwnerKeysInput(ana))
+    keys = RecordActivities(sqlite_engine).owner_ssh_keys(OwnerKeysInput(owner_id=ana))
     assert keys.public_keys == ["ssh-ed25519 AAAA1", "ssh-ed25519 AAAA3"]

@@ -14,9 +14,11 @@ import asyncssh
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts import machine_workflow_id
+from core.contracts.hibernation import HibernationConfig
+from core.contracts.workflow import MachineSnapshot
 from core.db import session_scope
 from core.models import Machine
-from core.types import HibernationConfig, MachineSnapshot, machine_workflow_id
 from tests.api.conftest import Api, make_settings, running_api, temporal_address
 from tests.api.test_machines_lifecycle import VALID, ssh_run, until_status
 from tests.api.test_ssh_keys import new_key, public

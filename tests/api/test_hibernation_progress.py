@@ -18,14 +18,15 @@ from temporalio import activity, workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from core.snapshots.types import SnapshotProgress
-from core.types import ActivityName, machine_workflow_id
+from core.contracts import machine_workflow_id
+from core.contracts.activities import ActivityName
+from core.contracts.snapshots import SnapshotProgress
 from tests.api.conftest import Api
 from tests.api.test_hibernation_routes import add_machine
 
 PROGRESS = SnapshotProgress(
-    "snap-1",
-    "uploading",
+    snapshot_id="snap-1",
+    phase="uploading",
     files=12,
     bytes_scanned=5_000_000,
     bytes_uploaded=2_000_000,

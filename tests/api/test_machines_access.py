@@ -8,9 +8,9 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from core import search_attributes
+from core.contracts.states import MachineState
 from core.db import session_scope
 from core.models import Event, Machine
-from core.types import MachineState
 from tests.api.conftest import Api, closed_port, make_settings, running_api
 from tests.api.test_machines_input import VALID
 from tests.conftest import binary

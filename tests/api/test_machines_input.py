@@ -10,8 +10,8 @@ import pytest
 from temporalio.common import TypedSearchAttributes
 
 from core import search_attributes
+from core.contracts import machine_workflow_id
 from core.models import Event, Machine
-from core.types import machine_workflow_id
 from tests.api.conftest import Api
 
 VALID = {"gpu_name": "RTX 4090", "image": "pytorch/pytorch:latest", "disk_gb": 40}

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from activities.alerts import AlertActivities
+from core.contracts.monitor import MonitorTick
 from core.db import make_engine
-from core.types import MonitorTick
 from tests.cli.conftest import ApiUser, add_machine, agent_report, dumont, post_reports
 
 

@@ -15,9 +15,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from core.contracts import machine_workflow_id
+from core.contracts.activities import ActivityName
 from core.db import make_engine, session_scope
 from core.models import Event
-from core.types import ActivityName, machine_workflow_id
 from dumont.client import DumontClient
 from dumont.commands.hibernation import HIBERNATE, WAKE, Operation, follow
 from dumont.config import ClientConfig

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
+from core.contracts.workflow import MachineSnapshot
 from core.settings import Settings
 from core.ssh import SshIdentity, connect_machine, ensure_identity
-from core.types import MachineSnapshot
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.fixtures.worker import running_worker

@@ -22,16 +22,11 @@ from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client, WorkflowUpdateHandle, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.activities import ActivityName
+from core.contracts.hibernation import HibernateInput, HibernateResult, WakeInput, WakeResult
+from core.contracts.states import MachineState
 from core.snapshots import index
 from core.ssh import SshIdentity, ensure_identity
-from core.types import (
-    ActivityName,
-    HibernateInput,
-    HibernateResult,
-    MachineState,
-    WakeInput,
-    WakeResult,
-)
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.hibernation.watch import (
@@ -138,7 +133,7 @@ async def _running_with_workspace(stack: CrashStack) -> tuple[MachineHandle, str
 async def _start_hibernate(handle: MachineHandle) -> WorkflowUpdateHandle[HibernateResult]:
     return await handle.start_update(
         MachineWorkflow.hibernate,
-        HibernateInput("crash test"),
+        HibernateInput(reason="crash test"),
         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
     )
 

@@ -13,7 +13,9 @@ from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
-from core.types import ActivityName, HibernateInput, MachineState, WakeInput
+from core.contracts.activities import ActivityName
+from core.contracts.hibernation import HibernateInput, WakeInput
+from core.contracts.states import MachineState
 from providers.base import OfferQuery
 from providers.vast import VastProvider
 from tests.fixtures.s3 import S3Endpoint

@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.agent import AgentReport
+from core.contracts.machine import ActionInput
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineSnapshot
 from core.snapshots import index
-from core.types import ActionInput, AgentReport, MachineSnapshot, MachineState
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.hibernation.stack import Stack, running_stack

@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.hibernation import ConfigureInput, HibernateInput, WakeInput
+from core.contracts.states import MachineState
 from core.snapshots import index
-from core.types import ConfigureInput, HibernateInput, MachineState, WakeInput
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.hibernation.stack import Stack, running_stack

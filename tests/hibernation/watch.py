@@ -19,10 +19,11 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
+from core.contracts.activities import ActivityName
+from core.contracts.workflow import MachineSnapshot
 from core.models import Snapshot
 from core.snapshots import index
 from core.ssh import SshIdentity, connect_machine
-from core.types import ActivityName, MachineSnapshot
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.workflows.machines import (

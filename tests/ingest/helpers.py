@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from core.agent_tokens import issue_agent_token
+from core.contracts.states import MachineState
 from core.db import session_scope
 from core.models import Machine
-from core.types import MachineState
 
 
 def add_machine(engine: Engine, owner_id: str, **fields: Any) -> Machine:

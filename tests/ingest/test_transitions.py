@@ -10,7 +10,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from core.types import AgentReport, machine_workflow_id
+from core.contracts import machine_workflow_id
+from core.contracts.agent import AgentReport
 from tests.ingest.conftest import AgentApi
 from tests.ingest.helpers import iso
 

@@ -22,16 +22,13 @@ from temporalio.worker import Worker
 from activities.alerts import AlertActivities
 from activities.monitor import MonitorActivities
 from core.alerts.store import owner_rules
+from core.contracts.agent import AgentReport
+from core.contracts.machine import ActionInput, LifecyclePolicy
+from core.contracts.monitor import MonitorInput
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineSnapshot
 from core.db import session_scope
 from core.models import Alert, Event, Machine, MetricSample, User
-from core.types import (
-    ActionInput,
-    AgentReport,
-    LifecyclePolicy,
-    MachineSnapshot,
-    MachineState,
-    MonitorInput,
-)
 from tests.alerts.helpers import make_machine
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, start_machine

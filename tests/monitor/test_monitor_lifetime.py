@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID
 from core.settings import Settings
-from core.types import FLEET_MONITOR_WORKFLOW_ID
 from tests.monitor.test_fleet_monitor import end, monitor_worker, start_monitor
 from worker import ensure_fleet_monitor
 from workflows.monitor import FleetMonitorWorkflow

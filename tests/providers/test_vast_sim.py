@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from core.contracts.states import InstanceStatus
 from core.regions import REGIONS
 from core.settings import Settings
-from core.types import InstanceStatus
 from providers.base import (
     AuthError,
     CreateRequest,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.types import InstanceStatus
+from core.contracts.states import InstanceStatus
 from providers.base import InvalidRequest, OfferQuery
 from providers.vast_wire import normalize_status, parse_instance, parse_offer, search_body
 

@@ -12,9 +12,9 @@ from temporalio.client import Client, ScheduleDescription
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.schedules import ScheduleKind, schedule_id
 from core.db import session_scope
 from core.models import Machine
-from core.schedule_types import ScheduleKind, schedule_id
 from tests.api.conftest import Api
 
 PATH = "/api/instances/{}/schedule"

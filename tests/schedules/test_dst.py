@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from core.schedule_types import ScheduleKind, schedule_id
+from core.contracts.schedules import ScheduleKind, schedule_id
 from core.schedules import delete_machine_schedules, set_machine_schedule
 
 

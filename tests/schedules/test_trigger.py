@@ -21,9 +21,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.schedule_trigger import ScheduleTriggerActivities
-from core.schedule_types import ScheduleKind, ScheduleTriggerResult, schedule_id
+from core.contracts.hibernation import WakeInput
+from core.contracts.machine import LifecyclePolicy
+from core.contracts.schedules import ScheduleKind, ScheduleTriggerResult, schedule_id
+from core.contracts.states import MachineState
 from core.schedules import delete_machine_schedules, set_machine_schedule
-from core.types import LifecyclePolicy, MachineState, WakeInput
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, start_machine
 from workflows.machine import MachineWorkflow
@@ -109,7 +111,10 @@ async def test_wake_on_a_running_machine_is_skipped_with_the_machines_reason(
 
     # The machine's own validator answered, and the trigger passed its reason on.
     assert result == ScheduleTriggerResult(
-        machine_id, ScheduleKind.WAKE, True, f"skipped: {direct.value.cause.message}"
+        machine_id=machine_id,
+        kind=ScheduleKind.WAKE,
+        skipped=True,
+        outcome=f"skipped: {direct.value.cause.message}",
     )
     assert snapshot.state is MachineState.RUNNING and len(cloud.live()) == 1
 
@@ -125,7 +130,10 @@ async def test_a_machine_without_a_workflow_is_skipped(dev_env: WorkflowEnvironm
             await delete_machine_schedules(client, machine_id)
 
     assert result == ScheduleTriggerResult(
-        machine_id, ScheduleKind.SLEEP, True, f"skipped: machine {machine_id} not found"
+        machine_id=machine_id,
+        kind=ScheduleKind.SLEEP,
+        skipped=True,
+        outcome=f"skipped: machine {machine_id} not found",
     )
 
 
@@ -151,13 +159,20 @@ async def test_sleep_then_wake_then_sleep_again(dev_env: WorkflowEnvironment) ->
         finally:
             await delete_machine_schedules(client, machine_id)
 
-    assert slept == ScheduleTriggerResult(machine_id, ScheduleKind.SLEEP, False, "hibernated")
+    assert slept == ScheduleTriggerResult(
+        machine_id=machine_id, kind=ScheduleKind.SLEEP, skipped=False, outcome="hibernated"
+    )
     assert hibernated.state is MachineState.HIBERNATED and live_while_asleep == []
-    assert woken == ScheduleTriggerResult(machine_id, ScheduleKind.WAKE, False, "running")
+    assert woken == ScheduleTriggerResult(
+        machine_id=machine_id, kind=ScheduleKind.WAKE, skipped=False, outcome="running"
+    )
     assert awake.state is MachineState.RUNNING
     assert awake.instance is not None and awake.instance.instance_id != first.instance_id
     assert again == ScheduleTriggerResult(
-        machine_id, ScheduleKind.SLEEP, True, "skipped: machine is already hibernated"
+        machine_id=machine_id,
+        kind=ScheduleKind.SLEEP,
+        skipped=True,
+        outcome="skipped: machine is already hibernated",
     )
     # The schedule's reason is on the machine's events.
     reasons = [e.reason for e in cloud.events if e.event_type in ("hibernating", "waking")]

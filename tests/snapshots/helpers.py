@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from core.contracts.snapshots import RestoreResult, SnapshotProgress, SnapshotResult
 from core.snapshots.channel import LocalEngine
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.session import RestoreRun, SnapshotRun, SnapshotTarget
 from core.snapshots.store import ObjectStore
-from core.snapshots.types import RestoreResult, SnapshotProgress, SnapshotResult
 
 MiB = 1024 * 1024
 

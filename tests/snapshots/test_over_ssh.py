@@ -16,12 +16,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.snapshots import SnapshotActivities
+from core.contracts.snapshots import RestoreRequest, SnapshotRequest
+from core.contracts.states import InstanceStatus
 from core.db import make_engine, migrate, session_scope
 from core.models import Snapshot, User
 from core.snapshots.policy import SnapshotPolicy
-from core.snapshots.types import RestoreRequest, SnapshotRequest
 from core.ssh import SshIdentity
-from core.types import InstanceStatus
 from providers.base import CreateRequest, OfferQuery
 from providers.retry import RetryPolicy
 from providers.vast import VastProvider

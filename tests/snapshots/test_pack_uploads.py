@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from agent.snapshot import transfer
+from core.contracts.snapshots import SnapshotProgress
 from core.db import session_scope
 from core.models import Snapshot
 from core.snapshots.channel import EngineChannel, LocalEngine
 from core.snapshots.retention import expire_and_collect
 from core.snapshots.session import SnapshotFailed, SnapshotRun, SnapshotTarget
 from core.snapshots.store import ObjectStore, StoreError
-from core.snapshots.types import SnapshotProgress
 from tests.fixtures.s3 import S3Endpoint
 from tests.snapshots.helpers import Harness, MiB
 

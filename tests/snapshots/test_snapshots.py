@@ -14,13 +14,13 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from agent.snapshot.chunker import MAX_CHUNK
+from core.contracts.snapshots import SnapshotProgress
 from core.db import session_scope
 from core.models import Machine, Snapshot, SnapshotPack, SnapshotPackRef
 from core.snapshots.cost import storage_cost
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.retention import expire_and_collect
 from core.snapshots.session import RestoreFailed, SnapshotFailed
-from core.snapshots.types import SnapshotProgress
 from tests.fixtures.s3 import S3Endpoint
 from tests.snapshots.helpers import Harness, MiB, write_random_tree
 

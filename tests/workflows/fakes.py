@@ -16,38 +16,33 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.offers import describe_search
-from core.snapshots.types import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
-from core.types import (
+from core.contracts import instance_label_prefix
+from core.contracts.activities import (
     ActivityName,
     AttachKeysInput,
     AttachKeysResult,
     DestroyedInstance,
     DestroyInstancesInput,
     DestroyInstancesResult,
-    ErrorType,
-    InstallAgentInput,
-    InstallAgentResult,
     InstanceActionInput,
     InstanceActionResult,
-    InstanceInfo,
-    InstanceStatus,
-    LifecyclePolicy,
     LifecyclePolicyInput,
-    MachineState,
     OwnerKeys,
     OwnerKeysInput,
-    PreHibernateInput,
-    PreHibernateResult,
     ProvisionInput,
-    RecordConfigInput,
     RecordInstanceInput,
     RecordInstancesDestroyedInput,
     RecordResult,
     RecordStateInput,
     WaitReadyInput,
     WaitReadyResult,
-    instance_label_prefix,
 )
+from core.contracts.agent import InstallAgentInput, InstallAgentResult
+from core.contracts.errors import ErrorType
+from core.contracts.hibernation import PreHibernateInput, PreHibernateResult, RecordConfigInput
+from core.contracts.machine import InstanceInfo, LifecyclePolicy
+from core.contracts.snapshots import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
+from core.contracts.states import InstanceStatus, MachineState
 
 
 @dataclass
@@ -230,7 +225,9 @@ class FakeCloud:
             if instance.label == prefix or (not input.label and instance.label.startswith(prefix)):
                 instance.status = InstanceStatus.GONE
                 self.destroyed.append(instance.instance_id)
-                gone.append(DestroyedInstance(instance.instance_id, instance.label))
+                gone.append(
+                    DestroyedInstance(instance_id=instance.instance_id, label=instance.label)
+                )
         return DestroyInstancesResult(destroyed=gone)
 
     @activity.defn(name=ActivityName.INSTALL_AGENT)
@@ -289,7 +286,14 @@ class FakeCloud:
         self.snapshots[request.snapshot_id] = files
         size = sum(len(v) for v in files.values())
         return SnapshotResult(
-            request.snapshot_id, f"root-{size}", len(files), size, size, size, 1, 0.1
+            snapshot_id=request.snapshot_id,
+            root_hash=f"root-{size}",
+            files=len(files),
+            logical_bytes=size,
+            uploaded_bytes=size,
+            stored_bytes=size,
+            packs=1,
+            seconds=0.1,
         )
 
     @activity.defn(name=ActivityName.RESTORE_WORKSPACE)
@@ -298,4 +302,11 @@ class FakeCloud:
         files = self.snapshots[request.snapshot_id]
         self._running().workspace = dict(files)
         size = sum(len(v) for v in files.values())
-        return RestoreResult(request.snapshot_id, f"root-{size}", len(files), size, size, 0.1)
+        return RestoreResult(
+            snapshot_id=request.snapshot_id,
+            root_hash=f"root-{size}",
+            files=len(files),
+            bytes=size,
+            downloaded_bytes=size,
+            seconds=0.1,
+        )

@@ -13,7 +13,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from core.types import MachineInput, MachineResult, MachineSpec, machine_workflow_id
+from core.contracts import machine_workflow_id
+from core.contracts.machine import MachineSpec
+from core.contracts.workflow import MachineInput, MachineResult
 from tests.workflows.fakes import FakeCloud
 from workflows.machine import MachineWorkflow
 

@@ -11,9 +11,10 @@ from temporalio.client import Client, WorkflowHandle
 
 from api.machine_workflows import start_machine_workflow
 from core.accounts import create_user
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineResult, MachineSnapshot
 from core.db import session_scope
 from core.models import Event, Machine, ProviderInstanceRecord
-from core.types import MachineResult, MachineSnapshot, MachineState
 from tests.fixtures.sim import SimHandle
 from workflows.machine import MachineWorkflow
 

@@ -22,10 +22,13 @@ from sqlmodel import Session, func, select
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from core.contracts.agent import AgentReport
+from core.contracts.machine import ActionInput
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineSnapshot
 from core.models import MetricSample
 from core.settings import Settings
 from core.ssh import SshIdentity, ensure_identity
-from core.types import ActionInput, AgentReport, MachineSnapshot, MachineState
 from providers.registry import ProviderRegistry
 from providers.vast import VastProvider
 from tests.api.conftest import temporal_address

@@ -9,13 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from core.types import (
-    ActionInput,
-    AgentReport,
-    LifecyclePolicy,
-    MachineSnapshot,
-    MachineState,
-)
+from core.contracts.agent import AgentReport
+from core.contracts.machine import ActionInput, LifecyclePolicy
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineSnapshot
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, fake_worker, signals_processed, start_machine
 from workflows.machine import MachineWorkflow

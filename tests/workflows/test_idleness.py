@@ -12,17 +12,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from core.types import (
-    ActionInput,
-    AgentReport,
-    ConfigureInput,
-    ErrorType,
-    HibernateInput,
-    LifecyclePolicy,
-    MachineSnapshot,
-    MachineState,
-    WakeInput,
-)
+from core.contracts.agent import AgentReport
+from core.contracts.errors import ErrorType
+from core.contracts.hibernation import ConfigureInput, HibernateInput, WakeInput
+from core.contracts.machine import ActionInput, LifecyclePolicy
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineSnapshot
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import (
     MachineHandle,

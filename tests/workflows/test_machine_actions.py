@@ -10,16 +10,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.errors import ErrorType
+from core.contracts.machine import ActionInput, LifecyclePolicy, SshKeysChanged
+from core.contracts.states import InstanceStatus, MachineState
+from core.contracts.workflow import MachineSnapshot
 from core.search_attributes import MACHINE_STATE
-from core.types import (
-    ActionInput,
-    ErrorType,
-    InstanceStatus,
-    LifecyclePolicy,
-    MachineSnapshot,
-    MachineState,
-    SshKeysChanged,
-)
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, fake_worker, start_machine
 from workflows.machine import MachineWorkflow

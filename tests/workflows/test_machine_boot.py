@@ -6,7 +6,9 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from core.types import ActionInput, InstanceStatus, LifecyclePolicy, MachineSnapshot, MachineState
+from core.contracts.machine import ActionInput, LifecyclePolicy
+from core.contracts.states import InstanceStatus, MachineState
+from core.contracts.workflow import MachineSnapshot
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, fake_worker, start_machine
 from workflows.machine import MachineWorkflow

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts.machine import ActionInput
+from core.contracts.states import MachineState
 from core.settings import Settings
 from core.ssh import SshIdentity, ensure_identity
-from core.types import ActionInput, MachineState
 from providers.registry import ProviderRegistry
 from providers.vast import VastProvider
 from tests.fixtures.sim import SimHandle

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from temporalio.client import WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
-from core.types import ActionInput, MachineState
+from core.contracts.machine import ActionInput
+from core.contracts.states import MachineState
 from tests.fixtures.sim import SimHandle
 from tests.workflows.machines import (
     create_machine,

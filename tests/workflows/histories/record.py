@@ -28,32 +28,32 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import search_attributes
-from core.schedule_types import (
+from core.contracts.agent import AgentReport
+from core.contracts.hibernation import (
+    ConfigureInput,
+    HibernateInput,
+    RestoreInput,
+    SnapshotInput,
+    WakeInput,
+)
+from core.contracts.machine import ActionInput, LifecyclePolicy, SshKeysChanged
+from core.contracts.monitor import (
+    DeliverWebhooksResult,
+    EvaluateAlertsResult,
+    MonitorInput,
+    MonitorTick,
+    PruneMetricsResult,
+    SweepResult,
+)
+from core.contracts.schedules import (
     SEND_SCHEDULED_ACTION,
     ScheduleKind,
     ScheduleTriggerInput,
     ScheduleTriggerResult,
 )
-from core.snapshots.types import CollectGarbageRequest, CollectGarbageResult
-from core.types import (
-    ActionInput,
-    AgentReport,
-    ConfigureInput,
-    DeliverWebhooksResult,
-    EvaluateAlertsResult,
-    HibernateInput,
-    LifecyclePolicy,
-    MachineSnapshot,
-    MachineState,
-    MonitorInput,
-    MonitorTick,
-    PruneMetricsResult,
-    RestoreInput,
-    SnapshotInput,
-    SshKeysChanged,
-    SweepResult,
-    WakeInput,
-)
+from core.contracts.snapshots import CollectGarbageRequest, CollectGarbageResult
+from core.contracts.states import MachineState
+from core.contracts.workflow import MachineSnapshot
 from tests.conftest import binary
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import fake_worker, signals_processed, start_machine
@@ -124,7 +124,9 @@ async def lifecycle(env: WorkflowEnvironment) -> list[tuple[str, str]]:
         await handle.execute_update(MachineWorkflow.stop, ActionInput(reason="night"))
         await handle.execute_update(MachineWorkflow.start, ActionInput())
         await handle.execute_update(MachineWorkflow.restart, ActionInput())
-        await handle.signal(MachineWorkflow.ssh_keys_changed, SshKeysChanged("SHA256:abc"))
+        await handle.signal(
+            MachineWorkflow.ssh_keys_changed, SshKeysChanged(fingerprint="SHA256:abc")
+        )
         await signals_processed(handle)
         await handle.execute_update(MachineWorkflow.destroy, ActionInput(reason="done"))
         return await _one(handle)

@@ -1,11 +1,11 @@
-"""Dataclasses in and out of the snapshot activities: plain data, safe in workflow code."""
+"""Dataclasses in and out of the snapshot activities."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SnapshotRequest:
     # Chosen by the caller and stable across retries: a retry resumes the same snapshot.
     snapshot_id: str
@@ -17,7 +17,7 @@ class SnapshotRequest:
     workspace: str = "/workspace"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SnapshotResult:
     snapshot_id: str
     root_hash: str
@@ -29,7 +29,7 @@ class SnapshotResult:
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RestoreRequest:
     snapshot_id: str
     owner_id: str
@@ -39,7 +39,7 @@ class RestoreRequest:
     workspace: str = "/workspace"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RestoreResult:
     snapshot_id: str
     root_hash: str
@@ -68,7 +68,7 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SnapshotProgress:
     """Heartbeat details of a running snapshot or restore."""
 
@@ -81,12 +81,12 @@ class SnapshotProgress:
     bytes_downloaded: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CollectGarbageRequest:
     owner_id: str | None = None  # None: every owner
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CollectGarbageResult:
     expired_snapshots: int
     deleted_packs: int

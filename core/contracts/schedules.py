@@ -1,8 +1,5 @@
 """Contracts of the wake/sleep schedules: what a schedule's trigger workflow and its activity
-take and return, and the ids they use.
-
-Imported inside the Temporal workflow sandbox: stdlib only, no side effects.
-"""
+take and return, and the ids they use."""
 
 from __future__ import annotations
 
@@ -12,6 +9,8 @@ from enum import StrEnum
 # The workflow a schedule starts (workflows/schedule_trigger.py), by name, so that starting it
 # needs no workflow code.
 TRIGGER_WORKFLOW = "ScheduleTriggerWorkflow"
+
+
 # The activity the trigger workflow calls by name (activities/schedule_trigger.py).
 SEND_SCHEDULED_ACTION = "send_scheduled_action"
 
@@ -29,7 +28,7 @@ def schedule_id(machine_id: str, kind: ScheduleKind) -> str:
     return f"machine-{machine_id}-{kind.value}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScheduleTriggerInput:
     machine_id: str
     kind: ScheduleKind
@@ -37,7 +36,7 @@ class ScheduleTriggerInput:
     reason: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScheduleTriggerResult:
     machine_id: str
     kind: ScheduleKind

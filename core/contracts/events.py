@@ -1,0 +1,43 @@
+"""The kinds of lines in a machine's event history (the `events` table), as one enum: the
+workflow writes them, the API and the CLI show them, alerts add theirs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    CREATED = "created"  # the API accepted the machine
+    PROVISIONING = "provisioning"
+    BOOT_FAILED = "boot_failed"  # an attempt's instance never came up: destroyed, next offer
+    RUNNING = "running"
+    ERROR = "error"
+    STOP_REQUESTED = "stop_requested"
+    STOPPED = "stopped"
+    START_REQUESTED = "start_requested"
+    RESTART_REQUESTED = "restart_requested"
+    DESTROY_REQUESTED = "destroy_requested"
+    DESTROYED = "destroyed"
+    AGENT_INSTALLED = "agent_installed"
+    AGENT_INSTALL_FAILED = "agent_install_failed"
+    IDLE_DETECTED = "idle_detected"
+    ACTIVITY_RESUMED = "activity_resumed"
+    HIBERNATING = "hibernating"
+    PRE_HIBERNATE_DONE = "pre_hibernate_done"
+    PRE_HIBERNATE_FAILED = "pre_hibernate_failed"
+    SNAPSHOT_TAKEN = "snapshot_taken"
+    SNAPSHOT_FAILED = "snapshot_failed"
+    HIBERNATE_FAILED = "hibernate_failed"
+    HIBERNATED = "hibernated"
+    DELETED = "deleted"
+    WAKING = "waking"
+    WOKE = "woke"
+    WAKE_FAILED = "wake_failed"
+    RESTORED = "restored"
+    RESTORE_FAILED = "restore_failed"
+    ALERT_FIRING = "alert_firing"
+    ALERT_RESOLVED = "alert_resolved"
+
+    def is_agent(self) -> bool:
+        """About the agent, not a change of the machine's state."""
+        return self in (EventType.AGENT_INSTALLED, EventType.AGENT_INSTALL_FAILED)

@@ -1,0 +1,61 @@
+"""A machine's states and the groups of them that the workflow, the alerts and the CLI share,
+each defined once; and a provider instance's normalised state."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MachineState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    IDLE = "idle"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    RESTARTING = "restarting"
+    HIBERNATING = "hibernating"
+    HIBERNATED = "hibernated"
+    WAKING = "waking"
+    ERROR = "error"
+    DELETED = "deleted"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+
+    def is_up(self) -> bool:
+        """Answers SSH with an agent reporting: the states idleness is judged in."""
+        return self in _UP
+
+    def keeps_idleness(self) -> bool:
+        """The idleness clock survives it (a failed hibernate goes back to idle)."""
+        return self in _UP or self is MachineState.HIBERNATING
+
+    def bills(self) -> bool:
+        """A GPU instance is rented (or being rented) by the hour. A stopped machine keeps only
+        its disk; an errored one bills only if it still holds an instance, which its snapshot
+        says."""
+        return self in _BILLS
+
+    def is_ending(self) -> bool:
+        """Destroyed, or on its way there: no other action is taken."""
+        return self in (MachineState.DESTROYING, MachineState.DESTROYED)
+
+
+S = MachineState
+_UP = frozenset({S.RUNNING, S.IDLE})
+_BILLS = frozenset(
+    {S.STARTING, S.RUNNING, S.IDLE, S.RESTARTING, S.STOPPING, S.HIBERNATING, S.WAKING}
+)
+# The same groups as sets, for queries and for the CLI's string states.
+UP_STATES: frozenset[MachineState] = _UP
+BILLED_STATES: frozenset[MachineState] = _BILLS
+
+
+class InstanceStatus(StrEnum):
+    """A provider instance's state, normalised across providers."""
+
+    PROVISIONING = "provisioning"  # requested, image loading
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"  # exited / could not start: destroy and try elsewhere
+    UNKNOWN = "unknown"  # host lost contact; may recover
+    GONE = "gone"  # destroyed or never existed

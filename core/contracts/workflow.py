@@ -1,0 +1,49 @@
+"""The machine workflow's input, its result, and its whole state, carried across
+continue-as-new."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.contracts.agent import AgentStatus
+from core.contracts.hibernation import HibernationConfig, HibernationStatus
+from core.contracts.machine import InstanceInfo, LifecyclePolicy, MachineSpec
+from core.contracts.states import MachineState
+
+
+@dataclass(kw_only=True)
+class MachineSnapshot:
+    """The workflow's whole state: carried across continue-as-new and returned by `state()`."""
+
+    machine_id: str
+    owner_id: str
+    spec: MachineSpec
+    state: MachineState = MachineState.STARTING
+    state_since: datetime | None = None
+    instance: InstanceInfo | None = None
+    attempt: int = 0
+    reason: str | None = None
+    boot_deadline: datetime | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    policy: LifecyclePolicy | None = None
+    # Offers whose instance failed to boot: the next attempt provisions elsewhere.
+    failed_offers: list[str] = field(default_factory=list)
+    agent: AgentStatus = field(default_factory=AgentStatus)
+    config: HibernationConfig = field(default_factory=HibernationConfig)
+    hibernation: HibernationStatus = field(default_factory=HibernationStatus)
+
+
+@dataclass(kw_only=True)
+class MachineInput:
+    machine_id: str
+    owner_id: str
+    spec: MachineSpec
+    # Set only by continue-as-new.
+    carried: MachineSnapshot | None = None
+
+
+@dataclass(kw_only=True)
+class MachineResult:
+    machine_id: str
+    state: MachineState
