@@ -118,6 +118,7 @@ def build_worker(
             provider_activities.reboot_instance,
             provider_activities.destroy_instances,
             records.record_state,
+            records.record_batch,
             records.record_instance,
             records.record_instances_destroyed,
             records.record_config,

@@ -1,6 +1,12 @@
 """Activities that write the read models: events, the machine status projection, and the
 provider instances Dumont has created. Plain functions run in the worker's thread pool, since
-the database driver blocks."""
+the database driver blocks.
+
+`record_batch` writes a machine workflow's outbox (see core/contracts/records.py): every record
+is numbered, and the machine's row says up to which number it holds, so a batch is applied
+once, in order, in one transaction. The single-record activities below it serve runs started
+before the outbox (they retry under the workflow's lock, which the outbox no longer does).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from temporalio import activity
 
 from core.contracts.activities import (
     ActivityName,
+    DestroyedInstance,
     OwnerKeys,
     OwnerKeysInput,
     RecordInstanceInput,
@@ -19,19 +26,46 @@ from core.contracts.activities import (
     RecordResult,
     RecordStateInput,
 )
-from core.contracts.hibernation import RecordConfigInput
-from core.contracts.machine import InstanceInfo
+from core.contracts.hibernation import HibernationConfig, RecordConfigInput
+from core.contracts.machine import InstanceInfo, MachineSpec
+from core.contracts.records import PendingEvent, RecordBatchInput, RecordBatchResult
 from core.contracts.states import MachineState
 from core.db import session_scope
 from core.models import Event, Machine, ProviderInstanceRecord, SshKey, utcnow
 
-# How far back a retried write looks for the event it may already have written.
+# How far back a retried single write looks for the event it may already have written.
 _RECENT_EVENTS = 50
 
 
 class RecordActivities:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    @activity.defn(name=ActivityName.RECORD_BATCH)
+    def record_batch(self, input: RecordBatchInput) -> RecordBatchResult:
+        """The records the database does not hold yet, in order, in one transaction; the
+        machine's row is locked meanwhile, so two writers of one machine take turns."""
+        with session_scope(self._engine) as session:
+            machine = session.get(Machine, input.machine_id, with_for_update=True)
+            if machine is None:
+                machine = _machine_row(input.machine_id, input.owner_id, input.spec)
+                session.add(machine)
+                session.flush()
+            fresh = [r for r in input.records if r.number > machine.records_applied]
+            for record in fresh:
+                if record.instance_created is not None:
+                    _record_instance(session, input.machine_id, record.instance_created)
+                if record.instances_destroyed:
+                    _record_destroyed(
+                        session, input.machine_id, input.spec.provider, record.instances_destroyed
+                    )
+                if record.config is not None:
+                    _apply_config(machine, record.config)
+                if record.event is not None:
+                    _apply_event(session, machine, input.owner_id, record.event, record.event.at)
+                machine.records_applied = record.number
+            session.add(machine)
+            return RecordBatchResult(applied=len(fresh), applied_through=machine.records_applied)
 
     @activity.defn(name=ActivityName.RECORD_STATE)
     def record_state(self, input: RecordStateInput) -> RecordResult:
@@ -40,89 +74,34 @@ class RecordActivities:
         with session_scope(self._engine) as session:
             if _event_exists(session, input.machine_id, input.seq):
                 return RecordResult(written=0)
-            machine = session.get(Machine, input.machine_id) or _machine_from(input)
-            now = utcnow()
-            _account_hibernation(machine, input.state, now)
-            machine.status = input.state.value
-            machine.status_reason = input.reason
-            machine.idle_since = input.idle_since
-            if input.snapshot_id is not None:
-                machine.snapshot_id = input.snapshot_id
-            _project_instance(machine, input.instance)
-            machine.updated_at = now
+            machine = session.get(Machine, input.machine_id) or _machine_row(
+                input.machine_id, input.owner_id, input.spec
+            )
             session.add(machine)
             session.flush()  # the event's foreign key needs the machine row first
-            session.add(
-                Event(
-                    machine_id=input.machine_id,
-                    owner_id=input.owner_id,
-                    event_type=input.event_type,
-                    state=input.state.value,
-                    reason=input.reason,
-                    data=_event_data(input),
-                )
-            )
+            _apply_event(session, machine, input.owner_id, input, utcnow())
         return RecordResult(written=1)
 
     @activity.defn(name=ActivityName.RECORD_CONFIG)
     def record_config(self, input: RecordConfigInput) -> RecordResult:
-        """The machine's auto-hibernation config, as the workflow holds it (the heartbeat
-        ingest judges busy/idle by the threshold stored here)."""
-        config = input.config
         with session_scope(self._engine) as session:
             machine = session.get(Machine, input.machine_id)
             if machine is None:
                 return RecordResult(written=0)
-            machine.auto_hibernation_enabled = config.enabled
-            machine.gpu_usage_threshold = config.gpu_usage_threshold
-            machine.pause_after_minutes = config.pause_after_minutes
-            machine.delete_after_minutes = config.delete_after_minutes
-            machine.pre_hibernate_command = config.pre_hibernate_command
-            machine.pre_hibernate_timeout_seconds = config.pre_hibernate_timeout_seconds
-            machine.pre_hibernate_on_failure = config.pre_hibernate_on_failure
-            # The ingest re-judges busy/idle with the new threshold on the next report.
-            machine.agent_busy = None
+            _apply_config(machine, input.config)
             session.add(machine)
         return RecordResult(written=1)
 
     @activity.defn(name=ActivityName.RECORD_INSTANCE)
     def record_instance(self, input: RecordInstanceInput) -> RecordResult:
-        info = input.instance
         with session_scope(self._engine) as session:
-            row = _instance_row(session, info.provider, info.instance_id)
-            if row is None:
-                row = ProviderInstanceRecord(
-                    machine_id=input.machine_id,
-                    provider=info.provider,
-                    instance_id=info.instance_id,
-                    label=info.label,
-                )
-            row.offer_id = info.offer_id or row.offer_id
-            row.gpu_name = info.gpu_name
-            row.price_per_hour = info.price_per_hour
-            row.geolocation = info.geolocation
-            session.add(row)
+            _record_instance(session, input.machine_id, input.instance)
         return RecordResult(written=1)
 
     @activity.defn(name=ActivityName.RECORD_INSTANCES_DESTROYED)
     def record_instances_destroyed(self, input: RecordInstancesDestroyedInput) -> RecordResult:
-        """Mark instances destroyed, adding any that were created but never recorded (a boot
-        cancelled between the create and its record)."""
-        written = 0
         with session_scope(self._engine) as session:
-            for destroyed in input.instances:
-                row = _instance_row(session, input.provider, destroyed.instance_id)
-                if row is None:
-                    row = ProviderInstanceRecord(
-                        machine_id=input.machine_id,
-                        provider=input.provider,
-                        instance_id=destroyed.instance_id,
-                        label=destroyed.label,
-                    )
-                if row.destroyed_at is None:
-                    row.destroyed_at = utcnow()
-                    session.add(row)
-                    written += 1
+            written = _record_destroyed(session, input.machine_id, input.provider, input.instances)
         return RecordResult(written=written)
 
     @activity.defn(name=ActivityName.OWNER_SSH_KEYS)
@@ -134,6 +113,87 @@ class RecordActivities:
                 .order_by(col(SshKey.id))
             ).all()
         return OwnerKeys(public_keys=list(keys))
+
+
+def _apply_event(
+    session: Session,
+    machine: Machine,
+    owner_id: str,
+    event: PendingEvent | RecordStateInput,
+    at: datetime,
+) -> None:
+    """The event's row, and the projection as it stood when it happened (`at`)."""
+    _account_hibernation(machine, event.state, at)
+    machine.status = event.state.value
+    machine.status_reason = event.reason
+    machine.idle_since = event.idle_since
+    if event.snapshot_id is not None:
+        machine.snapshot_id = event.snapshot_id
+    _project_instance(machine, event.instance)
+    machine.updated_at = utcnow()
+    session.add(
+        Event(
+            machine_id=machine.id,
+            owner_id=owner_id,
+            event_type=event.event_type,
+            state=event.state.value,
+            reason=event.reason,
+            data=_event_data(event),
+            timestamp=at,
+        )
+    )
+
+
+def _apply_config(machine: Machine, config: HibernationConfig) -> None:
+    """The machine's auto-hibernation config, as the workflow holds it (the heartbeat ingest
+    judges busy/idle by the threshold stored here)."""
+    machine.auto_hibernation_enabled = config.enabled
+    machine.gpu_usage_threshold = config.gpu_usage_threshold
+    machine.pause_after_minutes = config.pause_after_minutes
+    machine.delete_after_minutes = config.delete_after_minutes
+    machine.pre_hibernate_command = config.pre_hibernate_command
+    machine.pre_hibernate_timeout_seconds = config.pre_hibernate_timeout_seconds
+    machine.pre_hibernate_on_failure = config.pre_hibernate_on_failure
+    # The ingest re-judges busy/idle with the new threshold on the next report.
+    machine.agent_busy = None
+
+
+def _record_instance(session: Session, machine_id: str, info: InstanceInfo) -> None:
+    row = _instance_row(session, info.provider, info.instance_id)
+    if row is None:
+        row = ProviderInstanceRecord(
+            machine_id=machine_id,
+            provider=info.provider,
+            instance_id=info.instance_id,
+            label=info.label,
+        )
+    row.offer_id = info.offer_id or row.offer_id
+    row.gpu_name = info.gpu_name
+    row.price_per_hour = info.price_per_hour
+    row.geolocation = info.geolocation
+    session.add(row)
+
+
+def _record_destroyed(
+    session: Session, machine_id: str, provider: str, instances: list[DestroyedInstance]
+) -> int:
+    """Mark instances destroyed, adding any that were created but never recorded (a boot
+    cancelled between the create and its record)."""
+    written = 0
+    for destroyed in instances:
+        row = _instance_row(session, provider, destroyed.instance_id)
+        if row is None:
+            row = ProviderInstanceRecord(
+                machine_id=machine_id,
+                provider=provider,
+                instance_id=destroyed.instance_id,
+                label=destroyed.label,
+            )
+        if row.destroyed_at is None:
+            row.destroyed_at = utcnow()
+            session.add(row)
+            written += 1
+    return written
 
 
 def _event_exists(session: Session, machine_id: str, seq: int) -> bool:
@@ -169,7 +229,7 @@ def _account_hibernation(machine: Machine, state: MachineState, now: datetime) -
         machine.hibernated_since = None
 
 
-def _event_data(input: RecordStateInput) -> dict[str, object]:
+def _event_data(input: PendingEvent | RecordStateInput) -> dict[str, object]:
     data: dict[str, object] = {"seq": input.seq}
     if input.gpu_utilization is not None:
         data["gpu_utilization"] = input.gpu_utilization
@@ -181,12 +241,11 @@ def _event_data(input: RecordStateInput) -> dict[str, object]:
     return data
 
 
-def _machine_from(input: RecordStateInput) -> Machine:
+def _machine_row(machine_id: str, owner_id: str, spec: MachineSpec) -> Machine:
     """The projection row for a machine started without the API (the API inserts it first)."""
-    spec = input.spec
     return Machine(
-        id=input.machine_id,
-        owner_id=input.owner_id,
+        id=machine_id,
+        owner_id=owner_id,
         provider=spec.provider,
         kind=spec.kind.value,
         gpu_name=spec.gpu_name,

@@ -170,6 +170,9 @@ class Machine(SQLModel, table=True):
     # What the machine workflow was last told (`agent_report` signals go on transitions only).
     agent_online: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     agent_busy: bool | None = None
+    # The machine workflow's outbox records this row holds, up to this number (a batch sent
+    # again applies only what is newer).
+    records_applied: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ProviderInstanceRecord(SQLModel, table=True):

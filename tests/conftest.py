@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -124,3 +125,28 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+class _IllegalTransitions(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "is not in the table" in message:
+            self.seen.append(message)
+
+
+@pytest.fixture(autouse=True)
+def no_illegal_transitions() -> Iterator[None]:
+    """A move the transition table lacks is logged by the workflow (it never stops a machine
+    over its own bookkeeping); in a test it is a failure."""
+    handler = _IllegalTransitions()
+    logger = logging.getLogger("temporalio.workflow")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert handler.seen == [], handler.seen

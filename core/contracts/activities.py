@@ -24,6 +24,7 @@ class ActivityName(StrEnum):
     REBOOT_INSTANCE = "reboot_instance"
     DESTROY_INSTANCES = "destroy_instances"
     RECORD_STATE = "record_state"
+    RECORD_BATCH = "record_batch"
     RECORD_INSTANCE = "record_instance"
     RECORD_INSTANCES_DESTROYED = "record_instances_destroyed"
     OWNER_SSH_KEYS = "owner_ssh_keys"

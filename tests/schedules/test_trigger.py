@@ -84,7 +84,7 @@ async def fire(client: Client, machine_id: str, kind: ScheduleKind) -> ScheduleT
 async def until(handle: MachineHandle, state: MachineState) -> None:
     for _ in range(600):
         snapshot = await handle.query(MachineWorkflow.state)
-        if snapshot.state is state:
+        if snapshot.state is state and not snapshot.outbox:  # and its events written
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"machine is {snapshot.state}, never became {state}")

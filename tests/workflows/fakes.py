@@ -41,6 +41,7 @@ from core.contracts.agent import InstallAgentInput, InstallAgentResult
 from core.contracts.errors import ErrorType
 from core.contracts.hibernation import PreHibernateInput, PreHibernateResult, RecordConfigInput
 from core.contracts.machine import InstanceInfo, LifecyclePolicy
+from core.contracts.records import PendingEvent, RecordBatchInput, RecordBatchResult
 from core.contracts.snapshots import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
 from core.contracts.states import InstanceStatus, MachineState
 
@@ -86,7 +87,9 @@ class FakeCloud:
         self.install_times: list[datetime] = []
         self.instances: dict[str, FakeInstance] = {}
         self.calls: list[str] = []
-        self.events: list[RecordStateInput] = []
+        self.events: list[RecordStateInput | PendingEvent] = []
+        # The outbox records written so far (by number): a batch sent again writes nothing.
+        self.records_applied = 0
         self.destroyed: list[str] = []
         self.created = asyncio.Event()
         # Every snapshot attempt fails with this (a store outage), when set.
@@ -107,6 +110,7 @@ class FakeCloud:
             self.reboot_instance,
             self.destroy_instances,
             self.record_state,
+            self.record_batch,
             self.record_instance,
             self.record_instances_destroyed,
             self.owner_ssh_keys,
@@ -244,6 +248,19 @@ class FakeCloud:
     async def record_state(self, input: RecordStateInput) -> RecordResult:
         self.events.append(input)
         return RecordResult(written=1)
+
+    @activity.defn(name=ActivityName.RECORD_BATCH)
+    async def record_batch(self, input: RecordBatchInput) -> RecordBatchResult:
+        fresh = [r for r in input.records if r.number > self.records_applied]
+        for record in fresh:
+            if record.event is not None:
+                self.events.append(record.event)
+            if record.config is not None:
+                self.configs.append(
+                    RecordConfigInput(machine_id=input.machine_id, config=record.config)
+                )
+            self.records_applied = record.number
+        return RecordBatchResult(applied=len(fresh), applied_through=self.records_applied)
 
     @activity.defn(name=ActivityName.RECORD_INSTANCE)
     async def record_instance(self, input: RecordInstanceInput) -> RecordResult:

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from core.contracts import machine_workflow_id
 from core.contracts.machine import MachineSpec
-from core.contracts.workflow import MachineInput, MachineResult
+from core.contracts.workflow import MachineInput, MachineResult, MachineSnapshot
 from tests.workflows.fakes import FakeCloud
 from workflows.machine import MachineWorkflow
 
@@ -73,3 +73,14 @@ async def signals_processed(handle: WorkflowHandle[Any, Any]) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{handle.id} never processed its last signal")
+
+
+async def written(handle: MachineHandle) -> MachineSnapshot:
+    """Until the workflow's outbox is empty: every event it recorded so far has been written
+    (the workflow records without waiting for the database; its flusher writes soon after)."""
+    for _ in range(600):
+        snapshot = await handle.query(MachineWorkflow.state)
+        if not snapshot.outbox:
+            return snapshot
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{handle.id} never wrote its outbox")

@@ -51,7 +51,7 @@ async def until_state(
             snapshot = await handle.query(MachineWorkflow.state)
         except Exception:  # noqa: BLE001 - no worker yet to answer the query
             snapshot = None
-        if snapshot is not None and snapshot.state is state:
+        if snapshot is not None and snapshot.state is state and not snapshot.outbox:
             return snapshot
         if snapshot is not None and snapshot.state is MachineState.ERROR:
             raise AssertionError(f"machine in error: {snapshot.reason}")

@@ -30,7 +30,7 @@ T = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 async def running(handle: MachineHandle) -> MachineSnapshot:
     for _ in range(500):
         snapshot = await handle.query(MachineWorkflow.state)
-        if snapshot.state is S.RUNNING:
+        if snapshot.state is S.RUNNING and not snapshot.outbox:  # and its events written
             return snapshot
         await asyncio.sleep(0.02)
     raise AssertionError(f"machine is {snapshot.state}, never running")
@@ -113,3 +113,28 @@ async def test_reports_are_kept_in_order_and_stale_ones_ignored(
         assert [c for c in cloud.calls if c.startswith("install")] == ["install i1"]
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
         await handle.result()
+
+
+async def test_an_agent_silent_after_a_start_is_found_offline_and_reinstalled(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    """The first report is due three intervals after every install, a start's included: a
+    machine that was quiet when it was started must still wake for that deadline (before the
+    outbox patch it slept through it until some other message came)."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(ts_env.client, cloud) as task_queue:
+        handle = await start_machine(ts_env.client, task_queue)
+        await running(handle)
+        at = await ts_env.get_current_time()
+        await report(handle, AgentReport(online=True, at=at, gpu_busy=True, busy=True))
+        # Long enough for every deadline of the first boot to pass: nothing is due now.
+        await ts_env.sleep(timedelta(minutes=5))
+        await handle.execute_update(MachineWorkflow.stop, ActionInput())
+        started = await handle.execute_update(MachineWorkflow.start, ActionInput())
+        assert started.state is S.RUNNING
+        # No report ever comes from the started machine's agent.
+        await ts_env.sleep(timedelta(minutes=3))
+        snapshot = await handle.query(MachineWorkflow.state)
+        assert snapshot.agent.reinstalls == 1
+        assert [c for c in cloud.calls if c.startswith("install")] == ["install i1"] * 3
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())

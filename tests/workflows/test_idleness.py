@@ -25,6 +25,7 @@ from tests.workflows.helpers import (
     signals_processed,
     start_machine,
     workflow_tasks,
+    written,
 )
 from workflows.machine import MachineWorkflow
 
@@ -44,7 +45,7 @@ ON_TIME = timedelta(seconds=5)
 async def until(handle: MachineHandle, state: MachineState) -> MachineSnapshot:
     for _ in range(300):
         snapshot = await handle.query(MachineWorkflow.state)
-        if snapshot.state is state:
+        if snapshot.state is state and not snapshot.outbox:  # and its events written
             return snapshot
         await handle.query(MachineWorkflow.state)
     raise AssertionError(f"machine is {snapshot.state}, never {state}")
@@ -66,7 +67,7 @@ async def state_after(
     env: WorkflowEnvironment, handle: MachineHandle, skipped: timedelta
 ) -> MachineSnapshot:
     await env.sleep(skipped)
-    return await handle.query(MachineWorkflow.state)
+    return await written(handle)
 
 
 async def test_idle_machine_hibernates_then_is_deleted_on_time(ts_env: WorkflowEnvironment) -> None:

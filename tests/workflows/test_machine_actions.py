@@ -28,7 +28,7 @@ POLICY = LifecyclePolicy(
 async def until(handle: MachineHandle, state: MachineState) -> MachineSnapshot:
     for _ in range(500):
         snapshot = await handle.query(MachineWorkflow.state)
-        if snapshot.state is state:
+        if snapshot.state is state and not snapshot.outbox:  # and its events written
             return snapshot
         await asyncio.sleep(0.02)
     raise AssertionError(f"machine is {snapshot.state}, never became {state}")

@@ -2,11 +2,11 @@
 a worker with fake activities on real Temporal servers, saved as Temporal's own history JSON
 (`temporal workflow show --output json` reads and writes the same).
 
-Run it only to ADD the history of a new behaviour; never re-record an existing one after
-changing workflow code, since the point of a recorded history is that it was made by the code
-that ran before the change:
+Run it only to ADD the history of a new behaviour (tagged with the patch that brought it);
+never re-record an existing one after changing workflow code, since the point of a recorded
+history is that it was made by the code that ran before the change:
 
-    .venv/bin/python -m tests.workflows.histories.record new_scenario_name
+    .venv/bin/python -m tests.workflows.histories.record --tag event-outbox machine_lifecycle
 """
 
 from __future__ import annotations
@@ -431,20 +431,21 @@ async def _dev() -> WorkflowEnvironment:
     )
 
 
-def _save(name: str, runs: list[tuple[str, str]]) -> None:
+def _save(name: str, runs: list[tuple[str, str]], tag: str | None) -> None:
     for number, (_run_id, history) in enumerate(runs, start=1):
         suffix = "" if len(runs) == 1 else f".run{number}"
-        path = HERE / f"{name}{suffix}.json"
+        tagged = f".{tag}" if tag else ""
+        path = HERE / f"{name}{tagged}{suffix}.json"
         path.write_text(json.dumps(json.loads(history), indent=1) + "\n")
         print(f"wrote {path.relative_to(HERE.parent.parent.parent)}")
 
 
-async def main(names: list[str]) -> None:
+async def main(names: list[str], tag: str | None) -> None:
     for name in names:
         scenario, server = SCENARIOS[name]
         env = await (_dev() if server == "dev" else _time_skipping())
         try:
-            _save(name, await scenario(env))
+            _save(name, await scenario(env), tag)
         finally:
             await env.shutdown()
 
@@ -454,5 +455,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "names", nargs="*", help=f"scenarios (default: all): {', '.join(SCENARIOS)}"
     )
+    parser.add_argument(
+        "--tag", help="the behaviour recorded, e.g. the patch it needs: name.TAG.json"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.names or list(SCENARIOS)))
+    asyncio.run(main(args.names or list(SCENARIOS), args.tag))

@@ -1,19 +1,17 @@
-"""Which user action is allowed in which machine state, and what to tell the user when not.
+"""Every move between machine states, in one table, and which user action may begin in which
+state, with what to tell the user when it may not.
 
-Pure functions over `MachineState`: used by the update validators, so they must stay cheap,
-synchronous and free of side effects.
+Pure functions over `MachineState`: the update validators use them, so they stay cheap,
+synchronous and free of side effects. tests/workflows/test_transitions.py enumerates them.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from core.contracts.states import MachineState
+from core.contracts.states import UP_STATES, MachineState
 
 S = MachineState
-
-# Up with an agent reporting: the states idleness is judged in.
-UP = frozenset({S.RUNNING, S.IDLE})
 
 
 class Action(StrEnum):
@@ -25,6 +23,33 @@ class Action(StrEnum):
     WAKE = "wake"
     SNAPSHOT = "snapshot"
     RESTORE = "restore"
+
+
+# Every move the workflow makes, user-requested or not. Any state but the last may be destroyed.
+_ENDING = frozenset({S.DESTROYING})
+ALLOWED: dict[MachineState, frozenset[MachineState]] = {
+    # A create, or a start of a stopped or failed machine: up, or error with why.
+    S.STARTING: frozenset({S.STARTING, S.RUNNING, S.ERROR}) | _ENDING,
+    S.RUNNING: frozenset({S.IDLE, S.STOPPING, S.RESTARTING, S.HIBERNATING}) | _ENDING,
+    S.IDLE: frozenset({S.RUNNING, S.STOPPING, S.RESTARTING, S.HIBERNATING}) | _ENDING,
+    S.STOPPING: frozenset({S.STOPPED, S.ERROR}) | _ENDING,
+    S.STOPPED: frozenset({S.STARTING}) | _ENDING,
+    S.RESTARTING: frozenset({S.RUNNING, S.ERROR}) | _ENDING,
+    # A failed hibernate puts the machine back as it was, running or idle.
+    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.ERROR}) | _ENDING,
+    S.HIBERNATED: frozenset({S.WAKING, S.DELETED}) | _ENDING,
+    S.DELETED: frozenset({S.WAKING}) | _ENDING,
+    # A wake that found no offer goes back to where it came from.
+    S.WAKING: frozenset({S.RUNNING, S.HIBERNATED, S.DELETED, S.ERROR}) | _ENDING,
+    S.ERROR: frozenset({S.STARTING}) | _ENDING,
+    # A destroy that failed leaves the machine in error, to be destroyed again.
+    S.DESTROYING: frozenset({S.DESTROYED, S.ERROR}),
+    S.DESTROYED: frozenset(),
+}
+
+
+def is_allowed(before: MachineState, after: MachineState) -> bool:
+    return after in ALLOWED[before]
 
 
 # The state an action ends in when it succeeds.
@@ -49,15 +74,15 @@ IN_PROGRESS: dict[Action, MachineState] = {
 
 # The states an action may begin from.
 STARTS_FROM: dict[Action, frozenset[MachineState]] = {
-    Action.STOP: UP,
+    Action.STOP: UP_STATES,
     Action.START: frozenset({S.STOPPED, S.ERROR}),
-    Action.RESTART: UP,
+    Action.RESTART: UP_STATES,
     Action.DESTROY: frozenset(S) - {S.DESTROYED},
-    Action.HIBERNATE: UP,
+    Action.HIBERNATE: UP_STATES,
     Action.WAKE: frozenset({S.HIBERNATED, S.DELETED}),
     # Taken on, and put back on, the running machine; its state does not change.
-    Action.SNAPSHOT: UP,
-    Action.RESTORE: UP,
+    Action.SNAPSHOT: UP_STATES,
+    Action.RESTORE: UP_STATES,
 }
 
 _HINTS: dict[tuple[Action, MachineState], str] = {

@@ -1,0 +1,195 @@
+"""Every activity the machine workflow calls, in one table of options (timeouts, retries), and
+one `call` that runs any of them by name.
+
+Activities are called by name (`ActivityName`) so that activity modules, with their network and
+database libraries, never enter the workflow sandbox. Every call waits for a cancelled activity
+to finish (`WAIT_CANCELLATION_COMPLETED`): when a destroy cancels a boot, no create or status
+write may land after the destroy has moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType, ActivityConfig
+
+from core.contracts.activities import ActivityName, WaitReadyInput, WaitReadyResult
+from core.contracts.errors import ErrorType
+from core.contracts.hibernation import PreHibernateInput, PreHibernateResult
+from core.contracts.machine import InstanceInfo, LifecyclePolicy
+
+T = TypeVar("T")
+WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+
+# Database writes outside the lock (the outbox's flusher): an outage delays them, never drops.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+# A database read under the lock: a few tries, then the workflow goes on without it (a read
+# must never hold a destroy back).
+_READ_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+# Provider calls that change something: a few tries, then the workflow decides (error state).
+_PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=[
+        ErrorType.NO_MATCHING_OFFER,
+        ErrorType.INSTANCE_GONE,
+        ErrorType.UNSUPPORTED,
+    ],
+)
+# An agent install is worth a few tries; then the machine runs without it and says why.
+_INSTALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+    non_retryable_error_types=[ErrorType.INSTANCE_GONE],
+)
+# Destroy stops the billing: it keeps trying for as long as the provider answers "not now".
+_DESTROY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=60)
+)
+
+
+def _heartbeat(policy: LifecyclePolicy | None) -> timedelta:
+    assert policy is not None
+    return timedelta(seconds=policy.heartbeat_timeout_seconds)
+
+
+def _snapshot(policy: LifecyclePolicy | None) -> ActivityConfig:
+    """Long: it heartbeats progress, and a retry with the same snapshot id resumes."""
+    assert policy is not None
+    return ActivityConfig(
+        start_to_close_timeout=timedelta(hours=6),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=policy.snapshot_retry_seconds),
+            backoff_coefficient=2.0,
+            maximum_attempts=policy.snapshot_attempts,
+            non_retryable_error_types=[ErrorType.INSTANCE_GONE],
+        ),
+    )
+
+
+def _provider(minutes: int, *, heartbeat: bool = True) -> Callable[[Any], ActivityConfig]:
+    def options(policy: LifecyclePolicy | None) -> ActivityConfig:
+        config = ActivityConfig(
+            start_to_close_timeout=timedelta(minutes=minutes), retry_policy=_PROVIDER_RETRY
+        )
+        if heartbeat:
+            config["heartbeat_timeout"] = _heartbeat(policy)
+        return config
+
+    return options
+
+
+def _record(_policy: LifecyclePolicy | None) -> ActivityConfig:
+    return ActivityConfig(start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY)
+
+
+# Each activity's options from the machine's lifecycle policy (None before it is read).
+OPTIONS: dict[ActivityName, Callable[[LifecyclePolicy | None], ActivityConfig]] = {
+    ActivityName.LIFECYCLE_POLICY: lambda _: ActivityConfig(
+        # Read from the worker's settings, not the database: it answers whenever a worker runs.
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=RECORD_RETRY,
+    ),
+    ActivityName.PROVISION_INSTANCE: _provider(5),
+    ActivityName.ATTACH_SSH_KEYS: _provider(2, heartbeat=False),
+    ActivityName.STOP_INSTANCE: _provider(5),
+    ActivityName.START_INSTANCE: _provider(5),
+    ActivityName.REBOOT_INSTANCE: _provider(5),
+    ActivityName.DESTROY_INSTANCES: lambda policy: ActivityConfig(
+        start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_DESTROY_RETRY,
+    ),
+    ActivityName.INSTALL_AGENT: lambda policy: ActivityConfig(
+        start_to_close_timeout=timedelta(minutes=3),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_INSTALL_RETRY,
+    ),
+    ActivityName.OWNER_SSH_KEYS: lambda _: ActivityConfig(
+        start_to_close_timeout=timedelta(seconds=30), retry_policy=_READ_RETRY
+    ),
+    ActivityName.RECORD_BATCH: _record,
+    # Written inline, under the lock, by runs started before the outbox (see CONTRIBUTING.md).
+    ActivityName.RECORD_STATE: _record,
+    ActivityName.RECORD_INSTANCE: _record,
+    ActivityName.RECORD_INSTANCES_DESTROYED: _record,
+    ActivityName.RECORD_CONFIG: _record,
+    ActivityName.SNAPSHOT_WORKSPACE: _snapshot,
+    ActivityName.RESTORE_WORKSPACE: _snapshot,
+}
+
+
+async def call(
+    name: ActivityName,
+    arg: Any,
+    result_type: type[T],
+    policy: LifecyclePolicy | None,
+    summary: str | None = None,
+) -> T:
+    """Run activity `name` with its options from the table; `summary` shows in the Web UI."""
+    config = OPTIONS[name](policy)
+    config["cancellation_type"] = WAIT
+    if summary is not None:
+        config["summary"] = summary
+    result: T = await workflow.execute_activity(name, arg, result_type=result_type, **config)
+    return result
+
+
+async def wait_until_ready(
+    instance: InstanceInfo, deadline: datetime, policy: LifecyclePolicy
+) -> WaitReadyResult:
+    """Waits until the instance answers SSH, or the deadline; a retry after a dead worker keeps
+    the same deadline, and the whole call can never outlive it by more than a minute."""
+    remaining = max(deadline - workflow.now(), timedelta(seconds=1))
+    result: WaitReadyResult = await workflow.execute_activity(
+        ActivityName.WAIT_UNTIL_READY,
+        WaitReadyInput(instance=instance, deadline=deadline),
+        result_type=WaitReadyResult,
+        schedule_to_close_timeout=remaining + timedelta(minutes=1),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=2),
+            maximum_interval=timedelta(seconds=30),
+            non_retryable_error_types=[ErrorType.INSTANCE_FAILED, ErrorType.INSTANCE_GONE],
+        ),
+        cancellation_type=WAIT,
+        summary=f"instance {instance.instance_id} answers SSH",
+    )
+    return result
+
+
+async def run_pre_hibernate(input: PreHibernateInput) -> PreHibernateResult:
+    """The user's hook: its own time limit plus a margin for the SSH session."""
+    result: PreHibernateResult = await workflow.execute_activity(
+        ActivityName.RUN_PRE_HIBERNATE,
+        input,
+        result_type=PreHibernateResult,
+        start_to_close_timeout=timedelta(seconds=input.timeout_seconds + 90),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=5),
+            maximum_attempts=2,
+            non_retryable_error_types=[ErrorType.INSTANCE_GONE],
+        ),
+        cancellation_type=WAIT,
+        summary="pre-hibernate command",
+    )
+    return result
+
+
+def called_by_name() -> frozenset[ActivityName]:
+    """Every activity the machine workflow may call (the contract test checks the worker
+    registers each one and the test fakes stand in for each one)."""
+    return frozenset(OPTIONS) | {ActivityName.WAIT_UNTIL_READY, ActivityName.RUN_PRE_HIBERNATE}

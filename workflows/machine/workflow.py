@@ -1,0 +1,364 @@
+"""MachineWorkflow: one long-lived workflow per machine, from create to destroy. This class is its
+whole message surface (the run loop, the query, every signal and update with its validator),
+each a few lines handing the work to the kernel or a capability.
+
+Shape (after samples-python `message_passing/safe_message_handlers`): the whole state is one
+`MachineSnapshot`, carried across continue-as-new; update handlers check their transition in a
+validator before anything is recorded, then do their work under one lock (re-checked there: the
+state may have changed while they waited); a destroy cancels a boot in progress and then
+destroys every instance carrying the machine's label prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    # Payloads are decoded in the sandbox, which resolves a dataclass's field types in its own
+    # module: every contract module a payload reaches must be imported here, not only by a
+    # passed-through module (the outbox's records travel in the carried state).
+    import core.contracts.records  # noqa: F401
+    from core.contracts.activities import ActivityName, LifecyclePolicyInput
+    from core.contracts.agent import AgentReport
+    from core.contracts.errors import ErrorType
+    from core.contracts.events import EventType
+    from core.contracts.hibernation import (
+        ConfigureInput,
+        ConfigureResult,
+        HibernateInput,
+        HibernateResult,
+        RestoreDone,
+        RestoreInput,
+        SnapshotInput,
+        SnapshotTaken,
+        WakeInput,
+        WakeResult,
+        apply_config,
+        config_problem,
+    )
+    from core.contracts.machine import (
+        ActionInput,
+        ActionResult,
+        LifecyclePolicy,
+        SshKeysChanged,
+    )
+    from core.contracts.states import MachineState
+    from core.contracts.workflow import MachineInput, MachineResult, MachineSnapshot
+    from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
+    from workflows.machine import activities
+    from workflows.machine.agent import AgentCare
+    from workflows.machine.hibernation import Hibernation
+    from workflows.machine.idleness import Idleness
+    from workflows.machine.kernel import MachineKernel, failure, reject
+    from workflows.machine.provisioning import Provisioning
+    from workflows.machine.transitions import TARGET, Action, is_joining, rejection
+
+S = MachineState
+Work = Callable[[str | None], Awaitable[None]]
+
+
+@workflow.defn
+class MachineWorkflow:
+    @workflow.init
+    def __init__(self, input: MachineInput) -> None:
+        snapshot = input.carried or MachineSnapshot(
+            machine_id=input.machine_id, owner_id=input.owner_id, spec=input.spec
+        )
+        self.k = MachineKernel(snapshot)
+        self.provisioning = Provisioning(self.k)
+        self.agent = AgentCare(self.k)
+        self.idleness = Idleness(self.k)
+        self.hibernation = Hibernation(self.k, self.provisioning, self.idleness)
+
+    # --- run ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: MachineInput) -> MachineResult:
+        k, s = self.k, self.k.s
+        k.begin()
+        workflow.upsert_search_attributes(
+            [
+                MACHINE_STATE.value_set(s.state.value),
+                MACHINE_OWNER.value_set(s.owner_id),
+                GPU_NAME.value_set(s.spec.gpu_name or "cpu"),
+            ]
+        )
+        flusher = asyncio.create_task(k.outbox.flush_forever()) if k.uses_outbox else None
+        # Held from the first activation on, so that a message arriving with the start waits
+        # for the policy and the first boot instead of racing them.
+        async with k.lock:
+            if s.policy is None:
+                s.policy = await activities.call(
+                    ActivityName.LIFECYCLE_POLICY,
+                    LifecyclePolicyInput(machine_id=s.machine_id),
+                    LifecyclePolicy,
+                    None,
+                )
+            if input.carried is None and not k.destroy_requested:
+                await k.cancellable(lambda: k.guarded("create", self.provisioning.create))
+        while True:
+            mark = k.deadlines.mark
+            try:
+                await workflow.wait_condition(
+                    functools.partial(self._loop_has_work, mark),
+                    timeout=k.deadlines.next_wait(workflow.now()),
+                )
+            except TimeoutError:
+                pass  # a deadline passed: checked just below
+            if self.agent.work_due():
+                await self.agent.upkeep()
+                continue
+            if self.idleness.work() is not None:
+                await self.hibernation.upkeep()
+                continue
+            if not (s.state is S.DESTROYED or self._should_continue_as_new()):
+                continue
+            # Never abandon an update half done; a destroy may arrive while we wait, so the
+            # terminal state is checked again afterwards.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if s.state is S.DESTROYED:
+                if flusher is not None:
+                    await k.outbox.drained()  # the destroyed event is written before the end
+                    flusher.cancel()
+                return MachineResult(machine_id=s.machine_id, state=s.state)
+            if self._should_continue_as_new():
+                # Records not yet written go with the state; the new run writes them.
+                workflow.logger.info("continuing as new with %d events", s.counters["events"])
+                workflow.continue_as_new(
+                    MachineInput(
+                        machine_id=s.machine_id, owner_id=s.owner_id, spec=s.spec, carried=s
+                    )
+                )
+
+    def _loop_has_work(self, mark: int) -> bool:
+        return (
+            self.k.s.state is S.DESTROYED
+            or self._should_continue_as_new()
+            or self.agent.work_due()
+            or self.idleness.work() is not None
+            or self.k.deadlines.moved_since(mark)
+        )
+
+    def _should_continue_as_new(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
+    # --- query and signals -------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> MachineSnapshot:
+        return self.k.s
+
+    @workflow.signal
+    async def ssh_keys_changed(self, input: SshKeysChanged) -> None:
+        k = self.k
+        await k.ready()
+        async with k.lock:
+            if not k.s.state.is_up() or k.destroy_requested:
+                return  # a start or a new instance attaches the current keys anyway
+            try:
+                await self.provisioning.attach_keys()
+            except ActivityError as err:
+                workflow.logger.warning("attaching changed SSH keys failed: %s", failure(err)[1])
+
+    @workflow.signal
+    def agent_report(self, report: AgentReport) -> None:
+        """An agent transition (from the API) or silence (from the fleet monitor). Idempotent:
+        a report no newer than the last one applied changes nothing."""
+        if self.agent.apply(report):
+            self.idleness.on_report(report)
+
+    # --- lifecycle updates -------------------------------------------------------------
+
+    @workflow.update
+    async def stop(self, input: ActionInput) -> ActionResult:
+        return await self._act(Action.STOP, input, self.provisioning.stop)
+
+    @stop.validator
+    def _validate_stop(self, input: ActionInput) -> None:
+        self._validate_action(Action.STOP)
+
+    @workflow.update
+    async def start(self, input: ActionInput) -> ActionResult:
+        return await self._act(Action.START, input, self.provisioning.start)
+
+    @start.validator
+    def _validate_start(self, input: ActionInput) -> None:
+        self._validate_action(Action.START)
+
+    @workflow.update
+    async def restart(self, input: ActionInput) -> ActionResult:
+        return await self._act(Action.RESTART, input, self.provisioning.restart)
+
+    @restart.validator
+    def _validate_restart(self, input: ActionInput) -> None:
+        self._validate_action(Action.RESTART)
+
+    @workflow.update
+    async def destroy(self, input: ActionInput) -> ActionResult:
+        self.k.request_destroy()
+        return await self._act(Action.DESTROY, input, self.provisioning.destroy)
+
+    @destroy.validator
+    def _validate_destroy(self, input: ActionInput) -> None:
+        self.k.validate(Action.DESTROY)
+
+    def _validate_action(self, action: Action) -> None:
+        self.k.validate(action)
+        self.provisioning.validate_supported(action)
+
+    # --- hibernation updates -----------------------------------------------------------
+
+    @workflow.update
+    async def configure(self, input: ConfigureInput) -> ConfigureResult:
+        s = self.k.s
+        # Applied in the activation the validator accepted it in: no later message sees the
+        # old config.
+        s.config = apply_config(s.config, input)
+        self.idleness.recompute()
+        await self.k.record_config()
+        await self.k.answered()
+        return ConfigureResult(machine_id=s.machine_id, config=s.config)
+
+    @configure.validator
+    def _validate_configure(self, input: ConfigureInput) -> None:
+        if self.k.s.state.is_ending() or self.k.destroy_requested:
+            reject(f"machine is {self.k.s.state}")
+        problem = config_problem(input)
+        if problem is not None:
+            reject(problem, ErrorType.INVALID_INPUT)
+
+    @workflow.update
+    async def hibernate(self, input: HibernateInput) -> HibernateResult:
+        s = self.k.s
+        reason = input.reason or "hibernate requested"
+        await self._act(
+            Action.HIBERNATE,
+            ActionInput(reason=reason),
+            lambda why: self.hibernation.hibernate(why or reason),
+        )
+        assert s.hibernation.snapshot_id is not None
+        return HibernateResult(
+            machine_id=s.machine_id,
+            state=s.state,
+            snapshot_id=s.hibernation.snapshot_id,
+            instance_destroyed=s.instance is None,
+        )
+
+    @hibernate.validator
+    def _validate_hibernate(self, input: HibernateInput) -> None:
+        self.k.validate(Action.HIBERNATE)
+
+    @workflow.update
+    async def wake(self, input: WakeInput) -> WakeResult:
+        s = self.k.s
+        requested = workflow.now()
+        await self._act(
+            Action.WAKE, ActionInput(reason=input.reason), lambda _why: self.hibernation.wake(input)
+        )
+        assert s.instance is not None and s.hibernation.snapshot_id is not None
+        return WakeResult(
+            machine_id=s.machine_id,
+            state=s.state,
+            snapshot_id=s.hibernation.snapshot_id,
+            instance=s.instance,
+            seconds=(workflow.now() - requested).total_seconds(),
+        )
+
+    @wake.validator
+    def _validate_wake(self, input: WakeInput) -> None:
+        self.k.validate(Action.WAKE)
+        if input.max_price is not None and input.max_price <= 0:
+            reject("max_price must be above 0", ErrorType.INVALID_INPUT)
+
+    @workflow.update
+    async def snapshot(self, input: SnapshotInput) -> SnapshotTaken:
+        k, s = self.k, self.k.s
+        await k.ready()
+        async with k.lock:
+            k.validate(Action.SNAPSHOT)  # again: the state may have changed meanwhile
+            try:
+                result = await self.hibernation.take_snapshot()
+            except ActivityError as err:
+                _, message = failure(err)
+                await k.record_event(EventType.SNAPSHOT_FAILED, message)
+                reject(f"snapshot failed: {message}", ErrorType.ACTION_FAILED)
+            await k.record_event(
+                EventType.SNAPSHOT_TAKEN, input.reason, snapshot_id=result.snapshot_id
+            )
+        await k.answered()
+        return SnapshotTaken(
+            machine_id=s.machine_id,
+            snapshot_id=result.snapshot_id,
+            root_hash=result.root_hash,
+            logical_bytes=result.logical_bytes,
+            uploaded_bytes=result.uploaded_bytes,
+        )
+
+    @snapshot.validator
+    def _validate_snapshot(self, input: SnapshotInput) -> None:
+        self.k.validate(Action.SNAPSHOT)
+
+    @workflow.update
+    async def restore(self, input: RestoreInput) -> RestoreDone:
+        k, s = self.k, self.k.s
+        await k.ready()
+        async with k.lock:
+            k.validate(Action.RESTORE)  # again: the state may have changed meanwhile
+            snapshot_id = input.snapshot_id or s.hibernation.snapshot_id
+            assert snapshot_id is not None
+            try:
+                restored = await self.hibernation.restore(snapshot_id)
+            except ActivityError as err:
+                _, message = failure(err)
+                await k.record_event(EventType.RESTORE_FAILED, message, snapshot_id=snapshot_id)
+                reject(f"restore failed: {message}", ErrorType.ACTION_FAILED)
+            reason = f"{input.reason}: {restored.summary()}" if input.reason else restored.summary()
+            await k.record_event(EventType.RESTORED, reason, snapshot_id=snapshot_id)
+        await k.answered()
+        return RestoreDone(
+            machine_id=s.machine_id, snapshot_id=snapshot_id, root_hash=restored.root_hash
+        )
+
+    @restore.validator
+    def _validate_restore(self, input: RestoreInput) -> None:
+        self.k.validate(Action.RESTORE)
+        if input.snapshot_id is None and self.k.s.hibernation.snapshot_id is None:
+            reject("machine has no snapshot yet; take one first")
+
+    # --- one action under the lock -----------------------------------------------------
+
+    async def _act(self, action: Action, input: ActionInput, work: Work) -> ActionResult:
+        k, s = self.k, self.k.s
+        # The handler starts in the activation its validator ran in, so this is the state the
+        # request was accepted in.
+        joined = is_joining(action, s.state)
+        await k.ready()
+        async with k.lock:
+            if not joined and not (s.state is TARGET[action] and action is not Action.RESTART):
+                if k.destroy_requested and action is not Action.DESTROY:
+                    reject("machine is being destroyed", ErrorType.SUPERSEDED)
+                problem = rejection(action, s.state)
+                if problem is not None:  # the state changed while this request waited its turn
+                    reject(problem)
+                if action is Action.DESTROY:
+                    await k.guarded(action, lambda: work(input.reason))
+                else:
+                    await k.cancellable(lambda: k.guarded(action, lambda: work(input.reason)))
+        await k.answered()
+        if action is not Action.DESTROY and k.destroy_requested:
+            reject("machine is being destroyed", ErrorType.SUPERSEDED)
+        if s.state is not TARGET[action]:
+            reject(
+                f"could not {action} the machine: {s.reason or 'unknown reason'}",
+                ErrorType.ACTION_FAILED,
+            )
+        return ActionResult(
+            machine_id=s.machine_id,
+            state=s.state,
+            instance_id=s.instance.instance_id if s.instance else None,
+        )
