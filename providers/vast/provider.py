@@ -23,8 +23,8 @@ from providers.base import (
     ProviderInstance,
 )
 from providers.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from providers.vast_errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
-from providers.vast_wire import (
+from providers.vast.errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
+from providers.vast.wire import (
     PROVIDER_NAME,
     offer_matches,
     parse_instance,
