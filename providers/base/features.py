@@ -54,7 +54,8 @@ def declaration_errors(provider_class: type[Provider]) -> list[str]:
     name = provider_class.__name__
     declared = provider_class.UNSUPPORTED
     errors = [
-        f"{name}: UNSUPPORTED[{feature!r}] must be a ProviderFeature with a reason a user can read"
+        f"{name}: UNSUPPORTED[{str(feature)!r}] must be a ProviderFeature with a reason"
+        " a user can read"
         for feature, reason in declared.items()
         if not isinstance(feature, ProviderFeature) or not str(reason).strip()
     ]
@@ -67,7 +68,7 @@ def declaration_errors(provider_class: type[Provider]) -> list[str]:
         if feature not in declared and not implemented:
             errors.append(
                 f"{name} supports {feature} but does not implement {protocol.__name__}"
-                f" (or add it to UNSUPPORTED with a reason)"
+                " (or add it to UNSUPPORTED with a reason)"
             )
     if {ProviderFeature.GPU_MACHINES, ProviderFeature.CPU_MACHINES} <= declared.keys():
         errors.append(f"{name} declares both GPU and CPU machines unsupported")
