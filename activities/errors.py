@@ -9,13 +9,15 @@ from datetime import timedelta
 from temporalio.exceptions import ApplicationError
 
 from core.contracts.errors import ErrorType
-from providers.base import InstanceNotFound, ProviderError, RateLimited
+from providers.base import InstanceNotFound, ProviderError, RateLimited, Unsupported
 
 
 def as_application_error(exc: ProviderError) -> ApplicationError:
     message = str(exc)
     if isinstance(exc, InstanceNotFound):
         return ApplicationError(message, type=ErrorType.INSTANCE_GONE, non_retryable=True)
+    if isinstance(exc, Unsupported):
+        return ApplicationError(exc.reason, type=ErrorType.UNSUPPORTED, non_retryable=True)
     if not exc.retryable:
         return ApplicationError(message, type=type(exc).__name__, non_retryable=True)
     if isinstance(exc, RateLimited):

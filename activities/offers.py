@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import random
 
-from core.contracts.machine import MachineSpec
+from core.contracts.machine import MachineKind, MachineSpec
 from providers.base import Offer, OfferQuery
 
 
 def offer_query(spec: MachineSpec, *, limit: int) -> OfferQuery:
+    gpu = spec.kind is MachineKind.GPU  # a CPU spec's GPU fields are defaults, not asks
     return OfferQuery(
-        gpu_name=spec.gpu_name,
-        num_gpus=spec.num_gpus,
+        kind=spec.kind,
+        gpu_name=spec.gpu_name if gpu else None,
+        num_gpus=spec.num_gpus if gpu else None,
         max_price=spec.max_price,
         region=spec.region,
         min_reliability=spec.min_reliability,
-        min_vram_gb=spec.min_vram_gb,
+        min_vram_gb=spec.min_vram_gb if gpu else None,
         min_disk_gb=float(spec.disk_gb),
         sort="price",
         limit=limit,
@@ -23,14 +25,16 @@ def offer_query(spec: MachineSpec, *, limit: int) -> OfferQuery:
 
 
 def describe_search(spec: MachineSpec, *, excluded: int = 0) -> str:
-    parts = [f"{spec.num_gpus}x {spec.gpu_name}", f"{spec.disk_gb} GB disk"]
+    gpu = spec.kind is MachineKind.GPU
+    machine = f"{spec.num_gpus}x {spec.gpu_name or 'any GPU'}" if gpu else "a CPU machine"
+    parts = [machine, f"{spec.disk_gb} GB disk"]
     if spec.region:
         parts.append(f"region {spec.region}")
     if spec.max_price is not None:
         parts.append(f"at most ${spec.max_price:.3f}/h")
     if spec.min_reliability is not None:
         parts.append(f"reliability at least {spec.min_reliability:g}")
-    if spec.min_vram_gb is not None:
+    if gpu and spec.min_vram_gb is not None:
         parts.append(f"at least {spec.min_vram_gb:g} GB VRAM per GPU")
     text = f"{spec.provider} offers for " + ", ".join(parts)
     if excluded:

@@ -33,16 +33,40 @@ from core.contracts.activities import (
     WaitReadyResult,
 )
 from core.contracts.errors import ErrorType
-from core.contracts.machine import InstanceInfo
+from core.contracts.machine import InstanceInfo, MachineKind, MachineSpec
+from core.contracts.providers import ProviderFeature
 from core.contracts.states import InstanceStatus
 from core.ssh import SshIdentity
-from providers.base import CreateRequest, Offer, OfferUnavailable, Provider, ProviderInstance
+from providers.base import (
+    AccountSshKeys,
+    CreateRequest,
+    InstanceSshKeys,
+    MarketplaceProvider,
+    Offer,
+    OfferMarketplace,
+    OfferUnavailable,
+    Provider,
+    ProviderInstance,
+    Rebootable,
+    Stoppable,
+    Unsupported,
+    supports,
+    unsupported,
+    unsupported_map,
+    unsupported_reason,
+)
 
 
 class ProviderLookup(Protocol):
     """What the activities need of `providers.registry.ProviderRegistry`."""
 
     def get(self, name: str) -> Provider: ...
+
+
+_KIND_FEATURE = {
+    MachineKind.GPU: ProviderFeature.GPU_MACHINES,
+    MachineKind.CPU: ProviderFeature.CPU_MACHINES,
+}
 
 
 def is_machine_label(label: str | None, machine_id: str) -> bool:
@@ -52,10 +76,10 @@ def is_machine_label(label: str | None, machine_id: str) -> bool:
 
 
 def instance_info(
-    provider: str, instance: ProviderInstance, label: str, offer: Offer | None
+    provider: Provider, instance: ProviderInstance, label: str, offer: Offer | None
 ) -> InstanceInfo:
     return InstanceInfo(
-        provider=provider,
+        provider=provider.name,
         instance_id=instance.instance_id,
         label=label,
         # An instance adopted by its label after a lost answer has no known offer.
@@ -66,7 +90,25 @@ def instance_info(
         geolocation=instance.geolocation or (offer.geolocation if offer else None),
         ssh_host=instance.ssh_host,
         ssh_port=instance.ssh_port,
+        provider_data=dict(instance.provider_data),
+        unsupported=unsupported_map(provider),
     )
+
+
+def marketplace_for(provider: Provider, spec: MachineSpec) -> MarketplaceProvider:
+    """`provider` as the offer source for `spec`, or `Unsupported` saying why it cannot be."""
+    kind = _KIND_FEATURE[spec.kind]
+    if not supports(provider, kind):
+        raise unsupported(provider, kind)
+    if not isinstance(provider, OfferMarketplace):
+        # Offers from a catalogue of machine types come with the first provider that sells one.
+        reason = unsupported_reason(provider, ProviderFeature.OFFER_MARKETPLACE)
+        raise Unsupported(
+            f"cannot provision on {provider.name}: {reason or 'it has no offer marketplace'}"
+            " (offers from a catalogue of machine types are not supported yet)",
+            feature=ProviderFeature.OFFER_MARKETPLACE,
+        )
+    return provider
 
 
 class ProviderActivities:
@@ -97,13 +139,14 @@ class ProviderActivities:
         """Rent the cheapest matching offer under `input.label`, or adopt the instance an
         earlier try of this same attempt already made."""
         spec = input.spec
-        provider = self._provider(spec.provider)
         with provider_errors():
+            provider = marketplace_for(self._provider(spec.provider), spec)
             for existing in await provider.find_by_label(input.label):
                 if existing.label == input.label and existing.status is not InstanceStatus.GONE:
                     activity.logger.info("adopting instance %s", existing.instance_id)
-                    return instance_info(provider.name, existing, input.label, None)
-            await provider.ensure_account_ssh_key(self._identity.public_key)
+                    return instance_info(provider, existing, input.label, None)
+            if isinstance(provider, AccountSshKeys):
+                await provider.ensure_account_ssh_key(self._identity.public_key)
             excluded = set(input.excluded_offers)
             query = offer_query(spec, limit=self._offers_per_attempt + len(excluded))
             offers = [o for o in await provider.search_offers(query) if o.offer_id not in excluded]
@@ -121,13 +164,15 @@ class ProviderActivities:
                     image=spec.image,
                     disk_gb=spec.disk_gb,
                     label=input.label,
+                    ssh_keys=[self._identity.public_key],
+                    provider_data=dict(offer.provider_data),
                 )
                 try:
                     created = await provider.create_instance(request)
                 except OfferUnavailable:
                     activity.logger.info("offer %s was taken; trying the next", offer.offer_id)
                     continue
-                return instance_info(provider.name, created, input.label, offer)
+                return instance_info(provider, created, input.label, offer)
         # Retryable: the next try searches again and sees fresh offers.
         raise ApplicationError(
             f"all {len(offers)} cheapest matching offers were rented by others meanwhile",
@@ -137,6 +182,15 @@ class ProviderActivities:
     @activity.defn(name=ActivityName.ATTACH_SSH_KEYS)
     async def attach_ssh_keys(self, input: AttachKeysInput) -> AttachKeysResult:
         provider = self._provider(input.instance.provider)
+        if not isinstance(provider, InstanceSshKeys):
+            # Dumont's key went in at creation (`CreateRequest.ssh_keys`).
+            reason = unsupported_reason(provider, ProviderFeature.INSTANCE_SSH_KEYS)
+            detail = (
+                f"nothing attached: {provider.name} takes SSH keys only at creation"
+                f" ({reason or 'it cannot add keys to a running instance'})"
+            )
+            activity.logger.info(detail)
+            return AttachKeysResult(attached=0, detail=detail)
         keys = list(dict.fromkeys([self._identity.public_key, *input.public_keys]))
         with provider_errors():
             for key in keys:
@@ -159,7 +213,13 @@ class ProviderActivities:
                     type=ErrorType.INSTANCE_FAILED,
                     non_retryable=True,
                 )
-            info = replace(info, ssh_host=current.ssh_host, ssh_port=current.ssh_port)
+            info = replace(
+                info,
+                ssh_host=current.ssh_host,
+                ssh_port=current.ssh_port,
+                provider_data={**info.provider_data, **current.provider_data},
+                unsupported=unsupported_map(provider),
+            )
             if current.status is InstanceStatus.RUNNING and current.ssh_host and current.ssh_port:
                 problem = await ssh_answers(
                     current.ssh_host,
@@ -185,6 +245,8 @@ class ProviderActivities:
         instance_id = input.instance.instance_id
         provider = self._provider(input.instance.provider)
         with provider_errors():
+            if not isinstance(provider, Stoppable):
+                raise unsupported(provider, ProviderFeature.STOP_START)
             await provider.stop_instance(instance_id)
         while True:
             current = await self._current(provider, instance_id)
@@ -197,6 +259,8 @@ class ProviderActivities:
     async def start_instance(self, input: InstanceActionInput) -> InstanceActionResult:
         provider = self._provider(input.instance.provider)
         with provider_errors():
+            if not isinstance(provider, Stoppable):
+                raise unsupported(provider, ProviderFeature.STOP_START)
             await provider.start_instance(input.instance.instance_id)
         return await self._status(provider, input.instance.instance_id)
 
@@ -204,6 +268,8 @@ class ProviderActivities:
     async def reboot_instance(self, input: InstanceActionInput) -> InstanceActionResult:
         provider = self._provider(input.instance.provider)
         with provider_errors():
+            if not isinstance(provider, Rebootable):
+                raise unsupported(provider, ProviderFeature.REBOOT)
             await provider.reboot_instance(input.instance.instance_id)
         return await self._status(provider, input.instance.instance_id)
 

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Literal, overload
 
+from core.contracts.providers import ProviderFeature
 from core.settings import Settings
-from providers.base import InvalidRequest, Provider
+from providers.base import (
+    InvalidRequest,
+    MarketplaceProvider,
+    Provider,
+    Unconfigured,
+    supports,
+    unsupported,
+)
 from providers.vast import VastProvider
+
+# Every provider Dumont knows; the settings decide which of them are configured.
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (VastProvider,)
 
 
 class UnknownProvider(InvalidRequest):
@@ -15,22 +27,24 @@ class UnknownProvider(InvalidRequest):
 
 class ProviderRegistry:
     def __init__(
-        self, providers: Mapping[str, Provider], *, unconfigured: Mapping[str, str] | None = None
+        self, providers: Mapping[str, Provider], *, unconfigured: Iterable[Unconfigured] = ()
     ) -> None:
         self._providers = dict(providers)
-        # name -> why it is missing, so `get` can say what to set instead of "unknown".
-        self._unconfigured = dict(unconfigured or {})
+        # So `get` can say what to set instead of "unknown".
+        self._unconfigured = {u.name: u.why for u in unconfigured}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ProviderRegistry:
+    def from_settings(
+        cls, settings: Settings, *, classes: Iterable[type[Provider]] = PROVIDER_CLASSES
+    ) -> ProviderRegistry:
         providers: dict[str, Provider] = {}
-        unconfigured: dict[str, str] = {}
-        if settings.vast_api_key is not None:
-            providers["vast"] = VastProvider(
-                settings.vast_url, settings.vast_api_key.get_secret_value()
-            )
-        else:
-            unconfigured["vast"] = "set VAST_API_KEY (or DUMONT_VAST_API_KEY)"
+        unconfigured: list[Unconfigured] = []
+        for provider_class in classes:
+            made = provider_class.from_settings(settings)
+            if isinstance(made, Unconfigured):
+                unconfigured.append(made)
+            else:
+                providers[made.name] = made
         return cls(providers, unconfigured=unconfigured)
 
     @property
@@ -47,6 +61,26 @@ class ProviderRegistry:
             )
         known = ", ".join(self.names) or "none"
         raise UnknownProvider(f"unknown provider {name!r} (configured: {known})")
+
+    @overload
+    def with_feature(
+        self, feature: Literal[ProviderFeature.OFFER_MARKETPLACE], name: str | None = None
+    ) -> list[MarketplaceProvider]: ...
+
+    @overload
+    def with_feature(self, feature: ProviderFeature, name: str | None = None) -> list[Provider]: ...
+
+    def with_feature(
+        self, feature: ProviderFeature, name: str | None = None
+    ) -> list[Provider] | list[MarketplaceProvider]:
+        """The configured providers that support `feature`, by name. With `name`, that one
+        provider, or `Unsupported` with its reason (`UnknownProvider` for a name not here)."""
+        if name is not None:
+            provider = self.get(name)
+            if not supports(provider, feature):
+                raise unsupported(provider, feature)
+            return [provider]
+        return [self._providers[n] for n in self.names if supports(self._providers[n], feature)]
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

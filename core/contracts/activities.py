@@ -64,6 +64,8 @@ class AttachKeysInput:
 @dataclass(kw_only=True)
 class AttachKeysResult:
     attached: int
+    # Why nothing was attached: the provider takes keys only at creation.
+    detail: str | None = None
 
 
 @dataclass(kw_only=True)

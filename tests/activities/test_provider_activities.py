@@ -22,6 +22,7 @@ from core.contracts.activities import (
 )
 from core.contracts.errors import ErrorType
 from core.contracts.machine import InstanceInfo, MachineSpec
+from core.contracts.providers import ProviderFeature
 from core.contracts.states import InstanceStatus
 from core.ssh import SshIdentity
 from providers.base import InstanceNotFound, Offer, OfferQuery, RateLimited
@@ -49,7 +50,8 @@ async def provision(acts: ProviderActivities, machine_id: str, attempt: int = 1)
 
 
 async def cheapest(registry: ProviderRegistry) -> list[Offer]:
-    offers = await registry.get("vast").search_offers(
+    [vast] = registry.with_feature(ProviderFeature.OFFER_MARKETPLACE, "vast")
+    offers = await vast.search_offers(
         OfferQuery(gpu_name="RTX 4090", num_gpus=1, region="NA", min_disk_gb=20, limit=50)
     )
     return sorted(offers, key=lambda o: o.price_per_hour)
@@ -74,6 +76,7 @@ async def test_provision_rents_the_cheapest_match_once_per_label(
     assert again.instance_id == info.instance_id
     assert info.offer_id == best.offer_id
     assert info.gpu_name == "RTX 4090" and info.label == label and info.price_per_hour > 0
+    assert info.unsupported == {"cpu_machines": "vast.ai rents GPU machines only"}
     assert await live_labels(cloud, mid) == [label]
 
 
@@ -81,7 +84,7 @@ async def test_provision_moves_on_when_the_offer_is_taken_meanwhile(
     cloud: SimHandle, registry: ProviderRegistry, identity: SshIdentity, mid: str
 ) -> None:
     offers = await cheapest(registry)
-    vast = registry.get("vast")
+    [vast] = registry.with_feature(ProviderFeature.OFFER_MARKETPLACE, "vast")
 
     class RacedProvider:
         """The real provider, but someone rents the cheapest offer right after our search."""

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from core.contracts.providers import ProviderFeature
 from core.contracts.states import InstanceStatus
 from core.regions import REGIONS
 from core.settings import Settings
@@ -165,7 +166,8 @@ async def test_the_registry_builds_a_working_vast_provider(cloud):
         Settings(vast_url=cloud.url, vast_api_key=SecretStr(cloud.api_key))
     )
     try:
-        assert len(await registry.get("vast").search_offers(OfferQuery(limit=2))) == 2
+        [vast] = registry.with_feature(ProviderFeature.OFFER_MARKETPLACE, "vast")
+        assert len(await vast.search_offers(OfferQuery(limit=2))) == 2
     finally:
         await registry.aclose()
 

@@ -6,7 +6,7 @@ import pytest
 
 from core.contracts.states import InstanceStatus
 from providers.base import InvalidRequest, OfferQuery
-from providers.vast_wire import normalize_status, parse_instance, parse_offer, search_body
+from providers.vast.wire import normalize_status, parse_instance, parse_offer, search_body
 
 
 def test_search_body_is_shaped_like_the_sdk_sends_it():

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
+from core.contracts.machine import MachineKind
+from core.contracts.providers import ProviderFeature
 from core.contracts.states import InstanceStatus
+from core.settings import Settings
 from providers.base import (
     CreateRequest,
     InstanceNotFound,
@@ -21,11 +24,15 @@ from providers.base import (
     OfferUnavailable,
     ProviderError,
     ProviderInstance,
+    Unconfigured,
+    unsupported,
 )
 from providers.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from providers.vast_errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
-from providers.vast_wire import (
+from providers.vast.errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
+from providers.vast.wire import (
     PROVIDER_NAME,
+    account_keys,
+    key_identity,
     offer_matches,
     parse_instance,
     parse_offer,
@@ -45,9 +52,13 @@ JsonObject = dict[str, Any]
 
 
 class VastProvider:
-    """`Provider` for vast.ai. Every mutating call is safe to repeat (see `create_instance`)."""
+    """`Provider` for vast.ai, with every capability. Every mutating call is safe to repeat (see
+    `create_instance`)."""
 
     name = PROVIDER_NAME
+    UNSUPPORTED: ClassVar[dict[ProviderFeature, str]] = {
+        ProviderFeature.CPU_MACHINES: "vast.ai rents GPU machines only",
+    }
 
     def __init__(
         self,
@@ -72,6 +83,12 @@ class VastProvider:
             transport=transport,
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VastProvider | Unconfigured:
+        if settings.vast_api_key is None:
+            return Unconfigured(cls.name, "set VAST_API_KEY (or DUMONT_VAST_API_KEY)")
+        return cls(settings.vast_url, settings.vast_api_key.get_secret_value())
+
     def __repr__(self) -> str:
         return f"VastProvider({str(self._client.base_url)!r})"
 
@@ -81,6 +98,8 @@ class VastProvider:
     # --- offers ---------------------------------------------------------------------------
 
     async def search_offers(self, query: OfferQuery) -> list[Offer]:
+        if query.kind is MachineKind.CPU:
+            raise unsupported(self, ProviderFeature.CPU_MACHINES)
         body = await self._call_object(
             "POST", "/api/v0/bundles/", "search offers", json_body=search_body(query)
         )
@@ -273,9 +292,9 @@ class VastProvider:
 
     async def ensure_account_ssh_key(self, public_key: str) -> None:
         """Add the key to the account (vast then puts it on every new instance) unless present."""
-        wanted = _key_identity(public_key)
+        wanted = key_identity(public_key)
         body = await self._call("GET", "/api/v0/ssh/", "list account ssh keys")
-        if wanted in {_key_identity(key) for key in _account_keys(body)}:
+        if wanted in {key_identity(key) for key in account_keys(body)}:
             return
         await self._call(
             "POST", "/api/v0/ssh/", "add account ssh key", json_body={"ssh_key": public_key.strip()}
@@ -369,36 +388,3 @@ class VastProvider:
         )
         error.retryable = False
         return error
-
-
-def _key_identity(public_key: str) -> str:
-    """ "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA...": comments do not make a new key."""
-    return " ".join(public_key.split()[:2])
-
-
-def _account_keys(body: Any) -> list[str]:
-    """Public keys from `GET /api/v0/ssh/`, whose envelope is not documented: a bare list, or a
-    dict holding one under `ssh_keys`/`keys`, items being strings or objects with the key under
-    `public_key`, `ssh_key` or `key`."""
-    if isinstance(body, dict):
-        body = next(
-            (body[k] for k in ("ssh_keys", "keys", "results") if k in body), body.get("ssh_key")
-        )
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError:
-            return [body]
-    if not isinstance(body, list):
-        return []
-    keys: list[str] = []
-    for item in body:
-        if isinstance(item, str):
-            keys.append(item)
-        elif isinstance(item, dict):
-            if item.get("deleted_at"):
-                continue
-            key = item.get("public_key") or item.get("ssh_key") or item.get("key")
-            if isinstance(key, str):
-                keys.append(key)
-    return keys

@@ -1,10 +1,11 @@
-"""vast.ai's JSON, both ways: the offer search body, and offers/instances read back as dataclasses.
+"""vast.ai's JSON, both ways: the offer search body, and offers, instances and keys read back.
 
 Pure functions, no I/O, so each wire detail is tested on its own.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -220,3 +221,36 @@ def parse_instance(row: dict[str, Any]) -> ProviderInstance:
         ssh_port=port,
         status_msg=_str(row, "status_msg"),
     )
+
+
+def key_identity(public_key: str) -> str:
+    """ "ssh-ed25519 AAAA... comment" -> "ssh-ed25519 AAAA...": comments do not make a new key."""
+    return " ".join(public_key.split()[:2])
+
+
+def account_keys(body: Any) -> list[str]:
+    """Public keys from `GET /api/v0/ssh/`, whose envelope is not documented: a bare list, or a
+    dict holding one under `ssh_keys`/`keys`, items being strings or objects with the key under
+    `public_key`, `ssh_key` or `key`."""
+    if isinstance(body, dict):
+        body = next(
+            (body[k] for k in ("ssh_keys", "keys", "results") if k in body), body.get("ssh_key")
+        )
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError:
+            return [body]
+    if not isinstance(body, list):
+        return []
+    keys: list[str] = []
+    for item in body:
+        if isinstance(item, str):
+            keys.append(item)
+        elif isinstance(item, dict):
+            if item.get("deleted_at"):
+                continue
+            key = item.get("public_key") or item.get("ssh_key") or item.get("key")
+            if isinstance(key, str):
+                keys.append(key)
+    return keys

@@ -1,0 +1,56 @@
+"""What a provider may do beyond the core, one protocol per capability (dstack's `ComputeWith*`).
+
+Callers check with `isinstance(provider, Stoppable)` before calling; a provider without the
+capability declares the matching `ProviderFeature` in its `UNSUPPORTED` with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from providers.base.models import Offer, OfferQuery
+from providers.base.provider import Provider
+
+
+@runtime_checkable
+class OfferMarketplace(Protocol):
+    """Live offers to search and rent (vast.ai). A provider without one sells a catalogue of
+    machine types instead."""
+
+    async def search_offers(self, query: OfferQuery) -> list[Offer]: ...
+
+
+@runtime_checkable
+class Stoppable(Protocol):
+    """Stop keeping the disk, and start again on the same host."""
+
+    async def stop_instance(self, instance_id: str) -> None: ...
+
+    async def start_instance(self, instance_id: str) -> None: ...
+
+
+@runtime_checkable
+class Rebootable(Protocol):
+    async def reboot_instance(self, instance_id: str) -> None: ...
+
+
+@runtime_checkable
+class InstanceSshKeys(Protocol):
+    """Keys added to a running instance. Without it, keys go in at creation
+    (`CreateRequest.ssh_keys`)."""
+
+    async def attach_ssh_key(self, instance_id: str, public_key: str) -> None: ...
+
+
+@runtime_checkable
+class AccountSshKeys(Protocol):
+    """A key registered once on the account, which the provider puts on every new instance."""
+
+    async def ensure_account_ssh_key(self, public_key: str) -> None:
+        """Add the key unless the account already has it."""
+        ...
+
+
+class MarketplaceProvider(Provider, OfferMarketplace, Protocol):
+    """A provider with an offer marketplace: what `ProviderRegistry.with_feature` returns for
+    `OFFER_MARKETPLACE`, so its callers can search without a cast."""
