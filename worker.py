@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -28,9 +29,9 @@ from activities.provider import ProviderActivities, ProviderLookup
 from activities.records import RecordActivities
 from activities.schedule_trigger import ScheduleTriggerActivities
 from activities.snapshots import SnapshotActivities
-from core.contracts.machine import LifecyclePolicy
 from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID, MonitorInput
 from core.db import make_engine, migrate
+from core.policies import lifecycle_policy
 from core.settings import Settings
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore, StoreError
@@ -42,25 +43,69 @@ from workflows.schedule_trigger import ScheduleTriggerWorkflow
 
 log = logging.getLogger("dumont.worker")
 
+WORKFLOWS = [MachineWorkflow, FleetMonitorWorkflow, ScheduleTriggerWorkflow]
+
 # Sync activities (database writes now, boto3 / google-cloud later) run in threads.
 MAX_CONCURRENT_ACTIVITIES = 64
 CONNECT_RETRY_SECONDS = 2.0
 
 
-def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
-    return LifecyclePolicy(
-        boot_timeout_seconds=settings.boot_timeout_seconds,
-        provision_attempts=settings.provision_attempts,
-        heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
-        agent_interval_seconds=settings.agent_interval_seconds,
-        agent_reinstall_seconds=settings.agent_reinstall_seconds,
-        idle_grace_seconds=settings.idle_grace_seconds,
-        snapshot_attempts=settings.snapshot_attempts,
-        snapshot_retry_seconds=settings.snapshot_retry_seconds,
-        auto_hibernate_retry_seconds=settings.auto_hibernate_retry_seconds,
-        wake_offer_attempts=settings.wake_offer_attempts,
-        wake_offer_retry_seconds=settings.wake_offer_retry_seconds,
+def worker_activities(
+    client: Client,
+    settings: Settings,
+    *,
+    providers: ProviderLookup,
+    identity: SshIdentity,
+    engine: Engine,
+    store: ObjectStore,
+) -> list[Callable[..., Any]]:
+    """Every activity a Dumont worker runs (tests/test_activity_contracts.py checks this list
+    against the activity names and what the workflows call)."""
+    provider_activities = ProviderActivities(
+        providers,
+        identity,
+        offers_per_attempt=settings.offers_per_attempt,
+        poll_seconds=settings.provider_poll_seconds,
     )
+    records = RecordActivities(engine)
+    policy = PolicyActivities(lifecycle_policy(settings))
+    agent = AgentInstallActivities(
+        providers,
+        identity,
+        engine,
+        api_url=settings.public_api_url,
+        interval_seconds=settings.agent_interval_seconds,
+    )
+    alerts = AlertActivities(engine)
+    monitor = MonitorActivities(engine, client)
+    snapshots = SnapshotActivities(engine, store, identity, SnapshotPolicy.from_settings(settings))
+    hooks = PreHibernateActivities(identity)
+    return [
+        policy.lifecycle_policy,
+        provider_activities.provision_instance,
+        provider_activities.attach_ssh_keys,
+        provider_activities.wait_until_ready,
+        provider_activities.stop_instance,
+        provider_activities.start_instance,
+        provider_activities.reboot_instance,
+        provider_activities.destroy_instances,
+        records.record_batch,
+        records.record_state,
+        records.record_instance,
+        records.record_instances_destroyed,
+        records.record_config,
+        records.owner_ssh_keys,
+        hooks.run_pre_hibernate,
+        snapshots.snapshot_workspace,
+        snapshots.restore_workspace,
+        snapshots.collect_snapshot_garbage,
+        agent.install_agent,
+        monitor.sweep_silent_agents,
+        alerts.evaluate_alerts,
+        alerts.deliver_webhooks,
+        monitor.prune_metrics,
+        ScheduleTriggerActivities(client).send_scheduled_action,
+    ]
 
 
 def build_worker(
@@ -80,60 +125,19 @@ def build_worker(
     `MAX_CONCURRENT_ACTIVITIES` threads. `store` (default: from the settings) holds the
     snapshots.
     """
-    provider_activities = ProviderActivities(
-        providers,
-        identity,
-        offers_per_attempt=settings.offers_per_attempt,
-        poll_seconds=settings.provider_poll_seconds,
+    activities = worker_activities(
+        client,
+        settings,
+        providers=providers,
+        identity=identity,
+        engine=engine,
+        store=store or ObjectStore.from_settings(settings),
     )
-    records = RecordActivities(engine)
-    policy = PolicyActivities(lifecycle_policy(settings))
-    agent = AgentInstallActivities(
-        providers,
-        identity,
-        engine,
-        api_url=settings.public_api_url,
-        interval_seconds=settings.agent_interval_seconds,
-    )
-    alerts = AlertActivities(engine)
-    monitor = MonitorActivities(engine, client)
-    snapshots = SnapshotActivities(
-        engine,
-        store or ObjectStore.from_settings(settings),
-        identity,
-        SnapshotPolicy.from_settings(settings),
-    )
-    hooks = PreHibernateActivities(identity)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MachineWorkflow, FleetMonitorWorkflow, ScheduleTriggerWorkflow],
-        activities=[
-            policy.lifecycle_policy,
-            provider_activities.provision_instance,
-            provider_activities.attach_ssh_keys,
-            provider_activities.wait_until_ready,
-            provider_activities.stop_instance,
-            provider_activities.start_instance,
-            provider_activities.reboot_instance,
-            provider_activities.destroy_instances,
-            records.record_state,
-            records.record_batch,
-            records.record_instance,
-            records.record_instances_destroyed,
-            records.record_config,
-            hooks.run_pre_hibernate,
-            snapshots.snapshot_workspace,
-            snapshots.restore_workspace,
-            snapshots.collect_snapshot_garbage,
-            records.owner_ssh_keys,
-            agent.install_agent,
-            monitor.sweep_silent_agents,
-            alerts.evaluate_alerts,
-            alerts.deliver_webhooks,
-            monitor.prune_metrics,
-            ScheduleTriggerActivities(client).send_scheduled_action,
-        ],
+        workflows=WORKFLOWS,
+        activities=activities,
         activity_executor=activity_executor,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         graceful_shutdown_timeout=timedelta(seconds=10),

@@ -31,9 +31,6 @@ from core.db import session_scope
 from core.models import Machine
 from core.ssh import SshIdentity
 
-AGENT_DEPLOY_FAILED = "AgentDeployFailed"
-MACHINE_UNREACHABLE = "MachineUnreachable"
-
 
 class AgentInstallActivities:
     def __init__(
@@ -98,11 +95,11 @@ class AgentInstallActivities:
                     )
                     install_dir = await deploy_agent(conn, config)
             except AgentDeployError as exc:
-                raise ApplicationError(str(exc), type=AGENT_DEPLOY_FAILED) from None
+                raise ApplicationError(str(exc), type=ErrorType.AGENT_DEPLOY_FAILED) from None
             except (OSError, asyncssh.Error, TimeoutError) as exc:
                 raise ApplicationError(
                     f"SSH to {host}:{port} failed: {type(exc).__name__}: {exc}".rstrip(": "),
-                    type=MACHINE_UNREACHABLE,
+                    type=ErrorType.MACHINE_UNREACHABLE,
                 ) from None
         activity.logger.info("agent installed on %s in %s", input.machine_id, install_dir)
         return InstallAgentResult(installed=True, detail=f"agent running from {install_dir}")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import CurrentUser, ProvidersDep
 from api.schemas import ErrorOut, OfferFilters, OfferOut
+from core.contracts.providers import ProviderFeature
 from providers.base import Offer, OfferQuery
 
 router = APIRouter(
@@ -36,4 +37,5 @@ async def list_offers(
         sort=filters.sort,
         limit=filters.limit,
     )
-    return await providers.get("vast").search_offers(query)
+    (marketplace,) = providers.with_feature(ProviderFeature.OFFER_MARKETPLACE, "vast")
+    return await marketplace.search_offers(query)

@@ -240,7 +240,7 @@ class FakeCloud:
         self.install_times.append(_now())
         if self.agent_install_error is not None:
             raise ApplicationError(
-                self.agent_install_error, type="AgentDeployFailed", non_retryable=True
+                self.agent_install_error, type=ErrorType.AGENT_DEPLOY_FAILED, non_retryable=True
             )
         return InstallAgentResult(installed=True, detail="agent running from /opt/dumont-agent")
 
