@@ -35,10 +35,10 @@ from core.contracts.snapshots import (
 )
 from core.snapshots.channel import EngineGone, SshEngine
 from core.snapshots.policy import SnapshotPolicy
+from core.snapshots.restore_run import RestoreRun
 from core.snapshots.retention import expire_and_collect
 from core.snapshots.session import (
     RestoreFailed,
-    RestoreRun,
     SnapshotFailed,
     SnapshotRun,
     SnapshotTarget,
@@ -90,7 +90,7 @@ class SnapshotActivities:
         target = SnapshotTarget(request.snapshot_id, request.owner_id, request.machine_id)
         latest = _Latest(SnapshotProgress(snapshot_id=request.snapshot_id, phase="connecting"))
         run = SnapshotRun(self._db, self._store, self._policy, target, latest.update)
-        done = await asyncio.to_thread(run.committed_result)
+        done = await asyncio.to_thread(run.open_books)
         if done is not None:
             return done
         async with heartbeating(latest.details):

@@ -39,7 +39,8 @@ from core.db import make_engine, migrate, session_scope  # noqa: E402
 from core.models import User  # noqa: E402
 from core.snapshots.channel import LocalEngine  # noqa: E402
 from core.snapshots.policy import SnapshotPolicy  # noqa: E402
-from core.snapshots.session import RestoreRun, SnapshotRun, SnapshotTarget  # noqa: E402
+from core.snapshots.restore_run import RestoreRun  # noqa: E402
+from core.snapshots.session import SnapshotRun, SnapshotTarget  # noqa: E402
 from tests.fixtures.s3 import S3Endpoint, running_s3  # noqa: E402
 
 MiB = 1024 * 1024

@@ -139,7 +139,7 @@ def register_pack(
 _CHUNK_COLUMNS = 'owner_id, hash, pack_id, "offset", length, raw_size, codec'
 
 
-def _insert_ignoring_duplicates(session: Any, rows: list[tuple[Any, ...]]) -> None:
+def insert_chunks(session: Any, rows: list[tuple[Any, ...]]) -> None:
     """Another machine of the owner may have indexed the same chunk meanwhile: first one wins.
     The driver's own executemany of one plain statement (SQLite and PostgreSQL both know
     ON CONFLICT DO NOTHING): a pack of small files brings thousands of rows, and building them
@@ -169,7 +169,7 @@ def pack_uploaded(
             (owner_id, digest, pack_id, loc.offset, loc.length, loc.raw_size, loc.codec)
             for digest, loc in chunks
         ]
-        _insert_ignoring_duplicates(session, rows)
+        insert_chunks(session, rows)
 
 
 def packs(db: Engine, pack_ids: Iterable[str]) -> dict[str, SnapshotPack]:

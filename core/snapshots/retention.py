@@ -25,6 +25,7 @@ from sqlmodel import col
 from core.db import session_scope
 from core.models import Machine, Snapshot, SnapshotChunk, SnapshotPack, SnapshotPackRef
 from core.snapshots import index
+from core.snapshots.commit_records import import_commits
 from core.snapshots.owner_retention import rules_for
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore
@@ -154,6 +155,8 @@ def expire_and_collect(
     now: datetime,
     owner_id: str | None = None,
 ) -> GarbageReport:
+    # Snapshots an outage left in the store count for retention like any other.
+    import_commits(db, store, owner_id)
     expired = apply_retention(db, store, policy, now, owner_id)
     packs, size = collect_garbage(db, store, policy, now, owner_id)
     aborted = abort_stale_uploads(store, policy, now, owner_id)

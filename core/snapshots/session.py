@@ -12,8 +12,7 @@ store (a failed earlier attempt's too, which no committed snapshot vouches for y
 manifest (unless a committed snapshot has the very same one), and commit. A run that fails
 aborts the uploads it left open; garbage collection aborts those a killed run left.
 
-Restore: read and check the manifest, hand the engine presigned GET URLs, and accept only the
-root hash the snapshot committed.
+Restores are in restore_run.py.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -29,14 +29,22 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from agent.snapshot import ENGINE_VERSION, tree
-from core.contracts.snapshots import RestoreResult, SnapshotProgress, SnapshotResult
+from core.contracts.snapshots import SnapshotProgress, SnapshotResult
 from core.snapshots import index, manifest
 from core.snapshots.background import Background
-from core.snapshots.channel import EngineChannel, EngineGone
+from core.snapshots.channel import EngineChannel
+from core.snapshots.commit_records import import_commits
 from core.snapshots.index import ChunkLocation, CommitFigures, PackInfo
+from core.snapshots.ledger import (
+    DatabaseLedger,
+    DetachedLedger,
+    Ledger,
+    database_unavailable,
+)
 from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore, StoreError
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[SnapshotProgress], Awaitable[None] | None]
 
 
@@ -48,7 +56,7 @@ class RestoreFailed(RuntimeError):
     """The workspace was not restored (the engine left the target as it was)."""
 
 
-async def _report(callback: ProgressCallback | None, progress: SnapshotProgress) -> None:
+async def report(callback: ProgressCallback | None, progress: SnapshotProgress) -> None:
     if callback is None:
         return
     result = callback(progress)
@@ -56,7 +64,7 @@ async def _report(callback: ProgressCallback | None, progress: SnapshotProgress)
         await result
 
 
-async def _engine_failure(channel: EngineChannel, what: str) -> str:
+async def engine_failure(channel: EngineChannel, what: str) -> str:
     code, stderr = await channel.finish()
     return f"{what} (engine exit status {code}): {stderr.strip()[-1500:]}".strip()
 
@@ -99,28 +107,44 @@ class SnapshotRun:
         self._tree = manifest.TreeCheck()
         self._prepared: asyncio.Task[manifest.Built] | None = None
         self._prepared_at: dict[str, ChunkLocation] = {}
+        # Chosen by `open_books`, before the first message.
+        self.ledger: Ledger | None = None
 
-    def committed_result(self) -> SnapshotResult | None:
-        """The result of an earlier attempt that already committed (a retried activity)."""
-        row = index.get_snapshot(self.db, self.target.snapshot_id)
-        if row is None or row.status != "committed" or row.root_hash is None:
-            return None
-        return SnapshotResult(
-            snapshot_id=row.id,
-            root_hash=row.root_hash,
-            files=row.files,
-            logical_bytes=row.logical_bytes,
-            uploaded_bytes=row.uploaded_bytes,
-            stored_bytes=row.stored_bytes,
-            packs=row.packs,
-            seconds=0.0,
-        )
+    @property
+    def _books(self) -> Ledger:
+        assert self.ledger is not None
+        return self.ledger
+
+    def open_books(self) -> SnapshotResult | None:
+        """Choose the run's books (the database, or the store while the database is out) and
+        begin the snapshot there; the result of an earlier attempt that already committed (a
+        retried activity), if any. Snapshots an outage left in the store are indexed first,
+        so this run deduplicates against them."""
+        t = self.target
+        database = DatabaseLedger(self.db)
+        try:
+            import_commits(self.db, self.store, t.owner_id)
+            done = database.committed(t.snapshot_id)
+            if done is None:
+                database.begin(t.snapshot_id, t.owner_id, t.machine_id)
+            self.ledger = database
+            return done
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning(
+                "snapshot %s: the database is out (%s); committing to the store", t.snapshot_id, exc
+            )
+            self.ledger = DetachedLedger(self.store, t.owner_id, t.machine_id)
+            return self.ledger.committed(t.snapshot_id)
 
     async def run(self, channel: EngineChannel) -> SnapshotResult:
         t = self.target
-        await asyncio.to_thread(
-            index.begin_snapshot, self.db, t.snapshot_id, t.owner_id, t.machine_id
-        )
+        if self.ledger is None:
+            done = await asyncio.to_thread(self.open_books)
+            if done is not None:
+                await channel.kill()
+                return done
         try:
             return await self._converse(channel)
         except BaseException as exc:
@@ -130,7 +154,8 @@ class SnapshotRun:
             await channel.kill()
             await self._abort_open_uploads()
             if isinstance(exc, Exception):
-                await asyncio.to_thread(index.record_error, self.db, t.snapshot_id, str(exc))
+                with contextlib.suppress(Exception):  # best effort: the database may be out
+                    await asyncio.to_thread(self._books.record_error, t.snapshot_id, str(exc))
             raise
 
     async def _abort_open_uploads(self) -> None:
@@ -156,7 +181,7 @@ class SnapshotRun:
         while True:
             message = await self._background.first(channel.receive())
             if message is None:
-                raise SnapshotFailed(await _engine_failure(channel, "the engine stopped early"))
+                raise SnapshotFailed(await engine_failure(channel, "the engine stopped early"))
             kind = message["t"]
             if kind == "hello":
                 if message.get("version") != ENGINE_VERSION:
@@ -190,7 +215,7 @@ class SnapshotRun:
             files=int(stats.get("files", 0)),
             bytes_scanned=int(stats.get("bytes", 0)),
         )
-        await _report(self.on_progress, self.progress)
+        await report(self.on_progress, self.progress)
 
     async def _on_batch(self, channel: EngineChannel, message: dict[str, Any]) -> None:
         self.entries.extend(message["entries"])
@@ -202,9 +227,7 @@ class SnapshotRun:
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotFailed(f"the engine sent a malformed entry: {exc}") from exc
         asked = [digest for digest, _size in message["chunks"]]
-        present = await asyncio.to_thread(
-            index.present_chunks, self.db, self.target.owner_id, asked
-        )
+        present = await asyncio.to_thread(self._books.present_chunks, self.target.owner_id, asked)
         self.locations.update(present)
         needed = [number for number, digest in enumerate(asked) if digest not in present]
         await self._send(channel, {"t": "need", "batch": message["batch"], "chunks": needed})
@@ -213,8 +236,7 @@ class SnapshotRun:
         t = self.target
         async with self._writing:
             info = await asyncio.to_thread(
-                index.register_pack,
-                self.db,
+                self._books.register_pack,
                 t.owner_id,
                 t.snapshot_id,
                 int(message["size"]),
@@ -257,7 +279,7 @@ class SnapshotRun:
         ]
         async with self._writing:
             await asyncio.to_thread(
-                index.pack_uploaded, self.db, self.target.owner_id, info.id, chunks
+                self._books.pack_uploaded, self.target.owner_id, info.id, chunks
             )
         for digest, location in chunks:
             self.locations.setdefault(digest, location)
@@ -271,7 +293,7 @@ class SnapshotRun:
             bytes_uploaded=self.uploaded_this_run,
             packs_uploaded=self.progress.packs_uploaded + 1,
         )
-        await _report(self.on_progress, self.progress)
+        await report(self.on_progress, self.progress)
 
     @staticmethod
     async def _store(call: Callable[..., Any], *args: Any) -> Any:
@@ -292,11 +314,10 @@ class SnapshotRun:
         """The manifest, in its stored form."""
         t = self.target
         used = {location.pack_id for location in locations.values()}
-        known = await asyncio.to_thread(index.packs, self.db, used)
-        missing_rows = used - set(known)
+        packs = await asyncio.to_thread(self._books.packs, used)
+        missing_rows = used - set(packs)
         if missing_rows:
             raise SnapshotFailed(f"{len(missing_rows)} packs vanished from the index meanwhile")
-        packs = {p: PackInfo(p, known[p].key, known[p].size) for p in used}
         try:
             return await asyncio.to_thread(
                 manifest.build,
@@ -321,7 +342,7 @@ class SnapshotRun:
         data = built.data
         self.packs = {p["id"]: PackInfo(p["id"], p["key"], p["size"]) for p in built.packs}
         referenced = {p["id"] for p in built.packs}
-        unchecked = await asyncio.to_thread(index.unreferenced, self.db, referenced)
+        unchecked = await asyncio.to_thread(self._books.unreferenced, referenced)
         checks = [  # a failed earlier attempt's packs: read their size back
             asyncio.to_thread(self._check_pack, self.packs[pack_id])
             for pack_id in unchecked - self._confirmed
@@ -340,19 +361,19 @@ class SnapshotRun:
             stored_bytes=sum(p["size"] for p in built.packs),
         )
         try:
-            await asyncio.to_thread(index.commit, self.db, t.snapshot_id, referenced, figures)
+            committed = await asyncio.to_thread(
+                self._books.commit, t.snapshot_id, referenced, figures
+            )
         except Exception as exc:
             raise SnapshotFailed(f"recording the commit: {exc}") from exc
         self.progress = replace(self.progress, phase="done")
-        await _report(self.on_progress, self.progress)
-        committed = self.committed_result()
-        assert committed is not None
+        await report(self.on_progress, self.progress)
         return replace(committed, seconds=time.monotonic() - self._started)
 
     def _store_manifest(self, key: str, data: bytes) -> None:
         """Write the manifest, unless a committed snapshot has this very one in the store."""
         try:
-            if index.manifest_in_use(self.db, key) and self.store.size(key) == len(data):
+            if self._books.manifest_in_use(key) and self.store.size(key) == len(data):
                 return
             self.store.put(key, data)
             stored = self.store.size(key)
@@ -372,101 +393,3 @@ class SnapshotRun:
         if size != pack.size:
             return f"pack {pack.key} holds {size} bytes, not {pack.size}"
         return None
-
-
-class RestoreRun:
-    def __init__(
-        self,
-        db: Engine,
-        store: ObjectStore,
-        policy: SnapshotPolicy,
-        snapshot_id: str,
-        owner_id: str,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        self.db = db
-        self.store = store
-        self.policy = policy
-        self.snapshot_id = snapshot_id
-        self.owner_id = owner_id
-        self.on_progress = on_progress
-        self._started = time.monotonic()
-
-    async def load(self) -> dict[str, Any]:
-        """The snapshot's manifest, checked against its committed root hash."""
-        row = await asyncio.to_thread(index.get_snapshot, self.db, self.snapshot_id)
-        if row is None or row.owner_id != self.owner_id:
-            raise RestoreFailed(f"snapshot {self.snapshot_id} not found")
-        if row.status != "committed" or row.root_hash is None or row.manifest_key is None:
-            raise RestoreFailed(f"snapshot {self.snapshot_id} is {row.status}, not committed")
-        try:
-            data = await asyncio.to_thread(self.store.get, row.manifest_key)
-            return manifest.decode(data, row.root_hash)
-        except (StoreError, manifest.ManifestError) as exc:
-            raise RestoreFailed(f"snapshot {self.snapshot_id}: {exc}") from exc
-
-    async def run(self, channel: EngineChannel) -> RestoreResult:
-        try:
-            return await self._converse(channel, await self.load())
-        except BaseException:
-            await channel.kill()
-            raise
-
-    async def _converse(self, channel: EngineChannel, loaded: dict[str, Any]) -> RestoreResult:
-        progress = SnapshotProgress(snapshot_id=self.snapshot_id, phase="downloading")
-        while True:
-            message = await channel.receive()
-            if message is None:
-                raise RestoreFailed(await _engine_failure(channel, "the engine stopped early"))
-            kind = message["t"]
-            if kind == "hello":
-                needed = {location[4] for location in loaded["chunks"].values()}
-                lacking = needed - set(message.get("codecs", []))
-                if lacking:
-                    raise RestoreFailed(
-                        f"the machine cannot decode {', '.join(sorted(lacking))}: "
-                        "install zstd or python3-zstandard there"
-                    )
-                ttl = self.policy.url_ttl_seconds
-                packs = [
-                    {"url": self.store.presign_get(p["key"], ttl), "size": p["size"]}
-                    for p in loaded["packs"]
-                ]
-                body = {"entries": loaded["entries"], "chunks": loaded["chunks"]}
-                await channel.send({"t": "restore", "manifest": body, "packs": packs})
-            elif kind == "progress":
-                progress = self._progress(progress, message["stats"])
-                await _report(self.on_progress, progress)
-            elif kind == "error":
-                raise RestoreFailed(f"restore failed: {message.get('message')}")
-            elif kind == "restored":
-                await channel.finish()
-                if message["root"] != loaded["root_hash"]:
-                    raise RestoreFailed(
-                        f"the restored tree's root hash {message['root']} is not the "
-                        f"snapshot's {loaded['root_hash']}"
-                    )
-                stats = message["stats"]
-                done = replace(self._progress(progress, stats), phase="done")
-                await _report(self.on_progress, done)
-                return RestoreResult(
-                    snapshot_id=self.snapshot_id,
-                    root_hash=message["root"],
-                    files=int(stats["files"]),
-                    bytes=int(stats["bytes"]),
-                    downloaded_bytes=int(stats["downloaded_bytes"]),
-                    seconds=time.monotonic() - self._started,
-                    reused_bytes=int(stats.get("reused_bytes", 0)),
-                )
-            else:
-                raise EngineGone(f"unexpected message {kind!r} from the engine")
-
-    @staticmethod
-    def _progress(progress: SnapshotProgress, stats: dict[str, Any]) -> SnapshotProgress:
-        return replace(
-            progress,
-            files=int(stats.get("files", 0)),
-            # What an earlier attempt staged counts as done: the pack bytes it spared.
-            bytes_downloaded=int(stats.get("downloaded_bytes", 0))
-            + int(stats.get("reused_pack_bytes", 0)),
-        )

@@ -155,6 +155,17 @@ class ObjectStore:
             raise self._error(f"listing open uploads under {prefix}", exc) from exc
         return found
 
+    def keys(self, prefix: str) -> list[str]:
+        """Every object's key under `prefix`."""
+        found: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+                found.extend(item["Key"] for item in page.get("Contents", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"listing {prefix}", exc) from exc
+        return found
+
     def size(self, key: str) -> int | None:
         """The object's size, or None when there is no such object."""
         try:

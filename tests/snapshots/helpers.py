@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from core.contracts.snapshots import RestoreResult, SnapshotProgress, SnapshotResult
 from core.snapshots.channel import LocalEngine
 from core.snapshots.policy import SnapshotPolicy
-from core.snapshots.session import RestoreRun, SnapshotRun, SnapshotTarget
+from core.snapshots.restore_run import RestoreRun
+from core.snapshots.session import SnapshotRun, SnapshotTarget
 from core.snapshots.store import ObjectStore
 
 MiB = 1024 * 1024

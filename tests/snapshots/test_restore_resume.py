@@ -16,7 +16,8 @@ from agent.snapshot.scan import STAGING_DIR, STAGING_LOCK, STAGING_PREFIX
 from agent.snapshot.staging import StagingLock
 from core.contracts.snapshots import RestoreResult, SnapshotProgress, SnapshotResult
 from core.snapshots.channel import LocalEngine
-from core.snapshots.session import RestoreFailed, RestoreRun
+from core.snapshots.restore_run import RestoreRun
+from core.snapshots.session import RestoreFailed
 from tests.snapshots.helpers import Harness, describe_tree, write_random_tree
 
 EXIT_ORPHANED = 3  # agent.snapshot.restore: the control plane went away
