@@ -36,6 +36,7 @@ from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore, StoreError
 from core.ssh import SshIdentity, ensure_identity
 from providers.registry import ProviderRegistry
+from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow
 from workflows.schedule_trigger import ScheduleTriggerWorkflow
@@ -96,7 +97,8 @@ def build_worker(
         interval_seconds=settings.agent_interval_seconds,
     )
     alerts = AlertActivities(engine)
-    monitor = MonitorActivities(engine, client)
+    machines = MachineClient(client)
+    monitor = MonitorActivities(engine, machines)
     snapshots = SnapshotActivities(
         engine,
         store or ObjectStore.from_settings(settings),
@@ -131,7 +133,7 @@ def build_worker(
             alerts.evaluate_alerts,
             alerts.deliver_webhooks,
             monitor.prune_metrics,
-            ScheduleTriggerActivities(client).send_scheduled_action,
+            ScheduleTriggerActivities(machines).send_scheduled_action,
         ],
         activity_executor=activity_executor,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,

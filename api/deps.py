@@ -17,6 +17,7 @@ from core.accounts import user_for_token
 from core.models import User
 from core.settings import Settings
 from providers.registry import ProviderRegistry
+from workflows.client import MachineClient
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`dmt_...`).")
 
@@ -38,6 +39,10 @@ async def get_temporal(request: Request) -> Client:
     return await connector.client()
 
 
+async def get_machine_client(temporal: Annotated[Client, Depends(get_temporal)]) -> MachineClient:
+    return MachineClient(temporal)
+
+
 def get_providers(request: Request) -> ProviderRegistry:
     registry: ProviderRegistry = request.app.state.providers
     return registry
@@ -47,6 +52,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]
+MachineClientDep = Annotated[MachineClient, Depends(get_machine_client)]
 
 
 def get_current_user(

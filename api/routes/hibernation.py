@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from sqlmodel import select
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.savings import savings_of
 from api.schemas import ErrorOut, HibernationStatsOut
+from api.services.savings import savings_of
 from core.contracts.states import MachineState
 from core.models import Machine
 

@@ -8,11 +8,9 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, st
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import col, select
 
-from api import machine_workflows
-from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.deps import MachineClientDep, SessionDep, SettingsDep
 from api.ingest.service import Ingest
 from api.routes.machines import OwnedMachine, Wait
-from api.savings import savings_of
 from api.schemas import (
     ActionAccepted,
     AutoHibernationOut,
@@ -30,6 +28,7 @@ from api.schemas import (
     WakeOut,
     WakeRequest,
 )
+from api.services.savings import savings_of
 from core.contracts.hibernation import ConfigureInput, HibernateInput, HibernationConfig, WakeInput
 from core.contracts.states import MachineState
 from core.metrics.liveness import is_offline
@@ -153,13 +152,12 @@ def get_config(machine: OwnedMachine) -> ConfigOut:
 
 @router.put("/{machine_id}/config", response_model=ConfigOut, responses=_UPDATE_RESPONSES)
 async def put_config(
-    body: ConfigUpdate, machine: OwnedMachine, session: SessionDep, temporal: TemporalDep
+    body: ConfigUpdate, machine: OwnedMachine, session: SessionDep, machines: MachineClientDep
 ) -> ConfigOut:
     """Change the fields given; the machine applies them at once (an idle machine's deadline
     moves with `pause_after_minutes`)."""
     await _release_connection(session, machine)
-    result = await machine_workflows.configure(
-        temporal,
+    result = await machines.configure(
         machine.id,
         ConfigureInput(
             enabled=body.auto_hibernation_enabled,
@@ -179,7 +177,7 @@ async def put_config(
 async def hibernate(
     machine: OwnedMachine,
     session: SessionDep,
-    temporal: TemporalDep,
+    machines: MachineClientDep,
     response: Response,
     body: Annotated[HibernateRequest | None, Body()] = None,
     wait: Wait = True,
@@ -187,9 +185,7 @@ async def hibernate(
     """Snapshot the workspace to object storage, verify it, then destroy the instance."""
     await _release_connection(session, machine)
     reason = body.reason if body else None
-    result = await machine_workflows.hibernate(
-        temporal, machine.id, HibernateInput(reason=reason), wait=wait
-    )
+    result = await machines.hibernate(machine.id, HibernateInput(reason=reason), wait=wait)
     if result is None:
         return _accepted(response, machine.id, "hibernate")
     return HibernateOut(
@@ -201,7 +197,7 @@ async def hibernate(
 async def wake(
     machine: OwnedMachine,
     session: SessionDep,
-    temporal: TemporalDep,
+    machines: MachineClientDep,
     response: Response,
     body: Annotated[WakeRequest | None, Body()] = None,
     wait: Wait = True,
@@ -209,8 +205,7 @@ async def wake(
     """Rent a matching offer (any host), restore the snapshot onto it, and run again."""
     await _release_connection(session, machine)
     request = body or WakeRequest()
-    result = await machine_workflows.wake(
-        temporal,
+    result = await machines.wake(
         machine.id,
         WakeInput(gpu_type=request.gpu_type, region=request.region, max_price=request.max_price),
         wait=wait,

@@ -8,8 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from api import machine_workflows
-from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.deps import MachineClientDep, SessionDep, SettingsDep
 from api.routes.machines import OwnedMachine
 from api.schemas import ErrorOut, ProgressOut, SnapshotOut
 from core.models import Snapshot
@@ -66,17 +65,17 @@ def _count(details: dict[str, Any], key: str) -> int:
     response_model=ProgressOut,
     responses={503: {"model": ErrorOut, "description": "Temporal is unreachable"}},
 )
-async def progress(machine: OwnedMachine, temporal: TemporalDep) -> ProgressOut:
+async def progress(machine: OwnedMachine, machines: MachineClientDep) -> ProgressOut:
     """The snapshot (hibernate, snapshot) or restore (wake, restore) in flight, as of its
     last heartbeat; `operation` is null when there is none."""
-    found = await machine_workflows.operation_in_flight(temporal, machine.id)
+    found = await machines.operation_in_flight(machine.id)
     if found is None:
         return ProgressOut(state=machine.status, operation=None, phase=None)
     operation, details = found
     phase = details.get("phase")
     return ProgressOut(
         state=machine.status,
-        operation="snapshot" if operation == "snapshot" else "restore",
+        operation=operation,
         phase=phase if isinstance(phase, str) else None,
         files=_count(details, "files"),
         bytes_scanned=_count(details, "bytes_scanned"),

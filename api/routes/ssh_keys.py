@@ -12,11 +12,11 @@ from sqlmodel import Session, col, select
 from temporalio.service import RPCError
 
 from api.deps import CurrentUser, SessionDep
-from api.machine_workflows import notify_keys_changed
 from api.schemas import ErrorOut, SshKeyCreate, SshKeyOut
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.contracts.states import MachineState
 from core.models import Machine, SshKey
+from workflows.client import MachineClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ async def _tell_machines(request: Request, machine_ids: list[str], fingerprint: 
     saved either way, and every start or wake attaches the owner's keys again."""
     connector: TemporalConnector = request.app.state.temporal
     try:
-        await notify_keys_changed(await connector.client(), machine_ids, fingerprint)
+        await MachineClient(await connector.client()).keys_changed(machine_ids, fingerprint)
     except (TemporalUnavailable, RPCError) as exc:
         log.warning("new SSH key not sent to running machines: %s", exc)
 

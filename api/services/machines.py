@@ -1,0 +1,116 @@
+"""Machines: create one (rows, then its workflow, rolled back together), list them with what
+hibernation saved, and run a lifecycle action."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session, SQLModel, col, select
+
+from api.schemas import MachineCreate, MachineOut
+from api.services.savings import savings_of
+from core.contracts.machine import MachineKind, MachineSpec
+from core.contracts.states import MachineState
+from core.models import Event, Machine
+from core.settings import Settings
+from workflows.client import MachineClient
+
+log = logging.getLogger(__name__)
+
+
+def spec_of(machine: Machine) -> MachineSpec:
+    return MachineSpec(
+        kind=MachineKind(machine.kind),
+        gpu_name=machine.gpu_name,
+        image=machine.image,
+        disk_gb=machine.disk_gb,
+        num_gpus=machine.num_gpus,
+        region=machine.region,
+        max_price=machine.max_price,
+        min_reliability=machine.min_reliability,
+        min_vram_gb=machine.min_vram_gb,
+        provider=machine.provider,
+    )
+
+
+def _insert_committed(session: Session, *rows: SQLModel) -> None:
+    for row in rows:  # one flush each, in order: later rows refer to earlier ones
+        session.add(row)
+        session.flush()
+    session.commit()
+
+
+def _delete_committed(session: Session, machine_id: str) -> None:
+    for event in session.exec(select(Event).where(Event.machine_id == machine_id)):
+        session.delete(event)
+    session.flush()
+    machine = session.get(Machine, machine_id)
+    if machine is not None:
+        session.delete(machine)
+    session.commit()
+
+
+async def create_machine(
+    *,
+    session: Session,
+    machines: MachineClient,
+    task_queue: str,
+    owner_id: str,
+    machine_id: str,
+    body: MachineCreate,
+) -> Machine:
+    machine = Machine(
+        id=machine_id,
+        owner_id=owner_id,
+        status=MachineState.STARTING.value,
+        **body.model_dump(),
+    )
+    created = Event(
+        machine_id=machine.id,
+        owner_id=owner_id,
+        event_type="created",
+        state=MachineState.STARTING.value,
+        data=body.model_dump(exclude_none=True),
+    )
+    # The rows are committed first, in a short transaction, then the workflow is started; if
+    # Temporal refuses, the rows are deleted again, so nothing is left. Never the other way
+    # round: a workflow without its row would rent an instance its owner cannot see. No
+    # connection is held while Temporal answers (SQLite has one writer; the pool is bounded).
+    await run_in_threadpool(_insert_committed, session, machine, created)
+    try:
+        await machines.start(
+            machine_id=machine.id, owner_id=owner_id, spec=spec_of(machine), task_queue=task_queue
+        )
+    except BaseException:
+        await run_in_threadpool(_delete_committed, session, machine.id)
+        # An ambiguous failure (a timeout) may still have started it: make sure it is gone.
+        with contextlib.suppress(Exception):
+            await machines.terminate(machine.id, reason="the machine's creation was rolled back")
+        raise
+    log.info("machine %s created for %s", machine.id, owner_id)
+    return machine
+
+
+def machines_out(session: Session, settings: Settings, machines: list[Machine]) -> list[MachineOut]:
+    """The machines as the API shows them, with what hibernation saved on each."""
+    if not machines:
+        return []
+    savings = savings_of(session, settings, machines[0].owner_id, machines)
+    return [
+        MachineOut.model_validate(m).model_copy(
+            update={"savings_usd": round(savings[m.id].net_usd, 6)}
+        )
+        for m in machines
+    ]
+
+
+def list_machines(
+    *, session: Session, settings: Settings, owner_id: str, status: MachineState | None
+) -> list[MachineOut]:
+    query = select(Machine).where(Machine.owner_id == owner_id)
+    if status is not None:
+        query = query.where(Machine.status == status.value)
+    machines = list(session.exec(query.order_by(col(Machine.created_at).desc())))
+    return machines_out(session, settings, machines)
