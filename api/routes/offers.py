@@ -7,14 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import CurrentUser, ProvidersDep
-from api.schemas import ErrorOut, OfferFilters, OfferOut
+from api.schemas.common import AUTHENTICATED, ErrorOut
+from api.schemas.offers import OfferFilters, OfferOut
 from providers.base import Offer, OfferQuery
 
 router = APIRouter(
     prefix="/api/v1/offers",
     tags=["offers"],
     responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
+        **AUTHENTICATED,
         502: {"model": ErrorOut, "description": "The provider failed"},
         503: {"model": ErrorOut, "description": "The provider is rate limiting or not set up"},
     },

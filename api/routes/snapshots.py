@@ -8,19 +8,17 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from api.deps import MachineClientDep, SessionDep, SettingsDep
-from api.routes.machines import OwnedMachine
-from api.schemas import ErrorOut, ProgressOut, SnapshotOut
+from api.deps import MachineClientDep, OwnedMachine, SessionDep, SettingsDep
+from api.schemas.common import COMMON_RESPONSES
+from api.schemas.snapshots import ProgressOut, SnapshotOut
+from core.contracts.states import MachineState
 from core.models import Snapshot
 from core.savings import GB
 
 router = APIRouter(
     prefix="/api/v1/machines",
     tags=["snapshots"],
-    responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
-        404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
-    },
+    responses=COMMON_RESPONSES,
 )
 
 
@@ -60,21 +58,17 @@ def _count(details: dict[str, Any], key: str) -> int:
     return value if isinstance(value, int) else 0
 
 
-@router.get(
-    "/{machine_id}/progress",
-    response_model=ProgressOut,
-    responses={503: {"model": ErrorOut, "description": "Temporal is unreachable"}},
-)
+@router.get("/{machine_id}/progress", response_model=ProgressOut)
 async def progress(machine: OwnedMachine, machines: MachineClientDep) -> ProgressOut:
     """The snapshot (hibernate, snapshot) or restore (wake, restore) in flight, as of its
     last heartbeat; `operation` is null when there is none."""
     found = await machines.operation_in_flight(machine.id)
     if found is None:
-        return ProgressOut(state=machine.status, operation=None, phase=None)
+        return ProgressOut(state=MachineState(machine.status), operation=None, phase=None)
     operation, details = found
     phase = details.get("phase")
     return ProgressOut(
-        state=machine.status,
+        state=MachineState(machine.status),
         operation=operation,
         phase=phase if isinstance(phase, str) else None,
         files=_count(details, "files"),

@@ -9,15 +9,24 @@ import logging
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, SQLModel, col, select
 
-from api.schemas import MachineCreate, MachineOut
+from api.deps import MachineAction
+from api.schemas.common import ActionAccepted
+from api.schemas.machines import MachineCreate, MachineOut
 from api.services.savings import savings_of
 from core.contracts.machine import MachineKind, MachineSpec
 from core.contracts.states import MachineState
+from core.machine_ids import new_machine_id
 from core.models import Event, Machine
 from core.settings import Settings
-from workflows.client import MachineClient
+from workflows.client import LifecycleAction, MachineClient
 
 log = logging.getLogger(__name__)
+
+MACHINES_PATH = "/api/v1/machines"
+
+
+def machine_url(machine_id: str) -> str:
+    return f"{MACHINES_PATH}/{machine_id}"
 
 
 def spec_of(machine: Machine) -> MachineSpec:
@@ -58,11 +67,10 @@ async def create_machine(
     machines: MachineClient,
     task_queue: str,
     owner_id: str,
-    machine_id: str,
     body: MachineCreate,
 ) -> Machine:
     machine = Machine(
-        id=machine_id,
+        id=new_machine_id(),
         owner_id=owner_id,
         status=MachineState.STARTING.value,
         **body.model_dump(),
@@ -114,3 +122,19 @@ def list_machines(
         query = query.where(Machine.status == status.value)
     machines = list(session.exec(query.order_by(col(Machine.created_at).desc())))
     return machines_out(session, settings, machines)
+
+
+async def act(
+    action: MachineAction, name: LifecycleAction, reason: str | None
+) -> MachineOut | ActionAccepted:
+    """Stop, start, restart or destroy; the machine as it is after, or 202 when not waiting."""
+    machine = action.machine
+    if not action.wait:
+        await action.machines.act(machine.id, name, reason=reason, wait=False)
+        return action.accepted(name, machine_url(machine.id))
+    result = await action.machines.act(machine.id, name, reason=reason, wait=True)
+    # Activities updated the projection while the action ran.
+    await run_in_threadpool(action.session.refresh, machine)
+    [shown] = await run_in_threadpool(machines_out, action.session, action.settings, [machine])
+    # The update's answer is the freshest word on the state, whatever the projection says.
+    return shown.model_copy(update={"status": result.state})
