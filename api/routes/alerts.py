@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from sqlmodel import col, select
 
 from api.deps import CurrentUser, SessionDep
+from api.pagination import Pager, newest_first, pager
 from api.schemas.alerts import (
     AlertOut,
     AttemptOut,
@@ -31,6 +32,8 @@ router = APIRouter(
     tags=["alerts"],
     responses=AUTHENTICATED,
 )
+
+AlertsPage = Annotated[Pager, Depends(pager(100))]
 
 
 def _rules_out(session: SessionDep, owner_id: str) -> RulesOut:
@@ -85,9 +88,9 @@ def rotate_webhook_secret(user: CurrentUser, session: SessionDep, response: Resp
 def list_alerts(
     user: CurrentUser,
     session: SessionDep,
+    page: AlertsPage,
     state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
     machine_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
     """The caller's alerts, newest first."""
     query = select(Alert).where(Alert.owner_id == user.id)
@@ -95,25 +98,23 @@ def list_alerts(
         query = query.where(Alert.state == state)
     if machine_id is not None:
         query = query.where(Alert.machine_id == machine_id)
-    order = (col(Alert.fired_at).desc(), col(Alert.id).desc())
-    return list(session.exec(query.order_by(*order).limit(limit)))
+    return page.rows(session, query, newest_first(Alert.fired_at, Alert.id))
 
 
 @router.get("/deliveries", response_model=list[DeliveryOut])
 def list_deliveries(
     user: CurrentUser,
     session: SessionDep,
+    page: AlertsPage,
     status_filter: Annotated[
         Literal["pending", "delivered", "failed"] | None, Query(alias="status")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """The caller's webhook deliveries, newest first, each with every attempt."""
     query = select(AlertDelivery).where(AlertDelivery.owner_id == user.id)
     if status_filter is not None:
         query = query.where(AlertDelivery.status == status_filter)
-    order = (col(AlertDelivery.created_at).desc(), col(AlertDelivery.id).desc())
-    deliveries = list(session.exec(query.order_by(*order).limit(limit)))
+    deliveries = page.rows(session, query, newest_first(AlertDelivery.created_at, AlertDelivery.id))
     attempts: dict[int, list[AttemptOut]] = {d.id or 0: [] for d in deliveries}
     if deliveries:
         rows = session.exec(

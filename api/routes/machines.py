@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
-from sqlmodel import col, select
+from fastapi import APIRouter, Depends, Query, status
+from sqlmodel import select
 from temporalio.service import RPCError
 
 from api.deps import (
@@ -21,6 +21,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
+from api.pagination import Page, Pager, newest_first, pager
 from api.schemas.common import ACTION_RESPONSES, COMMON_RESPONSES, ActionAccepted
 from api.schemas.machines import EventOut, MachineCreate, MachineOut
 from api.services import machines as service
@@ -29,6 +30,8 @@ from core.models import Event, Machine
 from core.schedules import delete_machine_schedules
 
 log = logging.getLogger(__name__)
+
+EventsPage = Annotated[Pager, Depends(pager(100))]
 
 router = APIRouter(prefix=service.MACHINES_PATH, tags=["machines"], responses=COMMON_RESPONSES)
 
@@ -55,10 +58,12 @@ def list_machines(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
+    page: Page,
     status_filter: Annotated[MachineState | None, Query(alias="status")] = None,
 ) -> list[MachineOut]:
+    """Your machines, newest first."""
     return service.list_machines(
-        session=session, settings=settings, owner_id=user.id, status=status_filter
+        session=session, settings=settings, owner_id=user.id, status=status_filter, page=page
     )
 
 
@@ -68,18 +73,10 @@ def get_machine(machine: OwnedMachine, session: SessionDep, settings: SettingsDe
 
 
 @router.get("/{machine_id}/events", response_model=list[EventOut])
-def list_events(
-    machine: OwnedMachine,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[Event]:
-    query = (
-        select(Event)
-        .where(Event.machine_id == machine.id)
-        .order_by(col(Event.timestamp).desc(), col(Event.id).desc())
-        .limit(limit)
-    )
-    return list(session.exec(query))
+def list_events(machine: OwnedMachine, session: SessionDep, page: EventsPage) -> list[Event]:
+    """The machine's events, newest first."""
+    query = select(Event).where(Event.machine_id == machine.id)
+    return page.rows(session, query, newest_first(Event.timestamp, Event.id))
 
 
 @router.post("/{machine_id}/stop", responses=ACTION_RESPONSES)

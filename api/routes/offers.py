@@ -1,12 +1,13 @@
-"""`/api/v1/offers`: what the marketplace has now, filtered and sorted."""
+"""`/api/v1/offers`: what a provider's marketplace has now, filtered and sorted."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import CurrentUser, ProvidersDep
+from api.pagination import Pager
 from api.schemas.common import AUTHENTICATED, ErrorOut
 from api.schemas.offers import OfferFilters, OfferOut
 from providers.base import Offer, OfferQuery
@@ -21,11 +22,22 @@ router = APIRouter(
     },
 )
 
+# Pages reach this far into a ranking: a live market reshuffles long before anyone reads on.
+MAX_RANK = 1000
+
 
 @router.get("", response_model=list[OfferOut])
 async def list_offers(
-    filters: Annotated[OfferFilters, Query()], _user: CurrentUser, providers: ProvidersDep
+    filters: Annotated[OfferFilters, Query()],
+    _user: CurrentUser,
+    providers: ProvidersDep,
+    request: Request,
+    response: Response,
 ) -> list[Offer]:
+    """The provider's offers matching the filters, best first by `sort`. A page is a position
+    in that ranking, which the market changes between requests."""
+    page = Pager(request, response, filters.limit, filters.cursor)
+    wanted = min(page.offset + filters.limit + 1, MAX_RANK)
     query = OfferQuery(
         gpu_name=filters.gpu,
         num_gpus=filters.num_gpus,
@@ -35,6 +47,9 @@ async def list_offers(
         min_vram_gb=filters.min_vram_gb,
         min_disk_gb=filters.disk_gb,
         sort=filters.sort,
-        limit=filters.limit,
+        limit=wanted,
     )
-    return await providers.get("vast").search_offers(query)
+    # PLACEHOLDER, swapped at merge: ask only a provider whose features say it has an offer
+    # marketplace or a catalogue (providers.base.features); `get` answers for any provider.
+    ranked = await providers.get(filters.provider).search_offers(query)
+    return page.window(ranked)

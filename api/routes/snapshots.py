@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlmodel import col, select
+from sqlmodel import select
 
 from api.deps import MachineClientDep, OwnedMachine, SessionDep, SettingsDep
+from api.pagination import Page, newest_first
 from api.schemas.common import COMMON_RESPONSES
 from api.schemas.snapshots import ProgressOut, SnapshotOut
 from core.contracts.states import MachineState
@@ -24,18 +25,16 @@ router = APIRouter(
 
 @router.get("/{machine_id}/snapshots", response_model=list[SnapshotOut])
 def list_snapshots(
-    machine: OwnedMachine, session: SessionDep, settings: SettingsDep
+    machine: OwnedMachine, session: SessionDep, settings: SettingsDep, page: Page
 ) -> list[SnapshotOut]:
     """The machine's committed snapshots, newest first."""
-    rows = session.exec(
-        select(Snapshot)
-        .where(
-            Snapshot.machine_id == machine.id,
-            Snapshot.owner_id == machine.owner_id,
-            Snapshot.status == "committed",
-        )
-        .order_by(col(Snapshot.committed_at).desc(), col(Snapshot.created_at).desc())
+    query = select(Snapshot).where(
+        Snapshot.machine_id == machine.id,
+        Snapshot.owner_id == machine.owner_id,
+        Snapshot.status == "committed",
     )
+    order = newest_first(Snapshot.committed_at, Snapshot.created_at, Snapshot.id)
+    rows = page.rows(session, query, order)
     price = settings.snapshot_price_per_gb_month
     return [
         SnapshotOut(

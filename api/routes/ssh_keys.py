@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from temporalio.service import RPCError
 
 from api.deps import ConnectorDep, CurrentUser, SessionDep
+from api.pagination import Page, oldest_first
 from api.schemas.common import AUTHENTICATED, ErrorOut
 from api.schemas.ssh_keys import SshKeyCreate, SshKeyOut
 from api.temporal import TemporalConnector, TemporalUnavailable
@@ -81,9 +82,10 @@ def _save_key(session: Session, key: SshKey) -> list[str]:
 
 
 @router.get("", response_model=list[SshKeyOut])
-def list_ssh_keys(user: CurrentUser, session: SessionDep) -> list[SshKey]:
-    query = select(SshKey).where(SshKey.user_id == user.id).order_by(col(SshKey.id))
-    return list(session.exec(query))
+def list_ssh_keys(user: CurrentUser, session: SessionDep, page: Page) -> list[SshKey]:
+    """Your keys, oldest first."""
+    query = select(SshKey).where(SshKey.user_id == user.id)
+    return page.rows(session, query, oldest_first(SshKey.id))
 
 
 @router.delete(

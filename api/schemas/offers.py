@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.pagination import CURSOR_HELP
 from api.schemas.common import normalise_region
 from providers.base import SortKey
 
@@ -21,7 +22,9 @@ class OfferFilters(BaseModel):
     min_vram_gb: float | None = Field(default=None, ge=0)
     disk_gb: int | None = Field(default=None, ge=1, le=2048)
     sort: SortKey = "price"
-    limit: int = Field(default=50, ge=1, le=500)
+    limit: int = Field(default=50, ge=1, le=500, description="Offers per page")
+    cursor: str | None = Field(default=None, max_length=100, description=CURSOR_HELP)
+    provider: str = Field(default="vast", min_length=1, max_length=32, examples=["vast"])
 
     _region = field_validator("region")(normalise_region)
 

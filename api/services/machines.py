@@ -7,9 +7,10 @@ import contextlib
 import logging
 
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, select
 
 from api.deps import MachineAction
+from api.pagination import Pager, newest_first
 from api.schemas.common import ActionAccepted
 from api.schemas.machines import MachineCreate, MachineOut
 from api.services.savings import savings_of
@@ -115,12 +116,17 @@ def machines_out(session: Session, settings: Settings, machines: list[Machine]) 
 
 
 def list_machines(
-    *, session: Session, settings: Settings, owner_id: str, status: MachineState | None
+    *,
+    session: Session,
+    settings: Settings,
+    owner_id: str,
+    status: MachineState | None,
+    page: Pager,
 ) -> list[MachineOut]:
     query = select(Machine).where(Machine.owner_id == owner_id)
     if status is not None:
         query = query.where(Machine.status == status.value)
-    machines = list(session.exec(query.order_by(col(Machine.created_at).desc())))
+    machines = page.rows(session, query, newest_first(Machine.created_at, Machine.id))
     return machines_out(session, settings, machines)
 
 
