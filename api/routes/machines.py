@@ -22,7 +22,7 @@ from api.deps import (
     SettingsDep,
 )
 from api.pagination import Page, Pager, newest_first, pager
-from api.schemas.common import ACTION_RESPONSES, COMMON_RESPONSES, ActionAccepted
+from api.schemas.common import ACTION_RESPONSES, COMMON_RESPONSES, ActionAccepted, ErrorOut
 from api.schemas.machines import EventOut, MachineCreate, MachineOut
 from api.services import machines as service
 from core.contracts.states import MachineState
@@ -36,7 +36,12 @@ EventsPage = Annotated[Pager, Depends(pager(100))]
 router = APIRouter(prefix=service.MACHINES_PATH, tags=["machines"], responses=COMMON_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MachineOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MachineOut,
+    responses={409: {"model": ErrorOut, "description": "The provider cannot run this kind"}},
+)
 async def create_machine(
     body: MachineCreate,
     user: CurrentUser,

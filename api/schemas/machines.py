@@ -5,28 +5,68 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from api.schemas.common import normalise_region
 from core.contracts.events import EventType
+from core.contracts.machine import MachineKind
 from core.contracts.states import MachineState
 from core.metrics.liveness import offline_after
+
+# Fields about the GPU: a cpu machine has none of them.
+GPU_FIELDS = ("gpu_name", "num_gpus", "min_vram_gb")
 
 
 class MachineCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gpu_name: str = Field(min_length=1, max_length=100, examples=["RTX 4090"])
-    num_gpus: int = Field(default=1, ge=1, le=8)
+    # First: the fields after it are checked against it.
+    kind: MachineKind = Field(default=MachineKind.GPU, description="`cpu`: a machine with no GPU")
+    gpu_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        examples=["RTX 4090"],
+        description="Required for a gpu machine; not given for a cpu one",
+        validate_default=True,
+    )
+    num_gpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=8,
+        description="1 unless given, for a gpu machine; not given for a cpu one",
+        validate_default=True,
+    )
     image: str = Field(min_length=1, max_length=1024, examples=["pytorch/pytorch:latest"])
     disk_gb: int = Field(default=50, ge=10, le=2048)
     region: str | None = Field(default=None, description="NA, SA, EU, AS, OC, AF or ISO country")
     max_price: float | None = Field(default=None, gt=0, description="USD per hour")
     min_reliability: float | None = Field(default=None, ge=0, le=1)
-    min_vram_gb: float | None = Field(default=None, ge=0)
+    min_vram_gb: float | None = Field(default=None, ge=0, description="Not for a cpu machine")
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
     _region = field_validator("region")(normalise_region)
+
+    @field_validator(*GPU_FIELDS)
+    @classmethod
+    def _fits_kind(cls, value: object, info: ValidationInfo) -> object:
+        kind = info.data.get("kind")  # absent when the kind itself was invalid
+        if kind is MachineKind.CPU and value is not None:
+            raise ValueError("a cpu machine has no GPU: leave it out")
+        if kind is MachineKind.GPU and value is None:
+            if info.field_name == "gpu_name":
+                raise PydanticCustomError("missing", "Field required")
+            if info.field_name == "num_gpus":
+                return 1
+        return value
 
 
 class MachineOut(BaseModel):
@@ -34,6 +74,7 @@ class MachineOut(BaseModel):
 
     id: str
     name: str | None
+    kind: MachineKind
     status: MachineState
     status_reason: str | None
     gpu_name: str | None

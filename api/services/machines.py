@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from fastapi import HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, SQLModel, select
 
@@ -14,6 +15,7 @@ from api.pagination import Pager, newest_first
 from api.schemas.common import ActionAccepted
 from api.schemas.machines import MachineCreate, MachineOut
 from api.services.savings import savings_of
+from core.contracts.events import EventType
 from core.contracts.machine import MachineKind, MachineSpec
 from core.contracts.states import MachineState
 from core.machine_ids import new_machine_id
@@ -24,6 +26,8 @@ from workflows.client import LifecycleAction, MachineClient
 log = logging.getLogger(__name__)
 
 MACHINES_PATH = "/api/v1/machines"
+# Where new machines run: the only provider there is, until a request can name one.
+PROVIDER = "vast"
 
 
 def machine_url(machine_id: str) -> str:
@@ -43,6 +47,15 @@ def spec_of(machine: Machine) -> MachineSpec:
         min_vram_gb=machine.min_vram_gb,
         provider=machine.provider,
     )
+
+
+# PLACEHOLDER, swapped at merge for providers.base.features.unsupported_reason(provider,
+# ProviderFeature.CPU_MACHINES or GPU_MACHINES): the provider's own word on what it can run.
+def unsupported_kind_reason(provider: str, kind: MachineKind) -> str | None:
+    """Why `provider` cannot run a machine of this kind; None when it can."""
+    if provider == "vast" and kind is MachineKind.CPU:
+        return "vast.ai rents GPU machines only"
+    return None
 
 
 def _insert_committed(session: Session, *rows: SQLModel) -> None:
@@ -70,18 +83,23 @@ async def create_machine(
     owner_id: str,
     body: MachineCreate,
 ) -> Machine:
+    unsupported = unsupported_kind_reason(PROVIDER, body.kind)
+    if unsupported is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, unsupported)
+    asked = body.model_dump(mode="json")
     machine = Machine(
         id=new_machine_id(),
         owner_id=owner_id,
+        provider=PROVIDER,
         status=MachineState.STARTING.value,
-        **body.model_dump(),
+        **{**asked, "num_gpus": body.num_gpus or 0},
     )
     created = Event(
         machine_id=machine.id,
         owner_id=owner_id,
-        event_type="created",
+        event_type=EventType.CREATED.value,
         state=MachineState.STARTING.value,
-        data=body.model_dump(exclude_none=True),
+        data={k: v for k, v in asked.items() if v is not None},
     )
     # The rows are committed first, in a short transaction, then the workflow is started; if
     # Temporal refuses, the rows are deleted again, so nothing is left. Never the other way
