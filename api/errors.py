@@ -1,6 +1,6 @@
 """Every translation of an internal error into an HTTP answer, in one place.
 
-Route handlers let Temporal and provider errors propagate; the handlers below give each a
+Route handlers let Temporal, provider and database errors propagate; the handlers below give each a
 status code and a message a user can act on, and never echo request input (it may hold a
 pasted secret).
 """
@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.temporal import TemporalUnavailable
@@ -30,6 +31,8 @@ from workflows.client import (
 )
 
 log = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
 
 
 def _error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -99,6 +102,22 @@ async def _rpc_failed(_request: Request, exc: Exception) -> JSONResponse:
     return _error(502, f"Temporal call failed: {exc.message}")
 
 
+def is_database_outage(exc: DBAPIError) -> bool:
+    """The database cannot be reached (down, restarting, the network cut), as opposed to a
+    query it refused."""
+    return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+
+
+async def _database_failed(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if not is_database_outage(exc):
+        raise exc  # a bug, not an outage: the 500 it always was
+    # The driver's words only: the statement and its parameters may hold a secret.
+    words = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    log.warning("database unavailable: %s", words[0])
+    return _error(503, DATABASE_UNAVAILABLE)
+
+
 async def _provider_failed(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProviderError)
     if isinstance(exc, RateLimited):
@@ -115,6 +134,8 @@ async def _provider_failed(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(TemporalUnavailable, _temporal_unavailable)
+    # Every authenticated route reads the token from the database: all of them answer this.
+    app.add_exception_handler(DBAPIError, _database_failed)
     app.add_exception_handler(ActionRejected, _rejected)
     app.add_exception_handler(ActionFailed, _failed)
     app.add_exception_handler(StillRunning, _still_running)
