@@ -32,6 +32,8 @@ PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc",
 def operation_id(route: APIRoute) -> str:
     """`{tag}-{function}`: stable across FastAPI versions, so a generated client keeps its
     method names."""
+    if not route.tags:
+        raise ValueError(f"route {route.path} needs a tag: its operationId is tag-function")
     return f"{route.tags[0]}-{route.name}"
 
 

@@ -21,7 +21,7 @@ from core.contracts.states import MachineState
 from core.machine_ids import new_machine_id
 from core.models import Event, Machine
 from core.settings import Settings
-from workflows.client import LifecycleAction, MachineClient
+from workflows.client import LifecycleAction, MachineClient, MachineExists
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ async def create_machine(
         await machines.start(
             machine_id=machine.id, owner_id=owner_id, spec=spec_of(machine), task_queue=task_queue
         )
+    except MachineExists:
+        # Another machine's workflow has this id (ids are never reused): ours never started,
+        # and that one is not ours to terminate.
+        await run_in_threadpool(_delete_committed, session, machine.id)
+        raise
     except BaseException:
         await run_in_threadpool(_delete_committed, session, machine.id)
         # An ambiguous failure (a timeout) may still have started it: make sure it is gone.

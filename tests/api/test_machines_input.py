@@ -4,9 +4,11 @@ refusal writes nothing. Real Temporal, no worker: a created machine stays `start
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes
 
 from core import search_attributes
@@ -15,6 +17,8 @@ from core.db import session_scope
 from core.machine_ids import is_machine_id
 from core.models import Event, Machine
 from tests.api.conftest import Api
+from tests.workflows.helpers import SPEC
+from workflows.client import MachineClient
 
 VALID = {"gpu_name": "RTX 4090", "image": "pytorch/pytorch:latest", "disk_gb": 40}
 
@@ -143,3 +147,20 @@ async def test_a_kind_the_provider_cannot_run_is_409_with_its_reason(api: Api) -
     assert (api.count(Machine), api.count(Event)) == (0, 0)
     unknown = await api.call("POST", "/api/v1/machines", json={**CPU, "kind": "tpu"})
     assert unknown.status_code == 422 and unknown.json()["message"].startswith("kind: ")
+
+
+async def test_an_id_taken_in_temporal_is_409_and_that_machine_is_left_alone(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = f"m-{uuid.uuid4().hex[:12]}"
+    client = await api.app.state.temporal.client()
+    theirs = await MachineClient(client).start(
+        machine_id=taken, owner_id="u_other", spec=SPEC, task_queue=api.settings.task_queue
+    )
+    monkeypatch.setattr("api.services.machines.new_machine_id", lambda: taken)
+    response = await api.call("POST", "/api/v1/machines", json=VALID)
+    assert response.status_code == 409
+    assert response.json() == {"detail": "a machine with this id already exists"}
+    assert (api.count(Machine), api.count(Event)) == (0, 0)
+    assert (await theirs.describe()).status == WorkflowExecutionStatus.RUNNING
+    await theirs.terminate(reason="test over")
