@@ -37,6 +37,7 @@ from core.snapshots.policy import SnapshotPolicy
 from core.snapshots.store import ObjectStore, StoreError
 from core.ssh import SshIdentity, ensure_identity
 from providers.registry import ProviderRegistry
+from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow
 from workflows.schedule_trigger import ScheduleTriggerWorkflow
@@ -77,7 +78,8 @@ def worker_activities(
         interval_seconds=settings.agent_interval_seconds,
     )
     alerts = AlertActivities(engine)
-    monitor = MonitorActivities(engine, client)
+    machines = MachineClient(client)
+    monitor = MonitorActivities(engine, machines)
     snapshots = SnapshotActivities(engine, store, identity, SnapshotPolicy.from_settings(settings))
     hooks = PreHibernateActivities(identity)
     return [
@@ -104,7 +106,7 @@ def worker_activities(
         alerts.evaluate_alerts,
         alerts.deliver_webhooks,
         monitor.prune_metrics,
-        ScheduleTriggerActivities(client).send_scheduled_action,
+        ScheduleTriggerActivities(machines).send_scheduled_action,
     ]
 
 

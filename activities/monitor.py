@@ -7,21 +7,19 @@ import asyncio
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
-from core.contracts import machine_workflow_id
 from core.contracts.activities import ActivityName
 from core.contracts.monitor import MonitorTick, PruneMetricsResult, SweepResult
 from core.metrics.liveness import forget_told_state, sweep_offline
 from core.metrics.retention import prune_metrics
-from workflows.machine import MachineWorkflow
+from workflows.client import MachineClient, MachineDestroyed, MachineNotFound
 
 
 class MonitorActivities:
-    def __init__(self, engine: Engine, client: Client) -> None:
+    def __init__(self, engine: Engine, machines: MachineClient) -> None:
         self._engine = engine
-        self._client = client
+        self._machines = machines
 
     @activity.defn(name=ActivityName.SWEEP_SILENT_AGENTS)
     async def sweep_silent_agents(self, input: MonitorTick) -> SweepResult:
@@ -30,14 +28,11 @@ class MonitorActivities:
         transitions = await asyncio.to_thread(sweep_offline, self._engine, input.now)
         signalled = 0
         for transition in transitions:
-            handle = self._client.get_workflow_handle_for(
-                MachineWorkflow.run, machine_workflow_id(transition.machine_id)
-            )
             try:
-                await handle.signal(MachineWorkflow.agent_report, transition.report)
+                await self._machines.report_agent(transition.machine_id, transition.report)
+            except (MachineNotFound, MachineDestroyed):
+                continue  # the machine's workflow has ended: nobody to tell
             except RPCError as exc:
-                if exc.status == RPCStatusCode.NOT_FOUND:
-                    continue  # the machine's workflow has ended: nobody to tell
                 activity.logger.warning(
                     "could not tell %s its agent is offline (%s); the next sweep will",
                     transition.machine_id,

@@ -14,11 +14,8 @@ from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
-from core.contracts import machine_workflow_id
 from core.contracts.errors import ErrorType
 from core.contracts.hibernation import HibernateInput, WakeInput
 from core.contracts.schedules import (
@@ -27,15 +24,19 @@ from core.contracts.schedules import (
     ScheduleTriggerInput,
     ScheduleTriggerResult,
 )
-from workflows.machine import MachineWorkflow
+from workflows.client import (
+    ActionFailed,
+    ActionRejected,
+    MachineClient,
+    MachineDestroyed,
+    MachineNotFound,
+)
 
 T = TypeVar("T")
 
 HEARTBEAT_EVERY = timedelta(seconds=10)
 # Rejections that mean "nothing to do now", not "something broke".
 SKIP_TYPES = frozenset({ErrorType.INVALID_TRANSITION, ErrorType.SUPERSEDED})
-# The trigger failed for good: the action was accepted by the machine and did not succeed.
-SCHEDULED_ACTION_FAILED = "ScheduledActionFailed"
 
 
 async def _heartbeating(work: Awaitable[T]) -> T:
@@ -52,8 +53,8 @@ async def _heartbeating(work: Awaitable[T]) -> T:
 
 
 class ScheduleTriggerActivities:
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, machines: MachineClient) -> None:
+        self._machines = machines
 
     @activity.defn(name=SEND_SCHEDULED_ACTION)
     async def send_scheduled_action(self, input: ScheduleTriggerInput) -> ScheduleTriggerResult:
@@ -68,44 +69,50 @@ class ScheduleTriggerActivities:
                 outcome=f"skipped: {why}",
             )
 
-        handle = self._client.get_workflow_handle_for(
-            MachineWorkflow.run, machine_workflow_id(input.machine_id)
-        )
         # One update id per trigger run: a retried activity attaches to the update already
         # sent. (The workflow id alone is not enough: two fires in one second share it.)
         info = activity.info()
         update_id = f"{info.workflow_id}/{info.workflow_run_id}"
+        machines, machine_id = self._machines, input.machine_id
         try:
             if input.kind is ScheduleKind.WAKE:
                 woken = await _heartbeating(
-                    handle.execute_update(
-                        MachineWorkflow.wake, WakeInput(reason=input.reason), id=update_id
+                    machines.wake(
+                        machine_id, WakeInput(reason=input.reason), wait=True, update_id=update_id
                     )
                 )
                 state = woken.state
             else:
                 hibernated = await _heartbeating(
-                    handle.execute_update(
-                        MachineWorkflow.hibernate, HibernateInput(reason=input.reason), id=update_id
+                    machines.hibernate(
+                        machine_id,
+                        HibernateInput(reason=input.reason),
+                        wait=True,
+                        update_id=update_id,
                     )
                 )
                 state = hibernated.state
-        except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            if isinstance(cause, ApplicationError) and cause.type in SKIP_TYPES:
-                return skipped(message)
-            raise ApplicationError(
-                f"scheduled {input.kind} failed: {message}",
-                type=SCHEDULED_ACTION_FAILED,
-                non_retryable=True,
-            ) from err
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise  # Temporal trouble: the activity is retried
-            if "already completed" in err.message:
-                return skipped(f"machine {input.machine_id} is destroyed")
-            return skipped(f"machine {input.machine_id} not found")
+        except ActionRejected as err:
+            if err.type in SKIP_TYPES:
+                return skipped(err.problem)
+            raise _failed(input.kind, err.problem) from err
+        except ActionFailed as err:
+            raise _failed(input.kind, err.problem) from err
+        except MachineDestroyed:
+            return skipped(f"machine {machine_id} is destroyed")
+        except MachineNotFound:
+            return skipped(f"machine {machine_id} not found")
+        # Anything else (Temporal trouble, a wait that ran out) fails this attempt: the retry
+        # attaches to the same update.
         return ScheduleTriggerResult(
-            machine_id=input.machine_id, kind=input.kind, skipped=False, outcome=state.value
+            machine_id=machine_id, kind=input.kind, skipped=False, outcome=state.value
         )
+
+
+def _failed(kind: ScheduleKind, problem: str) -> ApplicationError:
+    """The trigger failed for good: the machine accepted the action and could not do it."""
+    return ApplicationError(
+        f"scheduled {kind} failed: {problem}",
+        type=ErrorType.SCHEDULED_ACTION_FAILED,
+        non_retryable=True,
+    )

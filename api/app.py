@@ -12,22 +12,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 
+from api.compat import compat_router
 from api.errors import install_error_handlers
 from api.ingest.service import start_ingest
-from api.routes import (
-    agent,
-    alerts,
-    hibernation,
-    instances,
-    machines,
-    metrics,
-    offers,
-    schedules,
-    snapshot_retention,
-    snapshots,
-    ssh_keys,
-)
+from api.routes import agent, api_router
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.db import make_engine, migrate
 from core.settings import Settings, get_settings
@@ -37,6 +27,14 @@ log = logging.getLogger(__name__)
 
 # Routes anyone may call; every other route requires a Bearer token.
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def operation_id(route: APIRoute) -> str:
+    """`{tag}-{function}`: stable across FastAPI versions, so a generated client keeps its
+    method names."""
+    if not route.tags:
+        raise ValueError(f"route {route.path} needs a tag: its operationId is tag-function")
+    return f"{route.tags[0]}-{route.name}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,19 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Control plane for rented GPU machines.",
         version="0.1.0",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
-    app.include_router(machines.router)
-    app.include_router(offers.router)
-    app.include_router(ssh_keys.router)
-    app.include_router(metrics.router)
+    app.include_router(api_router)
+    app.include_router(compat_router)
     app.include_router(agent.router)
-    app.include_router(instances.router)
-    app.include_router(hibernation.router)
-    app.include_router(snapshots.router)
-    app.include_router(snapshot_retention.router)
-    app.include_router(schedules.router)
-    app.include_router(alerts.router)
 
     @app.get("/health", tags=["health"])
     def health(request: Request) -> dict[str, str | bool]:

@@ -1,22 +1,28 @@
-"""What route handlers receive by annotation: settings, a DB session, the Temporal client, the
-provider registry and the authenticated user."""
+"""What route handlers receive by annotation: settings, a DB session, Temporal (the client and
+`MachineClient`), the provider registry, the authenticated user, the caller's machine, and
+everything an action on it needs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
+from api.schemas.common import ActionAccepted
 from api.temporal import TemporalConnector
 from core.accounts import user_for_token
-from core.models import User
+from core.contracts.states import MachineState
+from core.models import Machine, User
 from core.settings import Settings
 from providers.registry import ProviderRegistry
+from workflows.client import MachineClient
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (`dmt_...`).")
 
@@ -33,9 +39,17 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def get_temporal(request: Request) -> Client:
+def get_connector(request: Request) -> TemporalConnector:
     connector: TemporalConnector = request.app.state.temporal
+    return connector
+
+
+async def get_temporal(connector: Annotated[TemporalConnector, Depends(get_connector)]) -> Client:
     return await connector.client()
+
+
+async def get_machine_client(temporal: Annotated[Client, Depends(get_temporal)]) -> MachineClient:
+    return MachineClient(temporal)
 
 
 def get_providers(request: Request) -> ProviderRegistry:
@@ -45,7 +59,9 @@ def get_providers(request: Request) -> ProviderRegistry:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ConnectorDep = Annotated[TemporalConnector, Depends(get_connector)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+MachineClientDep = Annotated[MachineClient, Depends(get_machine_client)]
 ProvidersDep = Annotated[ProviderRegistry, Depends(get_providers)]
 
 
@@ -64,3 +80,72 @@ def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def owned_machine(machine_id: str, user: CurrentUser, session: SessionDep) -> Machine:
+    """The caller's machine; someone else's answers exactly like a missing one."""
+    machine = session.get(Machine, machine_id)
+    if machine is None or machine.owner_id != user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"machine {machine_id} not found")
+    return machine
+
+
+OwnedMachine = Annotated[Machine, Depends(owned_machine)]
+Wait = Annotated[
+    bool,
+    Query(description="Wait until the action is done (true) or only until it is accepted (false)"),
+]
+Reason = Annotated[str | None, Query(max_length=500, description="Recorded with the event")]
+
+
+@dataclass
+class MachineAction:
+    """An action on the caller's machine, about to go to its workflow."""
+
+    machine: Machine
+    session: Session
+    settings: Settings
+    machines: MachineClient
+    response: Response
+    wait: bool
+
+    def accepted(self, action: str, status_url: str) -> ActionAccepted:
+        """The `?wait=false` answer: 202, and where to watch it progress."""
+        self.response.status_code = status.HTTP_202_ACCEPTED
+        self.response.headers["Location"] = status_url
+        return ActionAccepted(machine_id=self.machine.id, action=action, status_url=status_url)
+
+
+async def live_machine(machine: OwnedMachine, session: SessionDep) -> Machine:
+    """The caller's machine, not destroyed, its connection back in the pool: what follows
+    waits on Temporal, maybe for minutes. A commit (of nothing) rather than a rollback, which
+    would expire `machine` and make the next attribute read a blocking query on the event
+    loop."""
+    if machine.status == MachineState.DESTROYED:
+        raise HTTPException(status.HTTP_409_CONFLICT, "machine is destroyed")
+    await run_in_threadpool(session.commit)
+    return machine
+
+
+LiveMachine = Annotated[Machine, Depends(live_machine)]
+
+
+async def machine_action(
+    machine: LiveMachine,
+    session: SessionDep,
+    settings: SettingsDep,
+    machines: MachineClientDep,
+    response: Response,
+    wait: Wait = True,
+) -> MachineAction:
+    return MachineAction(
+        machine=machine,
+        session=session,
+        settings=settings,
+        machines=machines,
+        response=response,
+        wait=wait,
+    )
+
+
+ActionContext = Annotated[MachineAction, Depends(machine_action)]

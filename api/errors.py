@@ -1,6 +1,6 @@
 """Every translation of an internal error into an HTTP answer, in one place.
 
-Route handlers let Temporal and provider errors propagate; the handlers below give each a
+Route handlers let Temporal, provider and database errors propagate; the handlers below give each a
 status code and a message a user can act on, and never echo request input (it may hold a
 pasted secret).
 """
@@ -14,19 +14,25 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.temporal import TemporalUnavailable
 from core.contracts.errors import ErrorType
-from providers.base import AuthError, ProviderError, RateLimited
+from providers.base import AuthError, ProviderError, RateLimited, Unsupported
 from providers.registry import UnknownProvider
+from workflows.client import (
+    ActionFailed,
+    ActionRejected,
+    MachineDestroyed,
+    MachineExists,
+    MachineNotFound,
+    StillRunning,
+)
 
 log = logging.getLogger(__name__)
 
-# ApplicationError types a workflow raises when the machine's state forbids the action.
-CONFLICT_TYPES = frozenset({ErrorType.INVALID_TRANSITION, ErrorType.SUPERSEDED})
+DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
 
 
 def _error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -61,33 +67,55 @@ async def _temporal_unavailable(_request: Request, exc: Exception) -> JSONRespon
     return _error(503, str(exc))
 
 
-async def _update_failed(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, WorkflowUpdateFailedError)
-    cause = exc.cause
-    if isinstance(cause, ApplicationError) and cause.type in CONFLICT_TYPES:
-        return _error(409, cause.message)
-    message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-    return _error(502, f"the action failed: {message}")
+async def _rejected(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ActionRejected)
+    if exc.type == ErrorType.INVALID_INPUT:
+        return _error(422, exc.problem)
+    return _error(409, exc.problem)
 
 
-async def _update_timed_out(_request: Request, _exc: Exception) -> JSONResponse:
+async def _failed(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ActionFailed)
+    return _error(502, f"the action failed: {exc.problem}")
+
+
+async def _still_running(_request: Request, _exc: Exception) -> JSONResponse:
     return _error(504, "the action is still running: retry with ?wait=false and poll the machine")
 
 
+async def _machine_not_found(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MachineNotFound)
+    return _error(404, exc.message)
+
+
+async def _machine_conflict(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MachineDestroyed | MachineExists)
+    return _error(409, exc.message)
+
+
 async def _rpc_failed(_request: Request, exc: Exception) -> JSONResponse:
+    """Temporal trouble outside a machine's own answers (MachineClient translated those)."""
     assert isinstance(exc, RPCError)
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        if "already completed" in exc.message:
-            return _error(409, "machine is destroyed")
-        return _error(404, "machine not found")
     if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return _error(503, f"Temporal is unavailable: {exc.message}")
     log.error("Temporal call failed: %s %s", exc.status, exc.message)
     return _error(502, f"Temporal call failed: {exc.message}")
 
 
-async def _already_started(_request: Request, _exc: Exception) -> JSONResponse:
-    return _error(409, "a machine with this id already exists")
+def is_database_outage(exc: DBAPIError) -> bool:
+    """The database cannot be reached (down, restarting, the network cut), as opposed to a
+    query it refused."""
+    return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+
+
+async def _database_failed(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if not is_database_outage(exc):
+        raise exc  # a bug, not an outage: the 500 it always was
+    # The driver's words only: the statement and its parameters may hold a secret.
+    words = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    log.warning("database unavailable: %s", words[0])
+    return _error(503, DATABASE_UNAVAILABLE)
 
 
 async def _provider_failed(_request: Request, exc: Exception) -> JSONResponse:
@@ -97,6 +125,8 @@ async def _provider_failed(_request: Request, exc: Exception) -> JSONResponse:
         return _error(503, f"the provider is rate limiting us: {exc}", headers)
     if isinstance(exc, UnknownProvider):
         return _error(503, str(exc))
+    if isinstance(exc, Unsupported):  # the provider cannot do this at all: its own reason
+        return _error(409, exc.reason)
     if isinstance(exc, AuthError):
         log.error("provider rejected Dumont's credentials: %s", exc)
         return _error(502, "the provider rejected Dumont's credentials; check the API key")
@@ -106,8 +136,13 @@ async def _provider_failed(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(TemporalUnavailable, _temporal_unavailable)
-    app.add_exception_handler(WorkflowUpdateFailedError, _update_failed)
-    app.add_exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError, _update_timed_out)
+    # Every authenticated route reads the token from the database: all of them answer this.
+    app.add_exception_handler(DBAPIError, _database_failed)
+    app.add_exception_handler(ActionRejected, _rejected)
+    app.add_exception_handler(ActionFailed, _failed)
+    app.add_exception_handler(StillRunning, _still_running)
+    app.add_exception_handler(MachineNotFound, _machine_not_found)
+    app.add_exception_handler(MachineDestroyed, _machine_conflict)
+    app.add_exception_handler(MachineExists, _machine_conflict)
     app.add_exception_handler(RPCError, _rpc_failed)
-    app.add_exception_handler(WorkflowAlreadyStartedError, _already_started)
     app.add_exception_handler(ProviderError, _provider_failed)

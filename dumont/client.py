@@ -61,7 +61,7 @@ class DumontClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def request(
+    def _send(
         self,
         method: str,
         path: str,
@@ -69,7 +69,7 @@ class DumontClient:
         params: dict[str, Any] | None = None,
         json: JSON = None,
         timeout: float | None = None,
-    ) -> JSON:
+    ) -> httpx.Response:
         if params:
             params = {k: v for k, v in params.items() if v is not None}
         try:
@@ -84,14 +84,41 @@ class DumontClient:
             raise ApiUnreachable(self.config.api_url, str(exc) or type(exc).__name__) from None
         if response.status_code >= 400:
             raise ApiError(response.status_code, error_message(response))
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: JSON = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        response = self._send(method, path, params=params, json=json, timeout=timeout)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
 
+    def list_all(
+        self, path: str, params: dict[str, Any] | None = None, *, at_most: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of a list route, page after page (`Link: rel="next"`), or the first
+        `at_most` of them."""
+        items: list[dict[str, Any]] = []
+        url, query = path, params
+        while at_most is None or len(items) < at_most:
+            response = self._send("GET", url, params=query)
+            items += response.json()
+            following = response.links.get("next")
+            if following is None:
+                break
+            url, query = following["url"], None  # the link carries the whole query
+        return items if at_most is None else items[:at_most]
+
     # Machines
     def list_machines(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/machines")
-        return result
+        return self.list_all("/api/v1/machines")
 
     def get_machine(self, machine_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", f"/api/v1/machines/{machine_id}")
@@ -121,10 +148,9 @@ class DumontClient:
 
     def machine_events(self, machine_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first."""
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/machines/{machine_id}/events", params={"limit": limit}
+        return self.list_all(
+            f"/api/v1/machines/{machine_id}/events", {"limit": limit}, at_most=limit
         )
-        return result
 
     # Auto-hibernation (the seed's /api/instances routes)
     def instance_status(self, machine_id: str) -> dict[str, Any]:
@@ -170,10 +196,7 @@ class DumontClient:
 
     def machine_snapshots(self, machine_id: str) -> list[dict[str, Any]]:
         """Committed snapshots, newest first."""
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/machines/{machine_id}/snapshots"
-        )
-        return result
+        return self.list_all(f"/api/v1/machines/{machine_id}/snapshots")
 
     def hibernation_stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "/api/hibernation/stats")
@@ -195,12 +218,11 @@ class DumontClient:
         self, state: str | None = None, machine_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Newest first."""
-        result: list[dict[str, Any]] = self.request(
-            "GET",
+        return self.list_all(
             "/api/v1/alerts",
-            params={"state": state, "machine_id": machine_id, "limit": limit},
+            {"state": state, "machine_id": machine_id, "limit": limit},
+            at_most=limit,
         )
-        return result
 
     def alert_rules(self) -> dict[str, Any]:
         """`{"rules": [{"kind", "threshold", "duration_seconds", "enabled"}], "webhook_url",
@@ -218,20 +240,17 @@ class DumontClient:
         return result
 
     def alert_deliveries(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request(
-            "GET", "/api/v1/alerts/deliveries", params={"status": status, "limit": limit}
+        return self.list_all(
+            "/api/v1/alerts/deliveries", {"status": status, "limit": limit}, at_most=limit
         )
-        return result
 
     # Offers
     def offers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/offers", params=params)
-        return result
+        return self.list_all("/api/v1/offers", params, at_most=params.get("limit"))
 
     # SSH keys
     def list_ssh_keys(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/ssh-keys")
-        return result
+        return self.list_all("/api/v1/ssh-keys")
 
     def add_ssh_key(self, name: str, public_key: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(

@@ -21,6 +21,15 @@ from providers.vast import VastProvider
 PROVIDER_CLASSES: tuple[type[Provider], ...] = (VastProvider,)
 
 
+def declared_unsupported(name: str, feature: ProviderFeature) -> str | None:
+    """What provider `name` declares about `feature` (None: supported, or no such provider),
+    whether or not it is configured here: a class declaration, no credentials needed."""
+    for provider_class in PROVIDER_CLASSES:
+        if provider_class.name == name:
+            return provider_class.UNSUPPORTED.get(feature)
+    return None
+
+
 class UnknownProvider(InvalidRequest):
     """A provider name that is not configured here (typo, or credentials not set)."""
 

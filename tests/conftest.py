@@ -97,6 +97,12 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of the test's own."""
+    yield from postgres_database()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test that takes this runs twice: on SQLite and on PostgreSQL."""

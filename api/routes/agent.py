@@ -17,7 +17,7 @@ from api.ingest.convert import to_heartbeat, to_sample
 from api.ingest.payload import AgentStatusReport, agent_status_body, parse_agent_status
 from api.ingest.service import Ingest
 from api.ingest.writer import WriterOverloaded
-from api.schemas import ErrorOut, ValidationErrorOut
+from api.schemas.common import ErrorOut, ValidationErrorOut
 
 MAX_BODY_BYTES = 1 << 20
 

@@ -7,147 +7,33 @@ secret is shown once, when it is created or rotated, and never again.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from sqlmodel import col, select
 
 from api.deps import CurrentUser, SessionDep
-from api.schemas import ErrorOut
-from core.alerts.rules import METRIC_KINDS, RuleKind
+from api.pagination import Pager, newest_first, pager
+from api.schemas.alerts import (
+    AlertOut,
+    AttemptOut,
+    DeliveryOut,
+    RuleOut,
+    RulesIn,
+    RulesOut,
+    SecretOut,
+)
+from api.schemas.common import AUTHENTICATED, ErrorOut
 from core.alerts.store import owner_rules, rotate_secret, webhook_of
 from core.models import Alert, AlertDelivery, AlertDeliveryAttempt, AlertRule, utcnow
 
 router = APIRouter(
     prefix="/api/v1/alerts",
     tags=["alerts"],
-    responses={401: {"model": ErrorOut, "description": "Missing or invalid token"}},
+    responses=AUTHENTICATED,
 )
 
-# An agent reports every 30 s by default: a shorter silence is no outage.
-MIN_OFFLINE_SECONDS = 30
-MAX_DURATION_SECONDS = 7 * 24 * 3600
-
-
-# --- bodies ------------------------------------------------------------------------------------
-
-
-class RuleOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    kind: RuleKind
-    threshold: float | None = Field(description="Percent; fires strictly above it")
-    duration_seconds: int = Field(description="How long the condition must hold")
-    enabled: bool
-
-
-class RulesOut(BaseModel):
-    rules: list[RuleOut]
-    webhook_url: str | None
-    webhook_secret_created_at: datetime | None
-
-
-class RuleIn(BaseModel):
-    """A change to one rule; fields left out keep their value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: RuleKind
-    threshold: float | None = Field(default=None, ge=0, lt=100)
-    duration_seconds: int | None = Field(default=None, ge=0, le=MAX_DURATION_SECONDS)
-    enabled: bool | None = None
-
-    @field_validator("threshold")
-    @classmethod
-    def _threshold_fits_kind(cls, value: float | None, info: ValidationInfo) -> float | None:
-        kind = info.data.get("kind")
-        if kind is RuleKind.MACHINE_OFFLINE and value is not None:
-            raise ValueError("machine_offline takes no threshold; set duration_seconds")
-        if kind in METRIC_KINDS and value is None:
-            raise ValueError(f"{kind} needs a threshold between 0 and 100")
-        return value
-
-    @field_validator("duration_seconds")
-    @classmethod
-    def _offline_not_too_short(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if info.data.get("kind") is RuleKind.MACHINE_OFFLINE and value is not None:
-            if value < MIN_OFFLINE_SECONDS:
-                raise ValueError(f"machine_offline needs at least {MIN_OFFLINE_SECONDS} s")
-        return value
-
-
-class RulesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rules: list[RuleIn] = Field(default_factory=list, max_length=len(RuleKind))
-    webhook_url: HttpUrl | None = Field(
-        default=None, description="http(s) URL alert events are posted to; null removes it"
-    )
-
-    @field_validator("rules")
-    @classmethod
-    def _one_change_per_kind(cls, value: list[RuleIn]) -> list[RuleIn]:
-        kinds = [rule.kind for rule in value]
-        if len(set(kinds)) != len(kinds):
-            raise ValueError("each kind at most once")
-        return value
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _short_enough(cls, value: HttpUrl | None) -> HttpUrl | None:
-        if value is not None and len(str(value)) > 2048:
-            raise ValueError("URL longer than 2048 characters")
-        return value
-
-
-class AlertOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    machine_id: str
-    kind: RuleKind
-    state: Literal["firing", "resolved"]
-    threshold: float | None
-    value: float | None
-    reason: str
-    resolved_reason: str | None
-    fired_at: datetime
-    resolved_at: datetime | None
-
-
-class AttemptOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    attempted_at: datetime
-    status_code: int | None
-    error: str | None
-
-
-class DeliveryOut(BaseModel):
-    id: int
-    alert_id: int
-    event: str
-    url: str
-    status: Literal["pending", "delivered", "failed"]
-    attempts: int
-    next_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    attempt_log: list[AttemptOut]
-
-
-class SecretOut(BaseModel):
-    webhook_secret: str = Field(
-        description="Shown only now. Verify `X-Dumont-Signature: sha256=<HMAC-SHA256(body)>`."
-    )
-    created_at: datetime
-
-
-# --- routes ------------------------------------------------------------------------------------
+AlertsPage = Annotated[Pager, Depends(pager(100))]
 
 
 def _rules_out(session: SessionDep, owner_id: str) -> RulesOut:
@@ -202,9 +88,9 @@ def rotate_webhook_secret(user: CurrentUser, session: SessionDep, response: Resp
 def list_alerts(
     user: CurrentUser,
     session: SessionDep,
+    page: AlertsPage,
     state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
     machine_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alert]:
     """The caller's alerts, newest first."""
     query = select(Alert).where(Alert.owner_id == user.id)
@@ -212,25 +98,23 @@ def list_alerts(
         query = query.where(Alert.state == state)
     if machine_id is not None:
         query = query.where(Alert.machine_id == machine_id)
-    order = (col(Alert.fired_at).desc(), col(Alert.id).desc())
-    return list(session.exec(query.order_by(*order).limit(limit)))
+    return page.rows(session, query, newest_first(Alert.fired_at, Alert.id))
 
 
 @router.get("/deliveries", response_model=list[DeliveryOut])
 def list_deliveries(
     user: CurrentUser,
     session: SessionDep,
+    page: AlertsPage,
     status_filter: Annotated[
         Literal["pending", "delivered", "failed"] | None, Query(alias="status")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """The caller's webhook deliveries, newest first, each with every attempt."""
     query = select(AlertDelivery).where(AlertDelivery.owner_id == user.id)
     if status_filter is not None:
         query = query.where(AlertDelivery.status == status_filter)
-    order = (col(AlertDelivery.created_at).desc(), col(AlertDelivery.id).desc())
-    deliveries = list(session.exec(query.order_by(*order).limit(limit)))
+    deliveries = page.rows(session, query, newest_first(AlertDelivery.created_at, AlertDelivery.id))
     attempts: dict[int, list[AttemptOut]] = {d.id or 0: [] for d in deliveries}
     if deliveries:
         rows = session.exec(

@@ -6,19 +6,16 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from api.deps import SessionDep
+from api.deps import OwnedMachine, SessionDep
 from api.ingest.service import Ingest
-from api.routes.machines import OwnedMachine
-from api.schemas import ErrorOut, MetricsOut
+from api.schemas.common import COMMON_RESPONSES
+from api.schemas.metrics import MetricsOut
 from core.metrics.query import SERIES_GROUPS, RangeName, SeriesGroup, metrics_history
 
 router = APIRouter(
     prefix="/api/v1/machines",
     tags=["metrics"],
-    responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
-        404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
-    },
+    responses=COMMON_RESPONSES,
 )
 
 ALL_GROUPS = ",".join(SERIES_GROUPS)

@@ -1,13 +1,15 @@
-"""`/api/v1/offers`: what the marketplace has now, filtered and sorted."""
+"""`/api/v1/offers`: what a provider's marketplace has now, filtered and sorted."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import CurrentUser, ProvidersDep
-from api.schemas import ErrorOut, OfferFilters, OfferOut
+from api.pagination import Pager
+from api.schemas.common import AUTHENTICATED, ErrorOut
+from api.schemas.offers import OfferFilters, OfferOut
 from core.contracts.providers import ProviderFeature
 from providers.base import Offer, OfferQuery
 
@@ -15,17 +17,28 @@ router = APIRouter(
     prefix="/api/v1/offers",
     tags=["offers"],
     responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
+        **AUTHENTICATED,
         502: {"model": ErrorOut, "description": "The provider failed"},
         503: {"model": ErrorOut, "description": "The provider is rate limiting or not set up"},
     },
 )
 
+# Pages reach this far into a ranking: a live market reshuffles long before anyone reads on.
+MAX_RANK = 1000
+
 
 @router.get("", response_model=list[OfferOut])
 async def list_offers(
-    filters: Annotated[OfferFilters, Query()], _user: CurrentUser, providers: ProvidersDep
+    filters: Annotated[OfferFilters, Query()],
+    _user: CurrentUser,
+    providers: ProvidersDep,
+    request: Request,
+    response: Response,
 ) -> list[Offer]:
+    """The provider's offers matching the filters, best first by `sort`. A page is a position
+    in that ranking, which the market changes between requests."""
+    page = Pager(request, response, filters.limit, filters.cursor)
+    wanted = min(page.offset + filters.limit + 1, MAX_RANK)
     query = OfferQuery(
         gpu_name=filters.gpu,
         num_gpus=filters.num_gpus,
@@ -35,7 +48,9 @@ async def list_offers(
         min_vram_gb=filters.min_vram_gb,
         min_disk_gb=filters.disk_gb,
         sort=filters.sort,
-        limit=filters.limit,
+        limit=wanted,
     )
-    (marketplace,) = providers.with_feature(ProviderFeature.OFFER_MARKETPLACE, "vast")
-    return await marketplace.search_offers(query)
+    # Only a provider with an offer marketplace is asked (a named one without it is a 409
+    # with its reason); catalogue providers join here with the GCP provider.
+    (marketplace,) = providers.with_feature(ProviderFeature.OFFER_MARKETPLACE, filters.provider)
+    return page.window(await marketplace.search_offers(query))

@@ -7,15 +7,15 @@ from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.schemas import ErrorOut, ValidationErrorOut
-from api.snapshot_retention_schemas import RetentionIn, RetentionOut
+from api.schemas.common import AUTHENTICATED, INVALID
+from api.schemas.retention import RetentionIn, RetentionOut
 from core.snapshots.owner_retention import effective_retention, reset_retention, update_retention
 from core.snapshots.policy import SnapshotPolicy
 
 router = APIRouter(
     prefix="/api/v1/snapshots/retention",
     tags=["snapshots"],
-    responses={401: {"model": ErrorOut, "description": "Missing or invalid token"}},
+    responses=AUTHENTICATED,
 )
 
 
@@ -26,11 +26,7 @@ def get_retention(user: CurrentUser, session: SessionDep, settings: SettingsDep)
     return RetentionOut.of(effective_retention(session, policy, user.id))
 
 
-@router.put(
-    "",
-    response_model=RetentionOut,
-    responses={422: {"model": ValidationErrorOut, "description": "Out of range or unknown field"}},
-)
+@router.put("", response_model=RetentionOut, responses=INVALID)
 def put_retention(
     body: RetentionIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> RetentionOut:

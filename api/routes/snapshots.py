@@ -6,39 +6,35 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlmodel import col, select
+from sqlmodel import select
 
-from api import machine_workflows
-from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.routes.machines import OwnedMachine
-from api.schemas import ErrorOut, ProgressOut, SnapshotOut
+from api.deps import MachineClientDep, OwnedMachine, SessionDep, SettingsDep
+from api.pagination import Page, newest_first
+from api.schemas.common import COMMON_RESPONSES
+from api.schemas.snapshots import ProgressOut, SnapshotOut
+from core.contracts.states import MachineState
 from core.models import Snapshot
 from core.savings import GB
 
 router = APIRouter(
     prefix="/api/v1/machines",
     tags=["snapshots"],
-    responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
-        404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
-    },
+    responses=COMMON_RESPONSES,
 )
 
 
 @router.get("/{machine_id}/snapshots", response_model=list[SnapshotOut])
 def list_snapshots(
-    machine: OwnedMachine, session: SessionDep, settings: SettingsDep
+    machine: OwnedMachine, session: SessionDep, settings: SettingsDep, page: Page
 ) -> list[SnapshotOut]:
     """The machine's committed snapshots, newest first."""
-    rows = session.exec(
-        select(Snapshot)
-        .where(
-            Snapshot.machine_id == machine.id,
-            Snapshot.owner_id == machine.owner_id,
-            Snapshot.status == "committed",
-        )
-        .order_by(col(Snapshot.committed_at).desc(), col(Snapshot.created_at).desc())
+    query = select(Snapshot).where(
+        Snapshot.machine_id == machine.id,
+        Snapshot.owner_id == machine.owner_id,
+        Snapshot.status == "committed",
     )
+    order = newest_first(Snapshot.committed_at, Snapshot.created_at, Snapshot.id)
+    rows = page.rows(session, query, order)
     price = settings.snapshot_price_per_gb_month
     return [
         SnapshotOut(
@@ -61,22 +57,18 @@ def _count(details: dict[str, Any], key: str) -> int:
     return value if isinstance(value, int) else 0
 
 
-@router.get(
-    "/{machine_id}/progress",
-    response_model=ProgressOut,
-    responses={503: {"model": ErrorOut, "description": "Temporal is unreachable"}},
-)
-async def progress(machine: OwnedMachine, temporal: TemporalDep) -> ProgressOut:
+@router.get("/{machine_id}/progress", response_model=ProgressOut)
+async def progress(machine: OwnedMachine, machines: MachineClientDep) -> ProgressOut:
     """The snapshot (hibernate, snapshot) or restore (wake, restore) in flight, as of its
     last heartbeat; `operation` is null when there is none."""
-    found = await machine_workflows.operation_in_flight(temporal, machine.id)
+    found = await machines.operation_in_flight(machine.id)
     if found is None:
-        return ProgressOut(state=machine.status, operation=None, phase=None)
+        return ProgressOut(state=MachineState(machine.status), operation=None, phase=None)
     operation, details = found
     phase = details.get("phase")
     return ProgressOut(
-        state=machine.status,
-        operation="snapshot" if operation == "snapshot" else "restore",
+        state=MachineState(machine.status),
+        operation=operation,
         phase=phase if isinstance(phase, str) else None,
         files=_count(details, "files"),
         bytes_scanned=_count(details, "bytes_scanned"),

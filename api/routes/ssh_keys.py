@@ -5,37 +5,40 @@ from __future__ import annotations
 import logging
 
 import asyncssh
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.service import RPCError
 
-from api.deps import CurrentUser, SessionDep
-from api.machine_workflows import notify_keys_changed
-from api.schemas import ErrorOut, SshKeyCreate, SshKeyOut
+from api.deps import ConnectorDep, CurrentUser, SessionDep
+from api.pagination import Page, oldest_first
+from api.schemas.common import AUTHENTICATED, ErrorOut
+from api.schemas.ssh_keys import SshKeyCreate, SshKeyOut
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.contracts.states import MachineState
 from core.models import Machine, SshKey
+from workflows.client import MachineClient
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/api/v1/ssh-keys",
     tags=["ssh-keys"],
-    responses={401: {"model": ErrorOut, "description": "Missing or invalid token"}},
+    responses=AUTHENTICATED,
 )
 
 # Machines whose workflow has ended: nothing to attach a key to.
 _ENDED = (MachineState.DESTROYED.value, MachineState.DELETED.value)
 
 
-async def _tell_machines(request: Request, machine_ids: list[str], fingerprint: str) -> None:
+async def _tell_machines(
+    connector: TemporalConnector, machine_ids: list[str], fingerprint: str
+) -> None:
     """Signal the owner's live machines so they attach the new key. Best effort: the key is
     saved either way, and every start or wake attaches the owner's keys again."""
-    connector: TemporalConnector = request.app.state.temporal
     try:
-        await notify_keys_changed(await connector.client(), machine_ids, fingerprint)
+        await MachineClient(await connector.client()).keys_changed(machine_ids, fingerprint)
     except (TemporalUnavailable, RPCError) as exc:
         log.warning("new SSH key not sent to running machines: %s", exc)
 
@@ -47,7 +50,7 @@ async def _tell_machines(request: Request, machine_ids: list[str], fingerprint: 
     responses={409: {"model": ErrorOut, "description": "You already added this key"}},
 )
 async def add_ssh_key(
-    body: SshKeyCreate, user: CurrentUser, session: SessionDep, request: Request
+    body: SshKeyCreate, user: CurrentUser, session: SessionDep, connector: ConnectorDep
 ) -> SshKey:
     fingerprint = asyncssh.import_public_key(body.public_key).get_fingerprint("sha256")
     key = SshKey(
@@ -55,7 +58,7 @@ async def add_ssh_key(
     )
     machine_ids = await run_in_threadpool(_save_key, session, key)
     if machine_ids:
-        await _tell_machines(request, machine_ids, fingerprint)
+        await _tell_machines(connector, machine_ids, fingerprint)
     return key
 
 
@@ -79,9 +82,10 @@ def _save_key(session: Session, key: SshKey) -> list[str]:
 
 
 @router.get("", response_model=list[SshKeyOut])
-def list_ssh_keys(user: CurrentUser, session: SessionDep) -> list[SshKey]:
-    query = select(SshKey).where(SshKey.user_id == user.id).order_by(col(SshKey.id))
-    return list(session.exec(query))
+def list_ssh_keys(user: CurrentUser, session: SessionDep, page: Page) -> list[SshKey]:
+    """Your keys, oldest first."""
+    query = select(SshKey).where(SshKey.user_id == user.id)
+    return page.rows(session, query, oldest_first(SshKey.id))
 
 
 @router.delete(

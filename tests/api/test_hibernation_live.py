@@ -25,6 +25,7 @@ from tests.api.test_ssh_keys import new_key, public
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.fixtures.worker import running_worker
+from workflows.client import MachineHandle
 from workflows.machine import MachineWorkflow
 
 WAIT_SECONDS = 120
@@ -63,7 +64,7 @@ async def live(
 
 
 async def workflow_state(env: WorkflowEnvironment, machine_id: str) -> MachineSnapshot:
-    handle = env.client.get_workflow_handle_for(
+    handle: MachineHandle = env.client.get_workflow_handle_for(
         MachineWorkflow.run, machine_workflow_id(machine_id)
     )
     return await handle.query(MachineWorkflow.state)

@@ -4,15 +4,21 @@ refusal writes nothing. Real Temporal, no worker: a created machine stays `start
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes
 
 from core import search_attributes
 from core.contracts import machine_workflow_id
+from core.db import session_scope
+from core.machine_ids import is_machine_id
 from core.models import Event, Machine
 from tests.api.conftest import Api
+from tests.workflows.helpers import SPEC
+from workflows.client import MachineClient
 
 VALID = {"gpu_name": "RTX 4090", "image": "pytorch/pytorch:latest", "disk_gb": 40}
 
@@ -109,3 +115,52 @@ async def test_concurrent_creates_all_succeed(api_any_db: Api) -> None:
     )
     assert [r.status_code for r in responses] == [201] * 6
     assert (api.count(Machine), api.count(Event)) == (6, 6)
+
+
+async def test_a_new_machine_has_a_provider_neutral_id_and_is_a_gpu_machine(api: Api) -> None:
+    machine = (await api.call("POST", "/api/v1/machines", json=VALID)).json()
+    assert is_machine_id(machine["id"]) and machine["id"].startswith("m-")
+    assert (machine["kind"], machine["num_gpus"]) == ("gpu", 1)
+    with session_scope(api.engine) as session:
+        row = session.get(Machine, machine["id"])
+        assert row is not None and (row.kind, row.provider) == ("gpu", "vast")
+
+
+CPU = {"kind": "cpu", "image": "ubuntu:22.04", "disk_gb": 20}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("gpu_name", "RTX 4090"), ("num_gpus", 1), ("min_vram_gb", 8)]
+)
+async def test_a_cpu_machine_takes_no_gpu_fields(api: Api, field: str, value: object) -> None:
+    response = await api.call("POST", "/api/v1/machines", json={**CPU, field: value})
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
+    assert response.json()["message"] == f"{field}: a cpu machine has no GPU: leave it out"
+    assert (api.count(Machine), api.count(Event)) == (0, 0)
+
+
+async def test_a_kind_the_provider_cannot_run_is_409_with_its_reason(api: Api) -> None:
+    response = await api.call("POST", "/api/v1/machines", json=CPU)
+    assert response.status_code == 409
+    assert response.json() == {"detail": "vast.ai rents GPU machines only"}
+    assert (api.count(Machine), api.count(Event)) == (0, 0)
+    unknown = await api.call("POST", "/api/v1/machines", json={**CPU, "kind": "tpu"})
+    assert unknown.status_code == 422 and unknown.json()["message"].startswith("kind: ")
+
+
+async def test_an_id_taken_in_temporal_is_409_and_that_machine_is_left_alone(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = f"m-{uuid.uuid4().hex[:12]}"
+    client = await api.app.state.temporal.client()
+    theirs = await MachineClient(client).start(
+        machine_id=taken, owner_id="u_other", spec=SPEC, task_queue=api.settings.task_queue
+    )
+    monkeypatch.setattr("api.services.machines.new_machine_id", lambda: taken)
+    response = await api.call("POST", "/api/v1/machines", json=VALID)
+    assert response.status_code == 409
+    assert response.json() == {"detail": "a machine with this id already exists"}
+    assert (api.count(Machine), api.count(Event)) == (0, 0)
+    assert (await theirs.describe()).status == WorkflowExecutionStatus.RUNNING
+    await theirs.terminate(reason="test over")

@@ -135,3 +135,23 @@ async def test_an_unconfigured_provider_is_503(api: Api) -> None:
     response = await api.call("GET", "/api/v1/offers")
     assert response.status_code == 503
     assert "VAST_API_KEY" in response.json()["detail"]
+
+
+async def test_pages_follow_the_ranking(offers_api: Api) -> None:
+    whole = (await offers_api.call("GET", "/api/v1/offers", params={"limit": 12})).json()
+    first = await offers_api.call("GET", "/api/v1/offers", params={"limit": 5})
+    second = await offers_api.call("GET", first.links["next"]["url"])
+    third = await offers_api.call("GET", second.links["next"]["url"])
+    assert "limit=5" in second.links["next"]["url"]
+    assert [o["offer_id"] for o in first.json() + second.json() + third.json()][:12] == [
+        o["offer_id"] for o in whole
+    ]
+    bad = await offers_api.call("GET", "/api/v1/offers", params={"cursor": "x"})
+    assert bad.status_code == 422 and bad.json()["message"].startswith("cursor: ")
+
+
+async def test_an_unknown_provider_is_503(offers_api: Api) -> None:
+    response = await offers_api.call("GET", "/api/v1/offers", params={"provider": "gcp"})
+    assert response.status_code == 503
+    assert response.json()["detail"] == "unknown provider 'gcp' (configured: vast)"
+    assert (await offers_api.call("GET", "/api/v1/offers", params={"provider": "vast"})).is_success

@@ -7,7 +7,7 @@ during the outage is indexed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from core.contracts.workflow import MachineSnapshot
 from core.db import make_engine, migrate
 from core.snapshots import index
 from core.snapshots.commit_records import commit_key, import_commits
-from tests.conftest import postgres_database
 from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.fixtures.tcp_proxy import TcpProxy
@@ -44,22 +43,17 @@ S = MachineState
 
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
-    yield from postgres_database()
-
-
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[TcpProxy]:
+async def proxy() -> AsyncIterator[TcpProxy]:
     proxy = TcpProxy("127.0.0.1", 5432)
-    proxy.start()
+    await proxy.start()
     yield proxy
-    proxy.stop()
+    await proxy.stop()
 
 
 @pytest.fixture
-def proxied_engine(database_url: str, proxy: TcpProxy) -> Iterator[Engine]:
+def proxied_engine(postgres_url: str, proxy: TcpProxy) -> Iterator[Engine]:
     """The database as the worker sees it: through the proxy."""
-    engine = make_engine(database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+    engine = make_engine(postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
     migrate(engine)
     yield engine
     engine.dispose()

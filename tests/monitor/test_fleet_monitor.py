@@ -32,6 +32,7 @@ from core.models import Alert, Event, Machine, MetricSample, User
 from tests.alerts.helpers import make_machine
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, start_machine
+from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow
 
@@ -45,7 +46,7 @@ async def monitor_worker(
 ) -> AsyncIterator[str]:
     """The monitor's real activities (and a fake cloud's machines) on a fresh task queue."""
     task_queue = f"tq-{uuid.uuid4().hex[:8]}"
-    alerts, monitor = AlertActivities(engine), MonitorActivities(engine, client)
+    alerts, monitor = AlertActivities(engine), MonitorActivities(engine, MachineClient(client))
     with ThreadPoolExecutor(8) as executor:
         async with Worker(
             client,

@@ -28,6 +28,7 @@ from core.contracts.states import MachineState
 from core.schedules import delete_machine_schedules, set_machine_schedule
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, start_machine
+from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
 from workflows.schedule_trigger import ScheduleTriggerWorkflow
 
@@ -44,7 +45,10 @@ async def trigger_worker(client: Client, cloud: FakeCloud) -> AsyncIterator[str]
         client,
         task_queue=task_queue,
         workflows=[MachineWorkflow, ScheduleTriggerWorkflow],
-        activities=[*cloud.activities(), ScheduleTriggerActivities(client).send_scheduled_action],
+        activities=[
+            *cloud.activities(),
+            ScheduleTriggerActivities(MachineClient(client)).send_scheduled_action,
+        ],
     ):
         yield task_queue
 

@@ -9,13 +9,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowHandle
 
-from api.machine_workflows import start_machine_workflow
+from api.services.machines import spec_of
 from core.accounts import create_user
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineResult, MachineSnapshot
 from core.db import session_scope
 from core.models import Event, Machine, ProviderInstanceRecord
 from tests.fixtures.sim import SimHandle
+from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
 
 MachineHandle = WorkflowHandle[MachineWorkflow, MachineResult]
@@ -33,7 +34,12 @@ async def create_machine(client: Client, engine: Engine, task_queue: str) -> Mac
             region="NA",
         )
         session.add(machine)
-    return await start_machine_workflow(client, task_queue, machine)
+    return await MachineClient(client).start(
+        machine_id=machine.id,
+        owner_id=machine.owner_id,
+        spec=spec_of(machine),
+        task_queue=task_queue,
+    )
 
 
 def machine_id(handle: MachineHandle) -> str:

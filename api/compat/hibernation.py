@@ -6,15 +6,16 @@ from fastapi import APIRouter
 from sqlmodel import select
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.savings import savings_of
-from api.schemas import ErrorOut, HibernationStatsOut
+from api.schemas.common import AUTHENTICATED
+from api.schemas.seed import HibernationStatsOut
+from api.services.savings import savings_of
 from core.contracts.states import MachineState
 from core.models import Machine
 
 router = APIRouter(
     prefix="/api/hibernation",
     tags=["hibernation"],
-    responses={401: {"model": ErrorOut, "description": "Missing or invalid token"}},
+    responses=AUTHENTICATED,
 )
 
 

@@ -1,4 +1,4 @@
-"""Bodies of `/api/instances/{id}/schedule` (pydantic; the wake/sleep schedule's HTTP shapes)."""
+"""`/api/instances/{id}/schedule`: a machine's daily wake and sleep times (the seed's shapes)."""
 
 from __future__ import annotations
 

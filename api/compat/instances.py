@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Query, Request
 from sqlmodel import col, select
 
-from api import machine_workflows
-from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    ActionContext,
+    LiveMachine,
+    MachineClientDep,
+    OwnedMachine,
+    SessionDep,
+    SettingsDep,
+)
 from api.ingest.service import Ingest
-from api.routes.machines import OwnedMachine, Wait
-from api.savings import savings_of
-from api.schemas import (
-    ActionAccepted,
+from api.schemas.common import ACTION_RESPONSES, COMMON_RESPONSES, CONFLICT, ActionAccepted
+from api.schemas.seed import (
     AutoHibernationOut,
     ConfigOut,
     ConfigUpdate,
-    ErrorOut,
     HibernateOut,
     HibernateRequest,
     InstanceEventOut,
@@ -30,28 +32,16 @@ from api.schemas import (
     WakeOut,
     WakeRequest,
 )
+from api.services.savings import savings_of
 from core.contracts.hibernation import ConfigureInput, HibernateInput, HibernationConfig, WakeInput
-from core.contracts.states import MachineState
 from core.metrics.liveness import is_offline
 from core.models import Event, Machine
 
 router = APIRouter(
     prefix="/api/instances",
     tags=["instances"],
-    responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
-        404: {"model": ErrorOut, "description": "No such machine (or not yours)"},
-    },
+    responses=COMMON_RESPONSES,
 )
-
-_UPDATE_RESPONSES: dict[int | str, dict[str, object]] = {
-    409: {"model": ErrorOut, "description": "The machine's state forbids this"},
-    503: {"model": ErrorOut, "description": "Temporal is unreachable"},
-}
-_ACTION_RESPONSES: dict[int | str, dict[str, object]] = {
-    202: {"model": ActionAccepted, "description": "Accepted (`?wait=false`)"},
-    **_UPDATE_RESPONSES,
-}
 
 
 def _provider_instance_id(value: str | None) -> int | str | None:
@@ -70,21 +60,6 @@ def _region(machine: Machine) -> str | None:
 
 def _status_url(machine_id: str) -> str:
     return f"{router.prefix}/{machine_id}/status"
-
-
-async def _release_connection(session: SessionDep, machine: Machine) -> None:
-    """An update may take minutes: give the connection back to the pool meanwhile. A commit
-    (of nothing) rather than a rollback, which would expire `machine`."""
-    if machine.status == MachineState.DESTROYED:
-        raise HTTPException(status.HTTP_409_CONFLICT, "machine is destroyed")
-    await run_in_threadpool(session.commit)
-
-
-def _accepted(response: Response, machine_id: str, action: str) -> ActionAccepted:
-    url = _status_url(machine_id)
-    response.status_code = status.HTTP_202_ACCEPTED
-    response.headers["Location"] = url
-    return ActionAccepted(machine_id=machine_id, action=action, status_url=url)
 
 
 def _config_out(machine_id: str, config: HibernationConfig) -> ConfigOut:
@@ -151,15 +126,13 @@ def get_config(machine: OwnedMachine) -> ConfigOut:
     return _config_out(machine.id, _config_of(machine))
 
 
-@router.put("/{machine_id}/config", response_model=ConfigOut, responses=_UPDATE_RESPONSES)
+@router.put("/{machine_id}/config", response_model=ConfigOut, responses=CONFLICT)
 async def put_config(
-    body: ConfigUpdate, machine: OwnedMachine, session: SessionDep, temporal: TemporalDep
+    body: ConfigUpdate, machine: LiveMachine, machines: MachineClientDep
 ) -> ConfigOut:
     """Change the fields given; the machine applies them at once (an idle machine's deadline
     moves with `pause_after_minutes`)."""
-    await _release_connection(session, machine)
-    result = await machine_workflows.configure(
-        temporal,
+    result = await machines.configure(
         machine.id,
         ConfigureInput(
             enabled=body.auto_hibernation_enabled,
@@ -175,55 +148,36 @@ async def put_config(
     return _config_out(machine.id, result.config)
 
 
-@router.post("/{machine_id}/hibernate", responses=_ACTION_RESPONSES)
+@router.post("/{machine_id}/hibernate", responses=ACTION_RESPONSES)
 async def hibernate(
-    machine: OwnedMachine,
-    session: SessionDep,
-    temporal: TemporalDep,
-    response: Response,
-    body: Annotated[HibernateRequest | None, Body()] = None,
-    wait: Wait = True,
+    action: ActionContext, body: Annotated[HibernateRequest | None, Body()] = None
 ) -> HibernateOut | ActionAccepted:
     """Snapshot the workspace to object storage, verify it, then destroy the instance."""
-    await _release_connection(session, machine)
-    reason = body.reason if body else None
-    result = await machine_workflows.hibernate(
-        temporal, machine.id, HibernateInput(reason=reason), wait=wait
-    )
+    machine_id, request = action.machine.id, HibernateInput(reason=body.reason if body else None)
+    result = await action.machines.hibernate(machine_id, request, wait=action.wait)
     if result is None:
-        return _accepted(response, machine.id, "hibernate")
+        return action.accepted("hibernate", _status_url(machine_id))
     return HibernateOut(
         snapshot_id=result.snapshot_id, instance_destroyed=result.instance_destroyed
     )
 
 
-@router.post("/{machine_id}/wake", responses=_ACTION_RESPONSES)
+@router.post("/{machine_id}/wake", responses=ACTION_RESPONSES)
 async def wake(
-    machine: OwnedMachine,
-    session: SessionDep,
-    temporal: TemporalDep,
-    response: Response,
-    body: Annotated[WakeRequest | None, Body()] = None,
-    wait: Wait = True,
+    action: ActionContext, body: Annotated[WakeRequest | None, Body()] = None
 ) -> WakeOut | ActionAccepted:
     """Rent a matching offer (any host), restore the snapshot onto it, and run again."""
-    await _release_connection(session, machine)
-    request = body or WakeRequest()
-    result = await machine_workflows.wake(
-        temporal,
-        machine.id,
-        WakeInput(gpu_type=request.gpu_type, region=request.region, max_price=request.max_price),
-        wait=wait,
-    )
+    machine_id, wanted = action.machine.id, body or WakeRequest()
+    request = WakeInput(gpu_type=wanted.gpu_type, region=wanted.region, max_price=wanted.max_price)
+    result = await action.machines.wake(machine_id, request, wait=action.wait)
     if result is None:
-        return _accepted(response, machine.id, "wake")
-    instance = result.instance
-    provider_id = instance.instance_id
+        return action.accepted("wake", _status_url(machine_id))
+    provider_id = result.instance.instance_id
     return WakeOut(
-        instance_id=machine.id,
+        instance_id=machine_id,
         vast_instance_id=int(provider_id) if provider_id.isdigit() else provider_id,
-        ssh_host=instance.ssh_host,
-        ssh_port=instance.ssh_port,
+        ssh_host=result.instance.ssh_host,
+        ssh_port=result.instance.ssh_port,
         time_taken=round(result.seconds, 3),
     )
 

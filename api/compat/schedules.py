@@ -11,11 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.routes.machines import OwnedMachine
-from api.schedule_schemas import ScheduleDeleted, ScheduleIn, ScheduleOut
-from api.schemas import ErrorOut
-from core.contracts.states import MachineState
+from api.deps import LiveMachine, OwnedMachine, SessionDep, SettingsDep, TemporalDep
+from api.schemas.common import UNAUTHORIZED, UNAVAILABLE, ErrorOut
+from api.schemas.schedules import ScheduleDeleted, ScheduleIn, ScheduleOut
 from core.models import Machine, utcnow
 from core.schedules import (
     MachineSchedule,
@@ -28,9 +26,9 @@ router = APIRouter(
     prefix="/api/instances",
     tags=["schedules"],
     responses={
-        401: {"model": ErrorOut, "description": "Missing or invalid token"},
+        **UNAUTHORIZED,
         404: {"model": ErrorOut, "description": "No such machine (or not yours), or no schedule"},
-        503: {"model": ErrorOut, "description": "Temporal is unreachable"},
+        **UNAVAILABLE,
     },
 )
 
@@ -62,15 +60,13 @@ def _store(
 )
 async def put_schedule(
     body: ScheduleIn,
-    machine: OwnedMachine,
+    machine: LiveMachine,
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> ScheduleOut:
     """Wake and/or hibernate the machine every day at these local times; replaces the
     machine's schedule (a time left out is removed)."""
-    if machine.status == MachineState.DESTROYED:
-        raise HTTPException(status.HTTP_409_CONFLICT, "machine is destroyed")
     try:
         schedule = await set_machine_schedule(
             temporal,

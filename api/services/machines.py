@@ -1,0 +1,170 @@
+"""Machines: create one (rows, then its workflow, rolled back together), list them with what
+hibernation saved, and run a lifecycle action."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session, SQLModel, select
+
+from api.deps import MachineAction
+from api.pagination import Pager, newest_first
+from api.schemas.common import ActionAccepted
+from api.schemas.machines import MachineCreate, MachineOut
+from api.services.savings import savings_of
+from core.contracts.events import EventType
+from core.contracts.machine import MachineKind, MachineSpec
+from core.contracts.providers import ProviderFeature
+from core.contracts.states import MachineState
+from core.machine_ids import new_machine_id
+from core.models import Event, Machine
+from core.settings import Settings
+from providers.registry import declared_unsupported
+from workflows.client import LifecycleAction, MachineClient, MachineExists
+
+log = logging.getLogger(__name__)
+
+MACHINES_PATH = "/api/v1/machines"
+# Where new machines run: the only provider there is, until a request can name one.
+PROVIDER = "vast"
+
+
+def machine_url(machine_id: str) -> str:
+    return f"{MACHINES_PATH}/{machine_id}"
+
+
+def spec_of(machine: Machine) -> MachineSpec:
+    return MachineSpec(
+        kind=MachineKind(machine.kind),
+        gpu_name=machine.gpu_name,
+        image=machine.image,
+        disk_gb=machine.disk_gb,
+        num_gpus=machine.num_gpus,
+        region=machine.region,
+        max_price=machine.max_price,
+        min_reliability=machine.min_reliability,
+        min_vram_gb=machine.min_vram_gb,
+        provider=machine.provider,
+    )
+
+
+def unsupported_kind_reason(provider: str, kind: MachineKind) -> str | None:
+    """Why `provider` cannot run a machine of this kind (its own words); None when it can."""
+    feature = (
+        ProviderFeature.CPU_MACHINES if kind is MachineKind.CPU else ProviderFeature.GPU_MACHINES
+    )
+    return declared_unsupported(provider, feature)
+
+
+def _insert_committed(session: Session, *rows: SQLModel) -> None:
+    for row in rows:  # one flush each, in order: later rows refer to earlier ones
+        session.add(row)
+        session.flush()
+    session.commit()
+
+
+def _delete_committed(session: Session, machine_id: str) -> None:
+    for event in session.exec(select(Event).where(Event.machine_id == machine_id)):
+        session.delete(event)
+    session.flush()
+    machine = session.get(Machine, machine_id)
+    if machine is not None:
+        session.delete(machine)
+    session.commit()
+
+
+async def create_machine(
+    *,
+    session: Session,
+    machines: MachineClient,
+    task_queue: str,
+    owner_id: str,
+    body: MachineCreate,
+) -> Machine:
+    unsupported = unsupported_kind_reason(PROVIDER, body.kind)
+    if unsupported is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, unsupported)
+    asked = body.model_dump(mode="json")
+    machine = Machine(
+        id=new_machine_id(),
+        owner_id=owner_id,
+        provider=PROVIDER,
+        status=MachineState.STARTING.value,
+        **{**asked, "num_gpus": body.num_gpus or 0},
+    )
+    created = Event(
+        machine_id=machine.id,
+        owner_id=owner_id,
+        event_type=EventType.CREATED.value,
+        state=MachineState.STARTING.value,
+        data={k: v for k, v in asked.items() if v is not None},
+    )
+    # The rows are committed first, in a short transaction, then the workflow is started; if
+    # Temporal refuses, the rows are deleted again, so nothing is left. Never the other way
+    # round: a workflow without its row would rent an instance its owner cannot see. No
+    # connection is held while Temporal answers (SQLite has one writer; the pool is bounded).
+    await run_in_threadpool(_insert_committed, session, machine, created)
+    try:
+        await machines.start(
+            machine_id=machine.id, owner_id=owner_id, spec=spec_of(machine), task_queue=task_queue
+        )
+    except MachineExists:
+        # Another machine's workflow has this id (ids are never reused): ours never started,
+        # and that one is not ours to terminate.
+        await run_in_threadpool(_delete_committed, session, machine.id)
+        raise
+    except BaseException:
+        await run_in_threadpool(_delete_committed, session, machine.id)
+        # An ambiguous failure (a timeout) may still have started it: make sure it is gone.
+        with contextlib.suppress(Exception):
+            await machines.terminate(machine.id, reason="the machine's creation was rolled back")
+        raise
+    log.info("machine %s created for %s", machine.id, owner_id)
+    return machine
+
+
+def machines_out(session: Session, settings: Settings, machines: list[Machine]) -> list[MachineOut]:
+    """The machines as the API shows them, with what hibernation saved on each."""
+    if not machines:
+        return []
+    savings = savings_of(session, settings, machines[0].owner_id, machines)
+    return [
+        MachineOut.model_validate(m).model_copy(
+            update={"savings_usd": round(savings[m.id].net_usd, 6)}
+        )
+        for m in machines
+    ]
+
+
+def list_machines(
+    *,
+    session: Session,
+    settings: Settings,
+    owner_id: str,
+    status: MachineState | None,
+    page: Pager,
+) -> list[MachineOut]:
+    query = select(Machine).where(Machine.owner_id == owner_id)
+    if status is not None:
+        query = query.where(Machine.status == status.value)
+    machines = page.rows(session, query, newest_first(Machine.created_at, Machine.id))
+    return machines_out(session, settings, machines)
+
+
+async def act(
+    action: MachineAction, name: LifecycleAction, reason: str | None
+) -> MachineOut | ActionAccepted:
+    """Stop, start, restart or destroy; the machine as it is after, or 202 when not waiting."""
+    machine = action.machine
+    if not action.wait:
+        await action.machines.act(machine.id, name, reason=reason, wait=False)
+        return action.accepted(name, machine_url(machine.id))
+    result = await action.machines.act(machine.id, name, reason=reason, wait=True)
+    # Activities updated the projection while the action ran.
+    await run_in_threadpool(action.session.refresh, machine)
+    [shown] = await run_in_threadpool(machines_out, action.session, action.settings, [machine])
+    # The update's answer is the freshest word on the state, whatever the projection says.
+    return shown.model_copy(update={"status": result.state})
