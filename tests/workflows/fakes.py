@@ -90,6 +90,8 @@ class FakeCloud:
         self.events: list[RecordStateInput | PendingEvent] = []
         # The outbox records written so far (by number): a batch sent again writes nothing.
         self.records_applied = 0
+        # The database is out: every write fails (and is retried) while this is set.
+        self.database_out = False
         self.destroyed: list[str] = []
         self.created = asyncio.Event()
         # Every snapshot attempt fails with this (a store outage), when set.
@@ -251,6 +253,8 @@ class FakeCloud:
 
     @activity.defn(name=ActivityName.RECORD_BATCH)
     async def record_batch(self, input: RecordBatchInput) -> RecordBatchResult:
+        if self.database_out:
+            raise RuntimeError("connection to server at 127.0.0.1 failed: connection refused")
         fresh = [r for r in input.records if r.number > self.records_applied]
         for record in fresh:
             if record.event is not None:

@@ -4,6 +4,7 @@ machine's months-long run in flight fails here, not in production. See CONTRIBUT
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,24 @@ from workflows.monitor import FleetMonitorWorkflow
 from workflows.schedule_trigger import ScheduleTriggerWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_of_a_patch_take_its_branch() -> None:
+    """A history tagged `name.<patch>.json` was recorded with the patch in effect: its marker
+    is there, so replaying it exercises the new branch, not the old one again."""
+    for path in HISTORIES:
+        parts = path.stem.split(".")
+        if len(parts) < 2 or parts[1].startswith("run"):
+            continue
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        patches = [
+            json.loads(
+                event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+            )
+            for event in history.events
+            if event.HasField("marker_recorded_event_attributes")
+        ]
+        assert parts[1] in [p["id"] for p in patches], f"{path.name} has no {parts[1]} marker"
 
 
 def test_every_workflow_type_has_recorded_histories() -> None:

@@ -23,7 +23,12 @@ from typing import Any
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -297,6 +302,23 @@ async def wake_no_offer(env: WorkflowEnvironment) -> list[tuple[str, str]]:
         return await _one(handle)
 
 
+async def database_outage(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """The database goes out while the machine runs: a destroy still reaches the provider, the
+    records wait in the outbox and land once it is back (patch event-outbox)."""
+    cloud = FakeCloud(POLICY)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue)
+        await _until(handle, S.RUNNING)
+        cloud.database_out = True
+        await handle.start_update(
+            MachineWorkflow.destroy, ActionInput(), wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        await _until(handle, S.DESTROYED)  # the provider is done; the records are not
+        await env.sleep(timedelta(seconds=20))  # a few failed writes, retried
+        cloud.database_out = False
+        return await _one(handle)
+
+
 async def continue_as_new(env: WorkflowEnvironment) -> list[tuple[str, str]]:
     """Stop/start until the server suggests continue-as-new; the new run goes on (dev server
     with a lowered threshold)."""
@@ -399,6 +421,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_hook_failure": (hook_failure, "ts"),
     "machine_wake_no_offer": (wake_no_offer, "ts"),
     "machine_continue_as_new": (continue_as_new, "dev"),
+    "machine_database_outage": (database_outage, "ts"),
     "fleet_monitor": (fleet_monitor, "ts"),
     "schedule_trigger": (schedule_trigger, "ts"),
 }
