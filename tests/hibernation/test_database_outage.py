@@ -95,7 +95,8 @@ async def test_destroy_and_hibernate_reach_the_provider_while_the_database_is_ou
         up = await until_state(sleepy, S.RUNNING)
         await stack.run(up, "echo 'epoch 7' > /workspace/progress.txt")
         await sleepy.execute_update(
-            MachineWorkflow.configure, ConfigureInput(pause_after_minutes=1)
+            MachineWorkflow.configure,
+            ConfigureInput(pause_after_minutes=1, delete_after_minutes=24 * 60),
         )
         at = await env.get_current_time()
         await sleepy.signal(

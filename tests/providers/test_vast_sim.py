@@ -305,7 +305,9 @@ def line_count(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-async def wait_for_lines(path: Path, count: int, within: float = 15.0) -> None:
+async def wait_for_lines(path: Path, count: int, within: float = 60.0) -> None:
+    """Until `path` has `count` lines: onstart runs in the background after a boot, and a loaded
+    machine may take a while to spawn it (the limit only ends a test that would hang)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while await asyncio.to_thread(line_count, path) < count:
