@@ -75,6 +75,7 @@ class FakeCloud:
         agent_install_error: str | None = None,
         snapshot_error: str | None = None,
         hook_exit_status: int = 0,
+        unsupported: dict[str, str] | None = None,
     ) -> None:
         self.policy = policy
         self.offers = list(offers)
@@ -97,6 +98,8 @@ class FakeCloud:
         # Every snapshot attempt fails with this (a store outage), when set.
         self.snapshot_error = snapshot_error
         self.hook_exit_status = hook_exit_status
+        # What the fake provider declares it cannot do (ProviderFeature value -> reason).
+        self.unsupported = dict(unsupported or {})
         self.hooks_run: list[str] = []
         self.snapshots: dict[str, dict[str, str]] = {}
         self.configs: list[RecordConfigInput] = []
@@ -144,6 +147,7 @@ class FakeCloud:
             num_gpus=1,
             price_per_hour=0.4,
             geolocation="Lisbon, PT",
+            unsupported=dict(self.unsupported),
         )
 
     @activity.defn(name=ActivityName.LIFECYCLE_POLICY)

@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.contracts.errors import ErrorType
 from core.contracts.machine import ActionInput, LifecyclePolicy, SshKeysChanged
+from core.contracts.providers import ProviderFeature
 from core.contracts.states import InstanceStatus, MachineState
 from core.contracts.workflow import MachineSnapshot
 from core.search_attributes import MACHINE_STATE
@@ -238,3 +239,27 @@ async def test_continue_as_new_keeps_the_machine(dev_env: WorkflowEnvironment) -
     assert result.state is S.DESTROYED
     assert [e.seq for e in cloud.events] == list(range(1, len(cloud.events) + 1))
     assert len(cloud.instances) == 1
+
+
+async def test_an_action_the_provider_cannot_do_is_refused_with_its_reason(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """Refused by the validator, before anything is recorded: the machine stays as it was (it
+    used to record `stopping` and end in error when the provider said no)."""
+    reason = "this provider's spot machines cannot stop: destroy it or hibernate it"
+    cloud = FakeCloud(POLICY, unsupported={ProviderFeature.STOP_START.value: reason})
+    async with fake_worker(dev_env.client, cloud) as task_queue:
+        handle = await start_machine(dev_env.client, task_queue)
+        await until(handle, S.RUNNING)
+        events_before = len(cloud.events)
+        error = await rejected(handle, MachineWorkflow.stop)
+        assert (error.type, error.message) == (ErrorType.UNSUPPORTED, reason)
+        snapshot = await handle.query(MachineWorkflow.state)
+        assert snapshot.state is S.RUNNING and len(cloud.events) == events_before
+        assert not any(call.startswith("stop") for call in cloud.calls)
+        # What it can do still works.
+        assert (
+            await handle.execute_update(MachineWorkflow.restart, ActionInput())
+        ).state is S.RUNNING
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        assert (await handle.result()).state is S.DESTROYED
