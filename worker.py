@@ -74,7 +74,7 @@ def worker_activities(
         providers,
         identity,
         engine,
-        api_url=settings.public_api_url,
+        api_url=settings.agent_api_url,
         interval_seconds=settings.agent_interval_seconds,
     )
     alerts = AlertActivities(engine)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,8 +83,10 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: int = Field(default=30, ge=2, le=600)
 
     # The agent and the fleet monitor
-    # The API's URL as machines reach it: the agent posts its reports there.
-    public_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://")
+    # The API's URL as machines reach it: the agent posts its reports there. Unset, the API's
+    # own address (`api_host`:`api_port`, loopback when it listens everywhere), which is right
+    # only where machines run on this host (`dumont dev`); production sets it.
+    public_api_url: str | None = None
     agent_interval_seconds: int = Field(default=30, ge=1, le=3600)
     # Re-installs of an agent that went offline are at least this far apart.
     agent_reinstall_seconds: int = Field(default=300, ge=0)
@@ -107,6 +110,31 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'dumont.db'}"
+
+    @field_validator("public_api_url")
+    @classmethod
+    def _reachable_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "DUMONT_PUBLIC_API_URL must be an http(s) URL machines can reach, "
+                "e.g. https://dumont.example.com"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("DUMONT_PUBLIC_API_URL takes no query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def agent_api_url(self) -> str:
+        """Where agents post their reports."""
+        if self.public_api_url is not None:
+            return self.public_api_url
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     @property
     def ssh_key_path(self) -> Path:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,17 @@ def vastai_offers(env: dict[str, str]) -> list[dict[str, object]]:
     return offers
 
 
+def reported(api: httpx.Client, machine_id: str, within_s: float = 90) -> bool:
+    """Whether the machine's agent got a report through to the API (the first comes right
+    after its install)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if api.get(f"/api/v1/machines/{machine_id}").json().get("last_report_at"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def test_dev_starts_everything_stops_on_ctrl_c_and_resumes(
     tmp_path: Path, stack_ports: dict[str, int], cleanup: list[DevRun]
 ) -> None:
@@ -186,6 +198,8 @@ def test_dev_starts_everything_stops_on_ctrl_c_and_resumes(
     [machine] = api.get("/api/v1/machines").json()
     assert machine["status"] == "running" and machine["name"] == "e2e"
     machine_id = machine["id"]
+    # Its agent reports to this stack's API, on its non-default port (it once posted to 8000).
+    assert reported(api, machine_id), f"no agent report reached the API on {env['DUMONT_API_URL']}"
     offers = dumont("offers", "--gpu", "RTX 4090", "--json", env={"DUMONT_DATA_DIR": str(data_dir)})
     assert {o["gpu_name"] for o in json.loads(offers.stdout)} == {"RTX 4090"}
     stopped = dumont("machines", "stop", machine_id, env={"DUMONT_DATA_DIR": str(data_dir)})
