@@ -48,6 +48,9 @@ from tests.workflows.machines import MachineHandle, create_machine, live_instanc
 from tests.workflows.test_worker_crash import WorkerProcess
 from workflows.machine import MachineWorkflow
 
+# A crash matrix: the slow tier (scripts/test.sh --slow).
+pytestmark = pytest.mark.slow
+
 S = MachineState
 
 

@@ -94,6 +94,7 @@ async def worker_process(
         await worker.stop()
 
 
+@pytest.mark.slow  # a crash matrix: scripts/test.sh --slow
 async def test_worker_killed_while_machine_starts(
     dev_env: WorkflowEnvironment,
     sim: SimHandle,
@@ -123,6 +124,7 @@ async def test_worker_killed_while_machine_starts(
     assert recorded_states(sqlite_engine, handle) == ["starting", "running"]
 
 
+@pytest.mark.slow  # a crash matrix: scripts/test.sh --slow
 async def test_worker_killed_while_machine_is_destroyed(
     dev_env: WorkflowEnvironment,
     sim: SimHandle,
