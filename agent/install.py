@@ -1,19 +1,26 @@
-"""What the control plane sends to a machine to install and (re)start the agent.
+"""What the control plane sends to a machine to install and (re)start the agent, in ONE command
+over one SSH channel: `install_command()` reads a tar.gz of `agent_files()` plus config.json on
+its stdin (`agent_archive()`), unpacks it into the first writable install directory, stops any
+previous agent and its watchdog, starts a fresh watchdog detached from the SSH session, and
+waits until the new agent has read its config and says it is running (`agent.ready`), printing
+the install directory last. Running it again leaves exactly one watchdog and one agent.
 
-The files go up by SFTP first (`agent_files()` plus config.json), into the directory that
-`choose_dir_command()` prints; then `install_command(dir)` stops any previous agent and its
-watchdog, checks the new one imports and reads its config, and starts a fresh watchdog detached
-from the SSH session. Running it again leaves exactly one watchdog and one agent.
+One command, not an SFTP session plus separate checks: a machine pays one SSH channel and one
+Python start per install (a fleet booting at once installs fifty agents together).
 """
 
 from __future__ import annotations
 
-import shlex
+import io
+import tarfile
 from pathlib import Path
 
 INSTALL_DIRS = ("/opt/dumont-agent", "$HOME/.dumont-agent")
 WATCHDOG = "watchdog.sh"
 CONFIG = "config.json"
+READY = "agent.ready"
+# How long the new agent has to read its config and say it runs.
+START_TENTHS = 100
 # Modules the machine never needs: the control plane's side imports asyncssh.
 _NOT_UPLOADED = frozenset({"deploy.py"})
 
@@ -25,7 +32,8 @@ echo $$ > watchdog.pid
 child=
 trap '[ -n "$child" ] && kill "$child" 2>/dev/null; exit 0' TERM INT HUP
 while true; do
-    python3 -m agent --config "$PWD/config.json" --log-file "$PWD/agent.log" >>agent.err 2>&1 &
+    python3 -m agent --config "$PWD/config.json" --log-file "$PWD/agent.log" \
+        --ready-file "$PWD/agent.ready" >>agent.err 2>&1 &
     child=$!
     echo "$child" > agent.pid
     wait "$child"
@@ -49,16 +57,27 @@ def agent_files() -> dict[str, bytes]:
     return files
 
 
-def choose_dir_command() -> str:
-    """Creates the first writable install directory (mode 700: it holds the token), prints it."""
-    candidates = " ".join(f'"{d}"' for d in INSTALL_DIRS)
-    return (
-        f"for d in {candidates}; do "
-        'if mkdir -p "$d" 2>/dev/null && [ -w "$d" ] && chmod 700 "$d"; '
-        'then echo "$d"; exit 0; fi; '
-        "done; "
-        'echo "dumont-agent: no writable install directory" >&2; exit 1'
-    )
+def agent_archive(config_json: bytes) -> bytes:
+    """The files to install, with their modes (the config holds the token: 600), as tar.gz."""
+    files = agent_files()
+    files[CONFIG] = config_json
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+        for name, content in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            member.mode = 0o600 if name == CONFIG else 0o644
+            archive.addfile(member, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+_CHOOSE_DIR = (
+    "d=; for c in "
+    + " ".join(f'"{d}"' for d in INSTALL_DIRS)
+    + '; do if mkdir -p "$c" 2>/dev/null && [ -w "$c" ] && chmod 700 "$c"; then d=$c; break; fi; '
+    "done\n"
+    '[ -n "$d" ] || { echo "dumont-agent: no writable install directory" >&2; exit 1; }'
+)
 
 
 # stop PIDFILE MARKER: end the process (its whole group when it leads one) if its command line
@@ -78,32 +97,43 @@ stop() {
 """
 
 
-def install_command(install_dir: str) -> str:
-    """The shell command that (re)starts the agent from files already uploaded to install_dir."""
-    d = shlex.quote(install_dir)
+def install_command() -> str:
+    """The shell command that installs the archive on its stdin and (re)starts the agent;
+    prints the install directory last."""
     return "\n".join(
         [
             "set -e",
-            f"cd {d}",
+            _CHOOSE_DIR,
+            'cd "$d"',
             "command -v python3 >/dev/null 2>&1 || "
             '{ echo "dumont-agent: no python3 on the machine" >&2; exit 3; }',
+            "command -v tar >/dev/null 2>&1 || "
+            '{ echo "dumont-agent: no tar on the machine" >&2; exit 3; }',
+            "umask 077",
+            "tar -xzf -",
             f"chmod 600 {CONFIG}",
             _STOP,
             f'stop watchdog.pid "$PWD/{WATCHDOG}"',
             f'stop agent.pid "$PWD/{CONFIG}"',
-            # Fails here, with the reason on stderr, when python3 is too old or the config bad.
-            f'python3 -m agent --config "$PWD/{CONFIG}" --check',
+            f"rm -f {READY} agent.pid",
             "if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=; fi",
             f'$detach nohup sh "$PWD/{WATCHDOG}" >/dev/null 2>&1 </dev/null &',
             "i=0",
-            # The watchdog writes agent.pid once the agent runs.
-            'while [ "$i" -lt 100 ]; do',
+            # The agent writes its pid to agent.ready once it has read its config.
+            f'while [ "$i" -lt {START_TENTHS} ]; do',
             "    pid=$(cat agent.pid 2>/dev/null || true)",
-            '    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then',
-            '        echo "dumont-agent running: pid $pid"; exit 0',
+            f'    if [ -n "$pid" ] && [ "$(cat {READY} 2>/dev/null)" = "$pid" ] \\',
+            '        && kill -0 "$pid" 2>/dev/null; then',
+            '        echo "dumont-agent running: pid $pid"; echo "$d"; exit 0',
             "    fi",
             "    sleep 0.1; i=$((i + 1))",
             "done",
-            'echo "dumont-agent did not start" >&2; tail -n 20 agent.err >&2 2>/dev/null; exit 1',
+            # It did not start: leave nothing restarting it, and say why.
+            f'stop watchdog.pid "$PWD/{WATCHDOG}"',
+            f'stop agent.pid "$PWD/{CONFIG}"',
+            'echo "dumont-agent did not start" >&2',
+            "tail -n 20 agent.err >&2 2>/dev/null || true",
+            "tail -n 5 agent.log >&2 2>/dev/null || true",
+            "exit 1",
         ]
     )

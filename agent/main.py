@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="read the config, say which GPU source, exit"
     )
+    parser.add_argument(
+        "--ready-file", help="write this process's pid here once the config is read"
+    )
     args = parser.parse_args(argv)
     _setup_logging(args.log_file)
     try:
@@ -195,5 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stop = StopSignal()
     stop.install()
+    if args.ready_file:
+        _say_ready(args.ready_file)
     run(config, stop)
     return 0
+
+
+def _say_ready(path: str) -> None:
+    """The installer waits for this: the config is read and the loop about to start."""
+    partial = f"{path}.{os.getpid()}"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(partial, path)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+import pytest
 
 from agent.config import AgentConfig
-from agent.deploy import deploy_agent
+from agent.deploy import AgentDeployError, deploy_agent
 from sim.sandbox.layout import MachineLayout
 from sim.sandbox.processes import machine_pids
 from tests.agent.helpers import eventually
@@ -150,3 +151,18 @@ async def test_typing_in_an_ssh_terminal_is_activity_and_idle_sessions_and_exec_
         last = latest()["last_activity"]
         assert last >= second
         assert (await after_more_reports())["last_activity"] == last  # kept after logout
+
+
+async def test_an_agent_that_cannot_start_fails_the_install_with_its_words_and_leaves_nothing(
+    sim: SimHandle, recorder: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_key()
+    machine = await sim_machine(sim, key)
+    config = agent_config(machine, recorder, "dma_broken")
+    monkeypatch.setattr(AgentConfig, "to_json", lambda self: '{"machine_id": ')  # cut short
+    async with connect(machine.port, key) as conn:
+        with pytest.raises(AgentDeployError) as failed:
+            await deploy_agent(conn, config)
+    assert "did not start" in str(failed.value) and "is not JSON" in str(failed.value)
+    # Nothing is left restarting a broken agent every 2 s.
+    assert machine.processes() == ([], [])

@@ -28,7 +28,7 @@ from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
 from tests.fixtures.tcp_proxy import TcpProxy
 from tests.hibernation.stack import running_stack
-from tests.workflows.helpers import signals_processed, written
+from tests.workflows.helpers import signals_processed
 from tests.workflows.machines import (
     MachineHandle,
     create_machine,
@@ -136,8 +136,17 @@ async def test_destroy_and_hibernate_reach_the_provider_while_the_database_is_ou
         assert s3.store().size(commit_key(hibernated.owner_id, snapshot_id)) is not None
 
         proxy.restore()
-        assert (await doomed.result()).state is S.DESTROYED
-        await written(sleepy)
+
+        # The flushers' retries come back within their 30 s backoff. Time is moved in steps
+        # of that size, never by awaiting a result (even a finished one): that lets the test
+        # server skip to the next timer of any workflow, and sleepy's is its deletion.
+        async def both_written() -> bool:
+            await env.sleep(timedelta(seconds=30))
+            doomed_ended = (await doomed.describe()).status is WorkflowExecutionStatus.COMPLETED
+            return doomed_ended and not (await query(sleepy)).outbox
+
+        await until(both_written, "written once the database was back")
+        assert (await query(doomed)).state is S.DESTROYED
         numbered = {h.id: (await query(h)).counters["events"] for h in (doomed, sleepy)}
 
     for handle, last in ((doomed, "destroyed"), (sleepy, "hibernated")):

@@ -7,7 +7,7 @@ server a boot delay passes when the workflow's timers are skipped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,8 @@ class FakeCloud:
         # Every agent install fails with this, when set.
         self.agent_install_error = agent_install_error
         self.install_times: list[datetime] = []
+        # Run inside every agent install before it returns (an agent that reports at once).
+        self.during_install: Callable[[], Awaitable[None]] | None = None
         self.instances: dict[str, FakeInstance] = {}
         self.calls: list[str] = []
         self.events: list[RecordStateInput | PendingEvent] = []
@@ -248,6 +250,8 @@ class FakeCloud:
             raise ApplicationError(
                 self.agent_install_error, type=ErrorType.AGENT_DEPLOY_FAILED, non_retryable=True
             )
+        if self.during_install is not None:
+            await self.during_install()
         return InstallAgentResult(installed=True, detail="agent running from /opt/dumont-agent")
 
     @activity.defn(name=ActivityName.RECORD_STATE)

@@ -138,3 +138,31 @@ async def test_an_agent_silent_after_a_start_is_found_offline_and_reinstalled(
         assert snapshot.agent.reinstalls == 1
         assert [c for c in cloud.calls if c.startswith("install")] == ["install i1"] * 3
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+
+
+async def test_a_report_that_arrives_while_the_agent_is_installed_counts(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    """An agent that starts fast reports before its install has returned. The API tells the
+    workflow only of transitions, so that first report is the only one it hears: it must not be
+    wiped by the install's end, or the agent is taken as offline and re-installed for nothing."""
+    cloud = FakeCloud(POLICY)
+    machine: list[MachineHandle] = []
+
+    async def agent_reports_at_once() -> None:
+        at = await ts_env.get_current_time()
+        await machine[0].signal(MachineWorkflow.agent_report, AgentReport(online=True, at=at))
+        await signals_processed(machine[0])
+
+    cloud.during_install = agent_reports_at_once
+    async with fake_worker(ts_env.client, cloud) as task_queue:
+        machine.append(await start_machine(ts_env.client, task_queue))
+        handle = machine[0]
+        up = await running(handle)
+        assert (up.agent.online, up.agent.report_due_by) == (True, None)
+        # Far past the first-report deadline (three intervals) and the re-install pause.
+        await ts_env.sleep(timedelta(minutes=10))
+        later = await handle.query(MachineWorkflow.state)
+        assert (later.agent.online, later.agent.reinstalls) == (True, 0)
+        assert [c for c in cloud.calls if c.startswith("install")] == ["install i1"]
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())

@@ -76,6 +76,9 @@ class AgentCare:
         assert s.instance is not None
         problem: str | None = None
         detail = ""
+        keeps_reports = k.keeps_reports_during_install
+        if keeps_reports:
+            agent.online = None  # unknown until a report of this install arrives
         try:
             result = await activities.call(
                 ActivityName.INSTALL_AGENT,
@@ -92,13 +95,17 @@ class AgentCare:
             elif result.detail:
                 detail = f": {result.detail}"
         now = workflow.now()
-        agent.online = None
+        heard = keeps_reports and agent.online is True  # it reported while being installed
+        if not keeps_reports:
+            agent.online = None
         if problem is None:
             agent.installed_at = now
             agent.install_error = agent.reinstall_at = None
-            agent.report_due_by = now + timedelta(
-                seconds=k.policy.agent_interval_seconds * FIRST_REPORT_INTERVALS
-            )
+            agent.report_due_by = None
+            if not heard:
+                agent.report_due_by = now + timedelta(
+                    seconds=k.policy.agent_interval_seconds * FIRST_REPORT_INTERVALS
+                )
         else:
             agent.install_error = problem
             agent.report_due_by = None

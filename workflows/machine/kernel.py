@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
 S = MachineState
 OUTBOX_PATCH = "event-outbox"
+REPORTS_DURING_INSTALL_PATCH = "reports-during-install"
 
 # Told of every transition (the state before, the state after), before it is recorded.
 OnTransition = Callable[[MachineState, MachineState], None]
@@ -96,6 +97,7 @@ class MachineKernel:
         self.deadlines = Deadlines()
         self.hooks = Hooks()
         self.outbox = Outbox(snapshot)
+        self.keeps_reports_during_install = False  # decided in begin()
 
     @property
     def uses_outbox(self) -> bool:
@@ -108,6 +110,10 @@ class MachineKernel:
         # Before the outbox, a moved agent deadline did not wake the loop (it was seen only
         # when the loop next re-armed), so a report due after a start could go unnoticed.
         self.deadlines.set_wakes("agent", self.uses_outbox)
+        # Before this patch, an install's end wiped a report that arrived while it ran (an
+        # agent that starts fast reports before its install returns), and the API signals
+        # only transitions, so the agent stayed "unknown", then was taken as offline.
+        self.keeps_reports_during_install = workflow.patched(REPORTS_DURING_INSTALL_PATCH)
 
     @property
     def policy(self) -> LifecyclePolicy:

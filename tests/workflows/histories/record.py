@@ -216,6 +216,27 @@ async def agent_never_reports(env: WorkflowEnvironment) -> list[tuple[str, str]]
         return await _one(handle)
 
 
+async def report_during_install(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """The agent reports before its install returns (both installs: after create and the
+    re-install once it went offline); nothing else is heard for minutes; then destroy."""
+    cloud = FakeCloud(POLICY)
+    machine: list[Handle] = []
+
+    async def agent_reports_at_once() -> None:
+        await _tell(machine[0], env)
+
+    cloud.during_install = agent_reports_at_once
+    async with fake_worker(env.client, cloud) as task_queue:
+        machine.append(await start_machine(env.client, task_queue))
+        handle = machine[0]
+        await _until(handle, S.RUNNING)
+        await env.sleep(timedelta(minutes=2))
+        await _tell(handle, env, online=False)
+        await env.sleep(timedelta(minutes=7))
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
 async def boot_retry(env: WorkflowEnvironment) -> list[tuple[str, str]]:
     """The first instance fails to start, the second is slow: running on attempt 2."""
     cloud = FakeCloud(POLICY, fail_attempts=1, boot_seconds=lambda attempt: 20)
@@ -414,6 +435,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_failed_install": (failed_install, "ts"),
     "machine_agent_offline": (agent_offline, "ts"),
     "machine_agent_never_reports": (agent_never_reports, "ts"),
+    "machine_report_during_install": (report_during_install, "ts"),
     "machine_boot_retry": (boot_retry, "ts"),
     "machine_no_offer": (no_offer, "ts"),
     "machine_destroy_during_boot": (destroy_during_boot, "dev"),
@@ -454,16 +476,15 @@ async def _dev() -> WorkflowEnvironment:
     )
 
 
-def _save(name: str, runs: list[tuple[str, str]], tag: str | None) -> None:
+def _save(name: str, runs: list[tuple[str, str]], tag: str) -> None:
     for number, (_run_id, history) in enumerate(runs, start=1):
         suffix = "" if len(runs) == 1 else f".run{number}"
-        tagged = f".{tag}" if tag else ""
-        path = HERE / f"{name}{tagged}{suffix}.json"
+        path = HERE / f"{name}.{tag}{suffix}.json"
         path.write_text(json.dumps(json.loads(history), indent=1) + "\n")
         print(f"wrote {path.relative_to(HERE.parent.parent.parent)}")
 
 
-async def main(names: list[str], tag: str | None) -> None:
+async def main(names: list[str], tag: str) -> None:
     for name in names:
         scenario, server = SCENARIOS[name]
         env = await (_dev() if server == "dev" else _time_skipping())
@@ -475,11 +496,11 @@ async def main(names: list[str], tag: str | None) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Both required: re-recording every history, or an untagged one, would overwrite what the
+    # code before a change made, which is what the replay test needs.
+    parser.add_argument("names", nargs="+", help=f"scenarios: {', '.join(SCENARIOS)}")
     parser.add_argument(
-        "names", nargs="*", help=f"scenarios (default: all): {', '.join(SCENARIOS)}"
-    )
-    parser.add_argument(
-        "--tag", help="the behaviour recorded, e.g. the patch it needs: name.TAG.json"
+        "--tag", required=True, help="the patch whose behaviour is recorded: name.TAG.json"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.names or list(SCENARIOS), args.tag))
+    asyncio.run(main(args.names, args.tag))
