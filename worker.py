@@ -31,6 +31,7 @@ from activities.schedule_trigger import ScheduleTriggerActivities
 from activities.snapshots import SnapshotActivities
 from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID, MonitorInput
 from core.db import make_engine, migrate
+from core.offers.reservations import OfferReservations
 from core.policies import lifecycle_policy
 from core.settings import Settings
 from core.snapshots.policy import SnapshotPolicy
@@ -67,6 +68,7 @@ def worker_activities(
         identity,
         offers_per_attempt=settings.offers_per_attempt,
         poll_seconds=settings.provider_poll_seconds,
+        reservations=OfferReservations(engine),
     )
     records = RecordActivities(engine)
     policy = PolicyActivities(lifecycle_policy(settings))

@@ -36,6 +36,7 @@ from core.contracts.errors import ErrorType
 from core.contracts.machine import InstanceInfo, MachineKind, MachineSpec
 from core.contracts.providers import ProviderFeature
 from core.contracts.states import InstanceStatus
+from core.offers.reservations import OfferReservations
 from core.ssh import SshIdentity
 from providers.base import (
     AccountSshKeys,
@@ -55,6 +56,9 @@ from providers.base import (
     unsupported_map,
     unsupported_reason,
 )
+
+# Offers searched beyond those a provision may try: others may claim some first.
+CLAIM_SLACK = 20
 
 
 class ProviderLookup(Protocol):
@@ -121,8 +125,10 @@ class ProviderActivities:
         poll_seconds: float = 3.0,
         ssh_username: str = "root",
         ssh_timeout_seconds: float = 10.0,
+        reservations: OfferReservations | None = None,
     ) -> None:
         self._providers = providers
+        self._reservations = reservations
         self._identity = identity
         self._key = identity.load()
         self._offers_per_attempt = offers_per_attempt
@@ -141,23 +147,34 @@ class ProviderActivities:
         spec = input.spec
         with provider_errors():
             provider = marketplace_for(self._provider(spec.provider), spec)
-            for existing in await provider.find_by_label(input.label):
-                if existing.label == input.label and existing.status is not InstanceStatus.GONE:
+            for existing in await provider.find_by_exact_label(input.label):
+                if existing.status is not InstanceStatus.GONE:
                     activity.logger.info("adopting instance %s", existing.instance_id)
                     return instance_info(provider, existing, input.label, None)
             if isinstance(provider, AccountSshKeys):
                 await provider.ensure_account_ssh_key(self._identity.public_key)
             excluded = set(input.excluded_offers)
-            query = offer_query(spec, limit=self._offers_per_attempt + len(excluded))
-            offers = [o for o in await provider.search_offers(query) if o.offer_id not in excluded]
-            offers = in_rental_order(offers)[: self._offers_per_attempt]
-            if not offers:
+            held = await self._held_by_others(provider.name, input.label)
+            # Room for offers others claim between this read and our claims (machines created
+            # together all search at once).
+            limit = self._offers_per_attempt + len(excluded) + len(held) + CLAIM_SLACK
+            query = offer_query(spec, limit=limit)
+            matching = [
+                o for o in await provider.search_offers(query) if o.offer_id not in excluded
+            ]
+            if not matching:
                 raise ApplicationError(
                     "no offer matches: " + describe_search(spec, excluded=len(excluded)),
                     type=ErrorType.NO_MATCHING_OFFER,
                     non_retryable=True,
                 )
-            for offer in offers:
+            tried = 0
+            for offer in in_rental_order([o for o in matching if o.offer_id not in held]):
+                if tried == self._offers_per_attempt:
+                    break
+                if not await self._claim(provider.name, offer.offer_id, input.label):
+                    continue  # another provision claimed it since the read: not a try
+                tried += 1
                 activity.heartbeat(offer.offer_id)
                 request = CreateRequest(
                     offer_id=offer.offer_id,
@@ -174,10 +191,25 @@ class ProviderActivities:
                     continue
                 return instance_info(provider, created, input.label, offer)
         # Retryable: the next try searches again and sees fresh offers.
+        if not tried:
+            raise ApplicationError(
+                f"all {len(matching)} matching offers are being rented by other machines",
+                type=ErrorType.OFFERS_TAKEN,
+            )
         raise ApplicationError(
-            f"all {len(offers)} cheapest matching offers were rented by others meanwhile",
+            f"all {tried} cheapest matching offers were rented by others meanwhile",
             type=ErrorType.OFFERS_TAKEN,
         )
+
+    async def _held_by_others(self, provider: str, label: str) -> set[str]:
+        if self._reservations is None:
+            return set()
+        return await asyncio.to_thread(self._reservations.held_by_others, provider, label)
+
+    async def _claim(self, provider: str, offer_id: str, label: str) -> bool:
+        if self._reservations is None:
+            return True
+        return await asyncio.to_thread(self._reservations.claim, provider, offer_id, label)
 
     @activity.defn(name=ActivityName.ATTACH_SSH_KEYS)
     async def attach_ssh_keys(self, input: AttachKeysInput) -> AttachKeysResult:
@@ -284,7 +316,12 @@ class ProviderActivities:
         # A slow or rate-limited provider must not look like a dead worker.
         async with heartbeating(lambda: doing[-1] if doing else None):
             with provider_errors():
-                for instance in await provider.find_by_label(prefix):
+                found = (
+                    await provider.find_by_exact_label(input.label)
+                    if input.label
+                    else await provider.find_by_label(prefix)
+                )
+                for instance in found:
                     wanted = (
                         instance.label == input.label
                         if input.label

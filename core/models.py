@@ -3,15 +3,13 @@ for what a machine is doing. These rows never cross Temporal: pass `core.contrac
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
-    Dialect,
     Float,
     Index,
     Integer,
@@ -25,36 +23,11 @@ from sqlalchemy import (
 from sqlalchemy import (
     true as sa_true,
 )
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on every backend: SQLite stores no offset and would hand back naive
-    datetimes, which the API would then serialise without one. Naive input is taken as UTC."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    @staticmethod
-    def _as_utc(value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return self._as_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return self._as_utc(value)
-
-
-def _ts(**kwargs: Any) -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), **kwargs))
+from core.db_types import UtcDateTime, timestamp_field
+from core.db_types import utcnow as utcnow  # what the rows' writers stamp with
+from core.offers.table import OfferReservation as OfferReservation  # on the same metadata
 
 
 class User(SQLModel, table=True):
@@ -62,7 +35,7 @@ class User(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200, unique=True)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
 
 
 class ApiToken(SQLModel, table=True):
@@ -75,7 +48,7 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(default="default", max_length=200)
     token_hash: str = Field(max_length=64, unique=True)
     prefix: str = Field(max_length=16)  # first characters, to tell tokens apart in listings
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -90,7 +63,7 @@ class SshKey(SQLModel, table=True):
     name: str = Field(max_length=200)
     public_key: str = Field(max_length=16384)
     fingerprint: str = Field(max_length=128)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
 
 
 class Machine(SQLModel, table=True):
@@ -120,8 +93,8 @@ class Machine(SQLModel, table=True):
     ssh_host: str | None = Field(default=None, max_length=255)
     ssh_port: int | None = None
 
-    created_at: datetime = _ts(nullable=False)
-    updated_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
+    updated_at: datetime = timestamp_field(nullable=False)
 
     # Auto-hibernation config (the seed's `auto_hibernation` block).
     auto_hibernation_enabled: bool = Field(
@@ -192,7 +165,7 @@ class ProviderInstanceRecord(SQLModel, table=True):
     gpu_name: str | None = Field(default=None, max_length=100)
     price_per_hour: float | None = None
     geolocation: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
     destroyed_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -211,7 +184,7 @@ class Event(SQLModel, table=True):
     state: str | None = Field(default=None, max_length=32)
     reason: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    timestamp: datetime = _ts(nullable=False)
+    timestamp: datetime = timestamp_field(nullable=False)
 
 
 class AgentToken(SQLModel, table=True):
@@ -224,7 +197,7 @@ class AgentToken(SQLModel, table=True):
     machine_id: str = Field(foreign_key="machines.id", index=True, max_length=64)
     token_hash: str = Field(max_length=64, unique=True)
     prefix: str = Field(max_length=16)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -249,7 +222,7 @@ class MetricSample(SQLModel, table=True):
         sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
     )
     machine_id: str = Field(max_length=64)
-    timestamp: datetime = _ts(nullable=False)
+    timestamp: datetime = timestamp_field(nullable=False)
     gpu_utilization: float | None = None
     gpu_memory_used_mb: float | None = None
     gpu_memory_total_mb: float | None = None
@@ -318,7 +291,7 @@ class AlertRule(SQLModel, table=True):
     threshold: float | None = None  # percent; None for machine_offline
     duration_seconds: int = 0
     enabled: bool = True
-    updated_at: datetime = _ts(nullable=False)
+    updated_at: datetime = timestamp_field(nullable=False)
 
 
 class AlertWebhook(SQLModel, table=True):
@@ -333,7 +306,7 @@ class AlertWebhook(SQLModel, table=True):
     secret_created_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
-    updated_at: datetime = _ts(nullable=False)
+    updated_at: datetime = timestamp_field(nullable=False)
 
 
 class Alert(SQLModel, table=True):
@@ -354,7 +327,7 @@ class Alert(SQLModel, table=True):
     value: float | None = None
     reason: str = Field(max_length=2000)
     resolved_reason: str | None = Field(default=None, max_length=2000)
-    fired_at: datetime = _ts(nullable=False)
+    fired_at: datetime = timestamp_field(nullable=False)
     resolved_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -384,7 +357,7 @@ class AlertDelivery(SQLModel, table=True):
     )
     last_status_code: int | None = None
     last_error: str | None = Field(default=None, max_length=2000)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
     delivered_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -397,7 +370,7 @@ class AlertDeliveryAttempt(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     delivery_id: int = Field(foreign_key="alert_deliveries.id", index=True)
-    attempted_at: datetime = _ts(nullable=False)
+    attempted_at: datetime = timestamp_field(nullable=False)
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=2000)
 
@@ -433,7 +406,7 @@ class Snapshot(SQLModel, table=True):
     stored_bytes: int = _bytes_column()  # pack bytes it references (shared ones included)
     packs: int = 0
     error: str | None = Field(default=None, max_length=2000)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
     committed_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -452,7 +425,7 @@ class SnapshotPack(SQLModel, table=True):
     size: int = _bytes_column()
     chunk_count: int = 0
     state: str = Field(default="registered", max_length=16)
-    created_at: datetime = _ts(nullable=False)
+    created_at: datetime = timestamp_field(nullable=False)
     uploaded_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
@@ -492,4 +465,4 @@ class SnapshotRetention(SQLModel, table=True):
     owner_id: str = Field(primary_key=True, foreign_key="users.id", max_length=64)
     keep_last: int | None = None  # committed snapshots kept per machine
     deleted_retention_days: int | None = None  # 0: a deleted machine's snapshots are kept
-    updated_at: datetime = _ts(nullable=False)
+    updated_at: datetime = timestamp_field(nullable=False)

@@ -49,6 +49,11 @@ class Provider(Protocol):
         the provider still lists them (their status is GONE)."""
         ...
 
+    async def find_by_exact_label(self, label: str) -> list[ProviderInstance]:
+        """Every instance labelled exactly `label` (one provider-side filter, not a listing
+        of the whole account), destroyed ones included when still listed."""
+        ...
+
     async def destroy_instance(self, instance_id: str) -> None:
         """Destroy; an instance that is already gone counts as destroyed."""
         ...

@@ -116,7 +116,7 @@ async def test_provisioning_without_key_apis_puts_dumonts_key_in_the_create(
     info = await provision(acts, CPU_SPEC)
 
     # No account key, no attach: neither exists on this provider.
-    assert offers.calls == ["find_by_label", "search_offers", "create_instance"]
+    assert offers.calls == ["find_by_exact_label", "search_offers", "create_instance"]
     [request] = offers.created
     assert request.ssh_keys == [identity.public_key]
     assert request.provider_data == {"zone": "zone-a", "machine_type": "cpu-4"}

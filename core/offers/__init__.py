@@ -1,0 +1,1 @@
+"""Offers shared by every worker: which ones a provision has claimed."""
