@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from tests.fixtures.sim import SimHandle, running_sim
 from tests.sim.helpers import alive, connect, new_key, public, rent
 
+SIM_INTERPRETER = str(Path(sys.executable).resolve())
 # A daemon that leaves the session's process group and stdout, and tells where it is.
 DAEMON = "nohup setsid sh -c 'echo $$ > /workspace/daemon.pid; exec sleep 1000' >/dev/null 2>&1 &"
 
@@ -53,6 +55,10 @@ async def test_exec_with_the_attached_key_and_the_machine_environment(sim: SimHa
     assert result.exit_status == 7
     assert result.stdout == f"/workspace|/workspace|bar|{instance_id}|C.{instance_id}|booted\n"
     assert result.stderr == "oops\n"
+    # Its python3 is a real interpreter (the sim's own), not a version manager's shim.
+    async with connect(port, key) as conn:
+        found = await conn.run('readlink -f "$(command -v python3)"', check=True)
+    assert str(found.stdout).strip() == SIM_INTERPRETER
 
 
 async def test_unknown_key_is_refused_and_a_key_attached_while_running_is_let_in(
