@@ -147,14 +147,17 @@ class ProviderActivities:
         spec = input.spec
         with provider_errors():
             provider = marketplace_for(self._provider(spec.provider), spec)
-            for existing in await provider.find_by_exact_label(input.label):
+            # Independent reads, at once: each is a round trip, and they add up in every create.
+            labelled, held, _ = await asyncio.gather(
+                provider.find_by_exact_label(input.label),
+                self._held_by_others(provider.name, input.label),
+                self._ensure_account_key(provider),
+            )
+            for existing in labelled:
                 if existing.status is not InstanceStatus.GONE:
                     activity.logger.info("adopting instance %s", existing.instance_id)
                     return instance_info(provider, existing, input.label, None)
-            if isinstance(provider, AccountSshKeys):
-                await provider.ensure_account_ssh_key(self._identity.public_key)
             excluded = set(input.excluded_offers)
-            held = await self._held_by_others(provider.name, input.label)
             # Room for offers others claim between this read and our claims (machines created
             # together all search at once).
             limit = self._offers_per_attempt + len(excluded) + len(held) + CLAIM_SLACK
@@ -200,6 +203,10 @@ class ProviderActivities:
             f"all {tried} cheapest matching offers were rented by others meanwhile",
             type=ErrorType.OFFERS_TAKEN,
         )
+
+    async def _ensure_account_key(self, provider: Provider) -> None:
+        if isinstance(provider, AccountSshKeys):
+            await provider.ensure_account_ssh_key(self._identity.public_key)
 
     async def _held_by_others(self, provider: str, label: str) -> set[str]:
         if self._reservations is None:

@@ -25,6 +25,10 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+# Run as a script: bench/ is on sys.path, and the repository for the modules it imports.
+from timeline import print_where  # noqa: E402
+
 GPUS = ["RTX 4090", "RTX 3090", "RTX 2080", "GTX 1080 Ti", "RTX 5090", "A100 SXM4"]
 
 
@@ -158,6 +162,8 @@ async def measure(args: argparse.Namespace, env: dict[str, str]) -> tuple[Timing
         t.accepted = time.monotonic()
         await wait_running(api, ids, t)
         t.all_running = time.monotonic()
+        if args.where:
+            await print_where(env["TEMPORAL_ADDRESS"], ids)
         t.delete_started = time.monotonic()
         await delete_all(api, ids, t)
         t.all_deleted = time.monotonic()
@@ -199,6 +205,9 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=50)
     parser.add_argument("--boot-delay", type=float, default=2.0)
     parser.add_argument("--data-dir", type=Path, help="keep the stack's state and logs here")
+    parser.add_argument(
+        "--where", action="store_true", help="also print where the time goes, per activity"
+    )
     args = parser.parse_args()
     if args.data_dir:
         args.data_dir.mkdir(parents=True, exist_ok=True)
