@@ -66,10 +66,7 @@ def states_block() -> str:
     missing = [str(s) for s in MachineState if s not in MEANINGS]
     if missing:
         raise KeyError(f"scripts/docs.py MEANINGS lacks {', '.join(missing)}")
-    rows = [
-        [f"`{s}`", MEANINGS[s], _yes(s.is_up()), _yes(s.bills())]
-        for s in MachineState
-    ]
+    rows = [[f"`{s}`", MEANINGS[s], _yes(s.is_up()), _yes(s.bills())] for s in MachineState]
     return _table(["state", "meaning", "up", "GPU billed"], rows)
 
 
@@ -105,7 +102,7 @@ def ratelimits_block() -> str:
             e.name,
             "`" + "/".join(sorted(e.methods)) + " " + _path(e.pattern) + "`",
             f"{e.threshold:g}",
-            "JSON `{\"detail\": ...}`" if e.json_body else "plain text",
+            'JSON `{"detail": ...}`' if e.json_body else "plain text",
         ]
         for e in ENDPOINTS
     ]
