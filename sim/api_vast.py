@@ -1,4 +1,4 @@
-"""The vast.ai REST routes, shaped as reference/vast_api.md describes them.
+"""The vast.ai REST routes, shaped as docs/vast_wire.md describes them.
 
 Bodies are read leniently as JSON objects (clients send `{}` even on DELETE); every route
 answers with and without a trailing slash, since clients use both.
