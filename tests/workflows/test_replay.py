@@ -32,6 +32,8 @@ def test_histories_of_a_patch_take_its_branch() -> None:
             )
             for event in history.events
             if event.HasField("marker_recorded_event_attributes")
+            # Local activities leave markers too; only patches carry patch data.
+            and "patch-data" in event.marker_recorded_event_attributes.details
         ]
         assert parts[1] in [p["id"] for p in patches], f"{path.name} has no {parts[1]} marker"
 

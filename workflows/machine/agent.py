@@ -76,7 +76,7 @@ class AgentCare:
         assert s.instance is not None
         problem: str | None = None
         detail = ""
-        keeps_reports = k.keeps_reports_during_install
+        keeps_reports = k.lean_boot
         if keeps_reports:
             agent.online = None  # unknown until a report of this install arrives
         try:

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
 S = MachineState
 OUTBOX_PATCH = "event-outbox"
-REPORTS_DURING_INSTALL_PATCH = "reports-during-install"
+LEAN_BOOT_PATCH = "lean-boot"
 
 # Told of every transition (the state before, the state after), before it is recorded.
 OnTransition = Callable[[MachineState, MachineState], None]
@@ -97,7 +97,7 @@ class MachineKernel:
         self.deadlines = Deadlines()
         self.hooks = Hooks()
         self.outbox = Outbox(snapshot)
-        self.keeps_reports_during_install = False  # decided in begin()
+        self.lean_boot = False  # decided in begin()
 
     @property
     def uses_outbox(self) -> bool:
@@ -110,10 +110,12 @@ class MachineKernel:
         # Before the outbox, a moved agent deadline did not wake the loop (it was seen only
         # when the loop next re-armed), so a report due after a start could go unnoticed.
         self.deadlines.set_wakes("agent", self.uses_outbox)
-        # Before this patch, an install's end wiped a report that arrived while it ran (an
-        # agent that starts fast reports before its install returns), and the API signals
-        # only transitions, so the agent stayed "unknown", then was taken as offline.
-        self.keeps_reports_during_install = workflow.patched(REPORTS_DURING_INSTALL_PATCH)
+        # Before this patch: an install's end wiped a report that arrived while it ran (an
+        # agent that starts fast reports before its install returns, and the API signals only
+        # transitions, so the agent stayed "unknown", then was taken as offline); the policy
+        # and the owner's keys were read by full activities (two round trips through the
+        # server per boot); and a transition to the same state upserted its search attribute.
+        self.lean_boot = workflow.patched(LEAN_BOOT_PATCH)
 
     @property
     def policy(self) -> LifecyclePolicy:
@@ -203,7 +205,8 @@ class MachineKernel:
             hook(before, state)
         s.reason = reason
         self.deadlines.check()
-        workflow.upsert_search_attributes([MACHINE_STATE.value_set(state.value)])
+        if not (self.lean_boot and before is state):
+            workflow.upsert_search_attributes([MACHINE_STATE.value_set(state.value)])
         if gpu_utilization is None and state.keeps_idleness():
             gpu_utilization = s.agent.gpu_utilization
         await self.record_event(

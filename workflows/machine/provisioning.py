@@ -190,6 +190,7 @@ class Provisioning:
                 OwnerKeysInput(owner_id=s.owner_id),
                 OwnerKeys,
                 s.policy,
+                local=self.k.lean_boot,
             )
             s.owner_keys = keys.public_keys
         except ActivityError as err:

@@ -98,6 +98,7 @@ class MachineWorkflow:
                     LifecyclePolicyInput(machine_id=s.machine_id),
                     LifecyclePolicy,
                     None,
+                    local=k.lean_boot,
                 )
             if input.carried is None and not k.destroy_requested:
                 await k.cancellable(lambda: k.guarded("create", self.provisioning.create))
