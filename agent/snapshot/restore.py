@@ -24,12 +24,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Tuple
 
-from agent.snapshot import ENGINE_VERSION, transfer
+from agent.snapshot import ENGINE_VERSION, fidelity, transfer
 from agent.snapshot.codec import Decompressor, decodable
 from agent.snapshot.scan import STAGING_DIR, STAGING_LOCK, walk
 from agent.snapshot.staging import Leftover, StagingLock, read_at, remove_tree, survey
 from agent.snapshot.statcache import StatCache
-from agent.snapshot.tree import DIR, FILE, LINK, TreeEntry, content_digest, root_hash
+from agent.snapshot.tree import (
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    LINK,
+    TreeEntry,
+    content_digest,
+    root_hash,
+    xattr_text,
+)
 from agent.snapshot.wire import Wire
 
 PROGRESS_SECONDS = 1.0
@@ -71,7 +81,7 @@ class RestoreEngine:
         self._files: dict[str, dict[str, Any]] = {}
         self._targets: dict[str, list[tuple[str, int]]] = {}
         self._as_root = os.geteuid() == 0
-        self.stats = {
+        self.stats: dict[str, Any] = {
             "files": 0,
             "bytes": 0,
             "downloaded_bytes": 0,
@@ -81,6 +91,13 @@ class RestoreEngine:
             "reused_pack_bytes": 0,  # pack bytes not fetched thanks to it
         }
         self._last_progress = time.monotonic()
+        self.timings: dict[str, float] = {}  # seconds per phase, and summed over fetch threads
+
+    def _spent(self, what: str, since: float) -> float:
+        now = time.perf_counter()
+        with self._lock:
+            self.timings[what] = self.timings.get(what, 0.0) + now - since
+        return now
 
     def run(self) -> int:
         self.wire.send("hello", version=ENGINE_VERSION, mode="restore", codecs=decodable())
@@ -98,6 +115,7 @@ class RestoreEngine:
             return self._fail(exc, keep_staging=True)
         finally:
             self._staging_lock.release()
+        self.stats["seconds"] = {k: round(v, 3) for k, v in self.timings.items()}
         self.wire.send("restored", root=root, stats=self.stats)
         return 0
 
@@ -148,20 +166,28 @@ class RestoreEngine:
         self._staging_lock.acquire(LOCK_WAIT_SECONDS)
         files = {e["p"]: e for e in entries if e["k"] == FILE}
         self._files = files
+        at = time.perf_counter()
         leftover = self._open_staging(entries, chunks)
+        at = self._spent("survey", at)
         self._targets = self._lay_out(entries, chunks, leftover)
         self._copy_found(leftover, chunks)
         for path in leftover.complete:
             self._finish_path(path)
         if leftover.found:
             self.wire.send("progress", stats=self.stats)
+        at = self._spent("lay_out", at)
         self._fetch(packs, chunks, self._targets)
+        at = self._spent("fetch", at)
         for path, entry in files.items():
             if self._written.get(path, 0) != entry["s"]:
                 raise RestoreFailed(f"{path} was not restored completely")
         self._apply_metadata(entries)
+        at = self._spent("metadata", at)
         self._move_into_place(entries)
-        return self._verify_and_cache(files, chunks)
+        at = self._spent("move", at)
+        root = self._verify_and_cache(files, chunks)
+        self._spent("verify", at)
+        return root
 
     def _staged(self, path: str) -> str:
         return self.staging if path == "." else os.path.join(self.staging, path)
@@ -247,23 +273,28 @@ class RestoreEngine:
             os.close(fd)
 
     def _finish_file(self, fd: int, entry: dict[str, Any]) -> None:
-        """Owner, mode and times of a file whose content is all written (chown first: it clears
-        setuid bits)."""
+        """Owner, xattrs, mode and times of a file whose content is all written (chown first: it
+        clears setuid bits; xattrs before the mode, which may forbid writing them)."""
         if self._as_root:
             os.fchown(fd, entry["u"], entry["g"])
+        fidelity.write_xattrs(fd, entry.get("x"))
         os.fchmod(fd, entry["m"])
         os.utime(fd, ns=(entry["t"], entry["t"]))
 
     def _write(self, path: str, offset: int, content: bytes) -> None:
         entry = self._files[path]
+        holes = entry.get("z")
         if len(entry["c"]) == 1:  # the whole file: create, write, finish in one go
             fd = os.open(self._staged(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if holes:
+                os.ftruncate(fd, entry["s"])
         else:
             fd = os.open(self._staged(path), os.O_WRONLY)
         try:
-            done = 0
-            while done < len(content):  # a write may be short
-                done += os.pwrite(fd, memoryview(content)[done:], offset + done)
+            if holes:
+                _write_around_holes(fd, offset, content, holes)
+            else:
+                _write_all(fd, offset, memoryview(content))
             with self._lock:
                 self._written[path] += len(content)
                 self._left[path] -= 1
@@ -299,7 +330,9 @@ class RestoreEngine:
         start = needed[0][1][1]
         end = max(location[1] + location[2] for _, location in needed)
         whole = start == 0 and end == pack["size"]
+        at = time.perf_counter()
         data = transfer.get(pack["url"], None if whole else (start, end))
+        at = self._spent("get", at)
         items = [
             (loc[4], data[loc[1] - start : loc[1] - start + loc[2]], loc[3]) for _, loc in needed
         ]
@@ -309,6 +342,7 @@ class RestoreEngine:
             raise RestoreFailed(
                 "pack {} is corrupt: {}".format(pack["url"].split("?", 1)[0], exc)
             ) from None
+        at = self._spent("decode", at)
         for (digest, _), content in zip(needed, plain):
             if hashlib.sha256(content).hexdigest() != digest:
                 raise RestoreFailed(
@@ -316,9 +350,11 @@ class RestoreEngine:
                         digest, pack["url"].split("?", 1)[0]
                     )
                 )
+        at = self._spent("hash", at)
         for (digest, _), content in zip(needed, plain):
             for path, offset in self._targets[digest]:
                 self._write(path, offset, content)
+        self._spent("write", at)
         with self._lock:
             self.stats["downloaded_bytes"] += len(data)
             self.stats["packs"] += 1
@@ -328,16 +364,24 @@ class RestoreEngine:
                 self.wire.send("progress", stats=self.stats)
 
     def _apply_metadata(self, entries: list[dict[str, Any]]) -> None:
-        """Symlinks and directories (files got theirs when their last chunk was written)."""
+        """Symlinks, hard links, named pipes and directories (files got theirs when their last
+        chunk was written)."""
         as_root = self._as_root
         for entry in entries:
-            if entry["k"] == LINK:
-                path = self._staged(entry["p"])
-                try:
-                    os.symlink(entry["l"], path)
-                except FileExistsError:
-                    remove_tree(path)
-                    os.symlink(entry["l"], path)
+            kind = entry["k"]
+            if kind not in (LINK, HARDLINK, FIFO):
+                continue
+            path = self._staged(entry["p"])
+            make = _MAKERS[kind]
+            try:
+                make(self, entry, path)
+            except FileExistsError:  # left by an interrupted attempt
+                remove_tree(path)
+                make(self, entry, path)
+            if kind == FIFO:
+                self._own_and_time(path, entry, as_root)
+                os.chmod(path, entry["m"])
+            elif kind == LINK:
                 self._own_and_time(path, entry, as_root)
         # Deepest first: a read-only directory must get its mode after its children are in.
         for entry in sorted(
@@ -347,6 +391,7 @@ class RestoreEngine:
                 continue
             path = self._staged(entry["p"])
             self._own_and_time(path, entry, as_root)
+            fidelity.write_xattrs(path, entry.get("x"))
             os.chmod(path, entry["m"])
 
     @staticmethod
@@ -375,6 +420,7 @@ class RestoreEngine:
         root = next((e for e in entries if e["p"] == "."), None)
         if root is not None:
             self._own_and_time(self.target, root, as_root)
+            fidelity.write_xattrs(self.target, root.get("x"), replace=True)
             os.chmod(self.target, root["m"])
 
     def _verify_and_cache(
@@ -382,11 +428,17 @@ class RestoreEngine:
     ) -> str:
         """The root hash of what is now on disk; file contents are the chunks verified above."""
         found: list[TreeEntry] = []
+        links = fidelity.HardLinks()
         for path, kind, st in walk(self.target):
-            if kind == FILE:
+            full = self.target if path == "." else os.path.join(self.target, path)
+            first = links.earlier_name(path, st) if kind == FILE else None
+            if first is not None:
+                found.append(TreeEntry(path, HARDLINK, 0, 0, first))
+            elif kind == FILE:
                 entry = files.get(path)
                 ref = content_digest(entry["c"]) if entry is not None else "unrestored"
-                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, st.st_size, ref))
+                xattrs = xattr_text(fidelity.read_xattrs(full))
+                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, st.st_size, ref, xattrs))
                 if entry is not None:
                     self.cache.remember(path, st, [(d, chunks[d][3]) for d in entry["c"]])
                 self.stats["files"] += 1
@@ -395,6 +447,44 @@ class RestoreEngine:
                 link = os.readlink(os.path.join(self.target, path))
                 found.append(TreeEntry(path, kind, 0, 0, link))
             else:
-                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, 0, ""))
+                xattrs = xattr_text(fidelity.read_xattrs(full)) if kind == DIR else ""
+                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, 0, "", xattrs))
         self.cache.save()
         return root_hash(found)
+
+
+def _write_all(fd: int, offset: int, content: memoryview) -> None:
+    done = 0
+    while done < len(content):  # a write may be short
+        done += os.pwrite(fd, content[done:], offset + done)
+
+
+def _write_around_holes(fd: int, offset: int, content: bytes, holes: list[list[int]]) -> None:
+    """Write the chunk except where the file had holes, which the sized file already is. Only
+    zeros are left out: a hole list that does not match the content cannot lose data."""
+    view = memoryview(content)
+    written = offset
+    for start, end in fidelity.data_ranges(offset, len(content), holes) + [
+        (offset + len(content), offset + len(content))
+    ]:
+        if written < start:  # [written, start) is a hole: skipped when it holds only zeros
+            gap = content[written - offset : start - offset]
+            if gap.count(0) != len(gap):
+                _write_all(fd, written, view[written - offset : start - offset])
+        _write_all(fd, start, view[start - offset : end - offset])
+        written = end
+
+
+def _make_symlink(engine: RestoreEngine, entry: dict[str, Any], path: str) -> None:
+    os.symlink(entry["l"], path)
+
+
+def _make_hard_link(engine: RestoreEngine, entry: dict[str, Any], path: str) -> None:
+    os.link(engine._staged(entry["l"]), path)
+
+
+def _make_fifo(engine: RestoreEngine, entry: dict[str, Any], path: str) -> None:
+    os.mkfifo(path, 0o600)
+
+
+_MAKERS = {LINK: _make_symlink, HARDLINK: _make_hard_link, FIFO: _make_fifo}
