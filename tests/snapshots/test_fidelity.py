@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_a_hole_list_that_covers_data_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_a_hard_link_must_name_a_file_of_the_tree() -> None:
-    entries = [
+    entries: list[dict[str, Any]] = [
         {"p": ".", "k": "d", "m": 0o755},
         {"p": "dir", "k": "d", "m": 0o755},
         {"p": "link", "k": "h", "l": "dir"},
