@@ -24,9 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Tuple
 
-from agent.snapshot import ENGINE_VERSION, fidelity, transfer
+from agent.snapshot import ENGINE_VERSION, fidelity, ondisk, transfer
 from agent.snapshot.codec import Decompressor, decodable
-from agent.snapshot.scan import STAGING_DIR, STAGING_LOCK, walk
+from agent.snapshot.scan import STAGING_DIR, STAGING_LOCK
 from agent.snapshot.staging import Leftover, StagingLock, read_at, remove_tree, survey
 from agent.snapshot.statcache import StatCache
 from agent.snapshot.tree import (
@@ -35,10 +35,6 @@ from agent.snapshot.tree import (
     FILE,
     HARDLINK,
     LINK,
-    TreeEntry,
-    content_digest,
-    root_hash,
-    xattr_text,
 )
 from agent.snapshot.wire import Wire
 
@@ -292,9 +288,9 @@ class RestoreEngine:
             fd = os.open(self._staged(path), os.O_WRONLY)
         try:
             if holes:
-                _write_around_holes(fd, offset, content, holes)
+                ondisk.write_around_holes(fd, offset, content, holes)
             else:
-                _write_all(fd, offset, memoryview(content))
+                ondisk.write_all(fd, offset, memoryview(content))
             with self._lock:
                 self._written[path] += len(content)
                 self._left[path] -= 1
@@ -372,12 +368,11 @@ class RestoreEngine:
             if kind not in (LINK, HARDLINK, FIFO):
                 continue
             path = self._staged(entry["p"])
-            make = _MAKERS[kind]
             try:
-                make(self, entry, path)
+                ondisk.make(entry, path, self._staged)
             except FileExistsError:  # left by an interrupted attempt
                 remove_tree(path)
-                make(self, entry, path)
+                ondisk.make(entry, path, self._staged)
             if kind == FIFO:
                 self._own_and_time(path, entry, as_root)
                 os.chmod(path, entry["m"])
@@ -427,64 +422,4 @@ class RestoreEngine:
         self, files: dict[str, dict[str, Any]], chunks: dict[str, Location]
     ) -> str:
         """The root hash of what is now on disk; file contents are the chunks verified above."""
-        found: list[TreeEntry] = []
-        links = fidelity.HardLinks()
-        for path, kind, st in walk(self.target):
-            full = self.target if path == "." else os.path.join(self.target, path)
-            first = links.earlier_name(path, st) if kind == FILE else None
-            if first is not None:
-                found.append(TreeEntry(path, HARDLINK, 0, 0, first))
-            elif kind == FILE:
-                entry = files.get(path)
-                ref = content_digest(entry["c"]) if entry is not None else "unrestored"
-                xattrs = xattr_text(fidelity.read_xattrs(full))
-                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, st.st_size, ref, xattrs))
-                if entry is not None:
-                    self.cache.remember(path, st, [(d, chunks[d][3]) for d in entry["c"]])
-                self.stats["files"] += 1
-                self.stats["bytes"] += st.st_size
-            elif kind == LINK:
-                link = os.readlink(os.path.join(self.target, path))
-                found.append(TreeEntry(path, kind, 0, 0, link))
-            else:
-                xattrs = xattr_text(fidelity.read_xattrs(full)) if kind == DIR else ""
-                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, 0, "", xattrs))
-        self.cache.save()
-        return root_hash(found)
-
-
-def _write_all(fd: int, offset: int, content: memoryview) -> None:
-    done = 0
-    while done < len(content):  # a write may be short
-        done += os.pwrite(fd, content[done:], offset + done)
-
-
-def _write_around_holes(fd: int, offset: int, content: bytes, holes: list[list[int]]) -> None:
-    """Write the chunk except where the file had holes, which the sized file already is. Only
-    zeros are left out: a hole list that does not match the content cannot lose data."""
-    view = memoryview(content)
-    written = offset
-    for start, end in fidelity.data_ranges(offset, len(content), holes) + [
-        (offset + len(content), offset + len(content))
-    ]:
-        if written < start:  # [written, start) is a hole: skipped when it holds only zeros
-            gap = content[written - offset : start - offset]
-            if gap.count(0) != len(gap):
-                _write_all(fd, written, view[written - offset : start - offset])
-        _write_all(fd, start, view[start - offset : end - offset])
-        written = end
-
-
-def _make_symlink(engine: RestoreEngine, entry: dict[str, Any], path: str) -> None:
-    os.symlink(entry["l"], path)
-
-
-def _make_hard_link(engine: RestoreEngine, entry: dict[str, Any], path: str) -> None:
-    os.link(engine._staged(entry["l"]), path)
-
-
-def _make_fifo(engine: RestoreEngine, entry: dict[str, Any], path: str) -> None:
-    os.mkfifo(path, 0o600)
-
-
-_MAKERS = {LINK: _make_symlink, HARDLINK: _make_hard_link, FIFO: _make_fifo}
+        return ondisk.tree_hash(self.target, files, chunks, self.cache, self.stats)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.snapshot.fidelity import data_ranges
-from agent.snapshot.restore import _write_around_holes
+from agent.snapshot.ondisk import write_around_holes
 from core.snapshots.manifest import ManifestError, check_tree
 from tests.snapshots import awkward
 from tests.snapshots.helpers import Harness, MiB
@@ -97,7 +97,7 @@ def test_a_hole_list_that_covers_data_loses_nothing(tmp_path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.ftruncate(fd, 100 + len(content))
-        _write_around_holes(fd, 100, content, [[0, 200]])
+        write_around_holes(fd, 100, content, [[0, 200]])
     finally:
         os.close(fd)
     assert path.read_bytes()[100:] == content
