@@ -105,6 +105,9 @@ async def measure(args: argparse.Namespace, env: dict[str, str]) -> Split:
         hibernated = (await api.post(f"/api/instances/{machine_id}/hibernate")).raise_for_status()
         print(f"hibernated in {time.monotonic() - started:.1f} s: {hibernated.json()}")
 
+        # As bench/snapshot.py does before each timing: the restore must not pay for the
+        # writeback of the generated workspace and the hibernation's uploads.
+        await asyncio.to_thread(os.sync)
         since = datetime.now().astimezone()
         started = time.monotonic()
         woke = (await api.post(f"/api/instances/{machine_id}/wake", json={})).raise_for_status()

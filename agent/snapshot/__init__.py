@@ -6,4 +6,4 @@ stdin. It never holds storage credentials. Standard library only; `zstandard` or
 command are used when the machine has them (see codec.py).
 """
 
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3

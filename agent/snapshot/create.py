@@ -29,11 +29,11 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, List, Optional, Tuple
 
-from agent.snapshot import ENGINE_VERSION, chunker, transfer
+from agent.snapshot import ENGINE_VERSION, chunker, fidelity, transfer
 from agent.snapshot.codec import Compressor
 from agent.snapshot.scan import walk
 from agent.snapshot.statcache import StatCache
-from agent.snapshot.tree import DIR, FILE, LINK
+from agent.snapshot.tree import DIR, FILE, HARDLINK, LINK
 from agent.snapshot.wire import Message, Wire
 
 BATCH_ENTRIES = 2000
@@ -186,6 +186,7 @@ class CreateEngine:
         self._batch_count = 0
         self._seen: set = set()  # chunk hashes already put to the control plane
         self._entries: list[dict[str, Any]] = []
+        self._links = fidelity.HardLinks()
         self._asked: list[tuple[str, int]] = []
         self._asked_bytes = 0
         self._compressing = 0
@@ -378,8 +379,15 @@ class CreateEngine:
     def _walk(self) -> None:
         last_progress = time.monotonic()
         for path, kind, st in walk(self.workspace):
+            first = self._links.earlier_name(path, st) if kind == FILE else None
+            if first is not None:  # another name of a file already in the tree
+                self._add({"p": path, "k": HARDLINK, "l": first})
+                continue
             entry: dict[str, Any] = {"p": path, "k": kind, "m": st.st_mode & 0o7777}
             entry.update({"t": st.st_mtime_ns, "u": st.st_uid, "g": st.st_gid})
+            if kind in (DIR, FILE):
+                full = self.workspace if path == "." else os.path.join(self.workspace, path)
+                entry.update(fidelity.extras(full, kind == FILE, st))
             if kind == DIR:
                 self.stats["dirs"] += 1
             elif kind == LINK:

@@ -24,12 +24,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Tuple
 
-from agent.snapshot import ENGINE_VERSION, transfer
+from agent.snapshot import ENGINE_VERSION, fidelity, ondisk, transfer
 from agent.snapshot.codec import Decompressor, decodable
-from agent.snapshot.scan import STAGING_DIR, STAGING_LOCK, walk
+from agent.snapshot.scan import STAGING_DIR, STAGING_LOCK
 from agent.snapshot.staging import Leftover, StagingLock, read_at, remove_tree, survey
 from agent.snapshot.statcache import StatCache
-from agent.snapshot.tree import DIR, FILE, LINK, TreeEntry, content_digest, root_hash
+from agent.snapshot.tree import (
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    LINK,
+)
 from agent.snapshot.wire import Wire
 
 PROGRESS_SECONDS = 1.0
@@ -71,7 +77,7 @@ class RestoreEngine:
         self._files: dict[str, dict[str, Any]] = {}
         self._targets: dict[str, list[tuple[str, int]]] = {}
         self._as_root = os.geteuid() == 0
-        self.stats = {
+        self.stats: dict[str, Any] = {
             "files": 0,
             "bytes": 0,
             "downloaded_bytes": 0,
@@ -81,6 +87,13 @@ class RestoreEngine:
             "reused_pack_bytes": 0,  # pack bytes not fetched thanks to it
         }
         self._last_progress = time.monotonic()
+        self.timings: dict[str, float] = {}  # seconds per phase, and summed over fetch threads
+
+    def _spent(self, what: str, since: float) -> float:
+        now = time.perf_counter()
+        with self._lock:
+            self.timings[what] = self.timings.get(what, 0.0) + now - since
+        return now
 
     def run(self) -> int:
         self.wire.send("hello", version=ENGINE_VERSION, mode="restore", codecs=decodable())
@@ -98,6 +111,7 @@ class RestoreEngine:
             return self._fail(exc, keep_staging=True)
         finally:
             self._staging_lock.release()
+        self.stats["seconds"] = {k: round(v, 3) for k, v in self.timings.items()}
         self.wire.send("restored", root=root, stats=self.stats)
         return 0
 
@@ -148,20 +162,28 @@ class RestoreEngine:
         self._staging_lock.acquire(LOCK_WAIT_SECONDS)
         files = {e["p"]: e for e in entries if e["k"] == FILE}
         self._files = files
+        at = time.perf_counter()
         leftover = self._open_staging(entries, chunks)
+        at = self._spent("survey", at)
         self._targets = self._lay_out(entries, chunks, leftover)
         self._copy_found(leftover, chunks)
         for path in leftover.complete:
             self._finish_path(path)
         if leftover.found:
             self.wire.send("progress", stats=self.stats)
+        at = self._spent("lay_out", at)
         self._fetch(packs, chunks, self._targets)
+        at = self._spent("fetch", at)
         for path, entry in files.items():
             if self._written.get(path, 0) != entry["s"]:
                 raise RestoreFailed(f"{path} was not restored completely")
         self._apply_metadata(entries)
+        at = self._spent("metadata", at)
         self._move_into_place(entries)
-        return self._verify_and_cache(files, chunks)
+        at = self._spent("move", at)
+        root = self._verify_and_cache(files, chunks)
+        self._spent("verify", at)
+        return root
 
     def _staged(self, path: str) -> str:
         return self.staging if path == "." else os.path.join(self.staging, path)
@@ -247,23 +269,28 @@ class RestoreEngine:
             os.close(fd)
 
     def _finish_file(self, fd: int, entry: dict[str, Any]) -> None:
-        """Owner, mode and times of a file whose content is all written (chown first: it clears
-        setuid bits)."""
+        """Owner, xattrs, mode and times of a file whose content is all written (chown first: it
+        clears setuid bits; xattrs before the mode, which may forbid writing them)."""
         if self._as_root:
             os.fchown(fd, entry["u"], entry["g"])
+        fidelity.write_xattrs(fd, entry.get("x"))
         os.fchmod(fd, entry["m"])
         os.utime(fd, ns=(entry["t"], entry["t"]))
 
     def _write(self, path: str, offset: int, content: bytes) -> None:
         entry = self._files[path]
+        holes = entry.get("z")
         if len(entry["c"]) == 1:  # the whole file: create, write, finish in one go
             fd = os.open(self._staged(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if holes:
+                os.ftruncate(fd, entry["s"])
         else:
             fd = os.open(self._staged(path), os.O_WRONLY)
         try:
-            done = 0
-            while done < len(content):  # a write may be short
-                done += os.pwrite(fd, memoryview(content)[done:], offset + done)
+            if holes:
+                ondisk.write_around_holes(fd, offset, content, holes)
+            else:
+                ondisk.write_all(fd, offset, memoryview(content))
             with self._lock:
                 self._written[path] += len(content)
                 self._left[path] -= 1
@@ -299,7 +326,9 @@ class RestoreEngine:
         start = needed[0][1][1]
         end = max(location[1] + location[2] for _, location in needed)
         whole = start == 0 and end == pack["size"]
+        at = time.perf_counter()
         data = transfer.get(pack["url"], None if whole else (start, end))
+        at = self._spent("get", at)
         items = [
             (loc[4], data[loc[1] - start : loc[1] - start + loc[2]], loc[3]) for _, loc in needed
         ]
@@ -309,6 +338,7 @@ class RestoreEngine:
             raise RestoreFailed(
                 "pack {} is corrupt: {}".format(pack["url"].split("?", 1)[0], exc)
             ) from None
+        at = self._spent("decode", at)
         for (digest, _), content in zip(needed, plain):
             if hashlib.sha256(content).hexdigest() != digest:
                 raise RestoreFailed(
@@ -316,9 +346,11 @@ class RestoreEngine:
                         digest, pack["url"].split("?", 1)[0]
                     )
                 )
+        at = self._spent("hash", at)
         for (digest, _), content in zip(needed, plain):
             for path, offset in self._targets[digest]:
                 self._write(path, offset, content)
+        self._spent("write", at)
         with self._lock:
             self.stats["downloaded_bytes"] += len(data)
             self.stats["packs"] += 1
@@ -328,16 +360,23 @@ class RestoreEngine:
                 self.wire.send("progress", stats=self.stats)
 
     def _apply_metadata(self, entries: list[dict[str, Any]]) -> None:
-        """Symlinks and directories (files got theirs when their last chunk was written)."""
+        """Symlinks, hard links, named pipes and directories (files got theirs when their last
+        chunk was written)."""
         as_root = self._as_root
         for entry in entries:
-            if entry["k"] == LINK:
-                path = self._staged(entry["p"])
-                try:
-                    os.symlink(entry["l"], path)
-                except FileExistsError:
-                    remove_tree(path)
-                    os.symlink(entry["l"], path)
+            kind = entry["k"]
+            if kind not in (LINK, HARDLINK, FIFO):
+                continue
+            path = self._staged(entry["p"])
+            try:
+                ondisk.make(entry, path, self._staged)
+            except FileExistsError:  # left by an interrupted attempt
+                remove_tree(path)
+                ondisk.make(entry, path, self._staged)
+            if kind == FIFO:
+                self._own_and_time(path, entry, as_root)
+                os.chmod(path, entry["m"])
+            elif kind == LINK:
                 self._own_and_time(path, entry, as_root)
         # Deepest first: a read-only directory must get its mode after its children are in.
         for entry in sorted(
@@ -347,6 +386,7 @@ class RestoreEngine:
                 continue
             path = self._staged(entry["p"])
             self._own_and_time(path, entry, as_root)
+            fidelity.write_xattrs(path, entry.get("x"))
             os.chmod(path, entry["m"])
 
     @staticmethod
@@ -375,26 +415,11 @@ class RestoreEngine:
         root = next((e for e in entries if e["p"] == "."), None)
         if root is not None:
             self._own_and_time(self.target, root, as_root)
+            fidelity.write_xattrs(self.target, root.get("x"), replace=True)
             os.chmod(self.target, root["m"])
 
     def _verify_and_cache(
         self, files: dict[str, dict[str, Any]], chunks: dict[str, Location]
     ) -> str:
         """The root hash of what is now on disk; file contents are the chunks verified above."""
-        found: list[TreeEntry] = []
-        for path, kind, st in walk(self.target):
-            if kind == FILE:
-                entry = files.get(path)
-                ref = content_digest(entry["c"]) if entry is not None else "unrestored"
-                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, st.st_size, ref))
-                if entry is not None:
-                    self.cache.remember(path, st, [(d, chunks[d][3]) for d in entry["c"]])
-                self.stats["files"] += 1
-                self.stats["bytes"] += st.st_size
-            elif kind == LINK:
-                link = os.readlink(os.path.join(self.target, path))
-                found.append(TreeEntry(path, kind, 0, 0, link))
-            else:
-                found.append(TreeEntry(path, kind, st.st_mode & 0o7777, 0, ""))
-        self.cache.save()
-        return root_hash(found)
+        return ondisk.tree_hash(self.target, files, chunks, self.cache, self.stats)

@@ -1,4 +1,5 @@
-"""Walking the workspace: every directory, file and symlink, with its metadata, in path order."""
+"""Walking the workspace: every directory, file, symlink and named pipe, with its metadata, in
+path order."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import stat
 from typing import Iterator
 
-from agent.snapshot.tree import DIR, FILE, LINK
+from agent.snapshot.tree import DIR, FIFO, FILE, LINK
 
 # Restores stage their tree here inside the target; never part of a snapshot.
 STAGING_PREFIX = ".dumont-restore-"
@@ -20,8 +21,8 @@ def relative(parent: str, name: str) -> str:
 
 
 def walk(workspace: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, kind, lstat) for the root "." and everything under it. Sockets, fifos and
-    devices are skipped: they are not data."""
+    """(relative path, kind, lstat) for the root "." and everything under it. Sockets and device
+    nodes are skipped: a socket belongs to a running process, a device to the machine."""
     yield ".", DIR, os.lstat(workspace)
     stack: list[str] = ["."]
     while stack:
@@ -42,4 +43,6 @@ def walk(workspace: str) -> Iterator[tuple[str, str, os.stat_result]]:
                 yield path, FILE, st
             elif stat.S_ISLNK(st.st_mode):
                 yield path, LINK, st
+            elif stat.S_ISFIFO(st.st_mode):
+                yield path, FIFO, st
         stack.extend(reversed(subdirs))

@@ -1,8 +1,10 @@
 """How the control plane talks to an engine: JSON lines over a process's stdin/stdout, the
 process being on a machine (one SSH session) or local (tests, benchmarks).
 
-On a machine, the engine goes up first as one zip file (`python3 engine.pyz` runs it), named by
-its content, so it is always the control plane's own version and never needs an agent install.
+On a machine, the engine goes up as one zip file at the head of the session's stdin, kept there
+named by its content and run by a few lines of bootstrap in the same SSH exec (one session, one
+interpreter start), so it is always the control plane's own version and never needs an agent
+install.
 """
 
 from __future__ import annotations
@@ -149,6 +151,24 @@ def engine_bundle() -> tuple[str, bytes]:
     return hashlib.sha256(data).hexdigest()[:16], data
 
 
+# Runs on the machine: read the engine's zip (argv[2] bytes) from stdin, keep it under argv[1]
+# (named by its content, so a copy there is the same), and run it in this very process, whose
+# stdin then carries the control plane's messages. Python 3.8 syntax: machines have old ones.
+_BOOTSTRAP = """import os, runpy, sys
+target, size = sys.argv[1], int(sys.argv[2])
+bundle = sys.stdin.buffer.read(size)
+if len(bundle) != size:
+    sys.exit("the snapshot engine did not arrive whole")
+if not os.path.exists(target):
+    part = "%s.%d" % (target, os.getpid())
+    with open(part, "wb") as handle:
+        handle.write(bundle)
+    os.replace(part, target)
+sys.argv = [target] + sys.argv[3:]
+runpy.run_path(target, run_name="__main__")
+"""
+
+
 class SshEngine:
     """The engine on a machine, in one SSH session of an open connection."""
 
@@ -167,22 +187,15 @@ class SshEngine:
     ) -> SshEngine:
         digest, bundle = engine_bundle()
         target = f"{REMOTE_DIR}/engine-{digest}.pyz"
-        upload = f"mkdir -p {REMOTE_DIR} && cat > {target}.$$ && mv {target}.$$ {target}"
-        try:
-            result = await conn.run(upload, input=bundle, encoding=None, check=False, timeout=60)
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
-            raise EngineGone(f"uploading the snapshot engine: {exc}") from exc
-        if result.exit_status != 0:
-            raw = result.stderr or b""
-            detail = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-            detail = detail[-_STDERR_TAIL:]
-            raise EngineGone(f"uploading the snapshot engine failed: {detail}")
+        # One exec: the bundle leads the session's stdin, the engine's messages follow it.
         command = " ".join(
-            ["python3", target, shlex.quote(mode), "--workspace", shlex.quote(workspace)]
+            [f"mkdir -p {REMOTE_DIR} && exec python3 -c", shlex.quote(_BOOTSTRAP), target]
+            + [str(len(bundle)), shlex.quote(mode), "--workspace", shlex.quote(workspace)]
             + [shlex.quote(arg) for arg in extra]
         )
         try:
             process = await conn.create_process(command, encoding=None)
+            process.stdin.write(bundle)
         except (asyncssh.Error, OSError) as exc:
             raise EngineGone(f"starting the snapshot engine: {exc}") from exc
         return cls(process)

@@ -1,6 +1,11 @@
-"""Manifests: the tree (paths, kinds, modes, sizes, times, owners, symlink targets, chunk lists),
-where every chunk lives, and the root hash over the tree. Written by the control plane only,
-from what the engine reported, after checking the tree is well formed."""
+"""Manifests: the tree (paths, kinds, modes, sizes, times, owners, symlink targets, chunk lists,
+hard links, holes, `user.*` xattrs, named pipes), where every chunk lives, and the root hash over
+the tree. Written by the control plane only, from what the engine reported, after checking the
+tree is well formed.
+
+Format 2 added hard links ("h" entries), named pipes ("p"), holes ("z") and xattrs ("x"); an
+entry of format 1 is an entry of format 2 that has none of them, so both are read (a hibernated
+machine's snapshot may be its only copy: tests/snapshots/test_legacy_store.py restores one)."""
 
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from agent.snapshot.tree import DIR, FILE, LINK, from_manifest, hash_lines, root_hash
+from agent.snapshot.tree import DIR, FILE, HARDLINK, KINDS, from_manifest, hash_lines, root_hash
 from core.snapshots.index import ChunkLocation, PackInfo
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class ManifestError(ValueError):
@@ -25,8 +31,8 @@ class ManifestError(ValueError):
 
 class TreeCheck:
     """Checks a tree as its entries arrive, so the commit only checks what needs the whole tree:
-    every path once and clean as it comes; at the end, every parent a directory and every file
-    the sum of its chunks."""
+    every path once and clean as it comes; at the end, every parent a directory, every file
+    the sum of its chunks and every hard link another name of a file."""
 
     def __init__(self) -> None:
         self.kinds: dict[str, str] = {}
@@ -35,7 +41,7 @@ class TreeCheck:
         kinds = self.kinds
         for entry in entries:
             path, kind = entry.get("p"), entry.get("k")
-            if not isinstance(path, str) or kind not in (DIR, FILE, LINK):
+            if not isinstance(path, str) or kind not in KINDS:
                 raise ManifestError(f"malformed entry {entry!r:.200}")
             if path in kinds:
                 raise ManifestError(f"{path} appears twice")
@@ -55,6 +61,8 @@ class TreeCheck:
                 parent = path.rsplit("/", 1)[0] if "/" in path else "."
                 if kinds.get(parent) != DIR:
                     raise ManifestError(f"{path}: its parent is not a directory in the tree")
+            if entry["k"] == HARDLINK and kinds.get(str(entry.get("l"))) != FILE:
+                raise ManifestError(f"{path}: a hard link to {entry.get('l')!r}, not a file")
             if entry["k"] == FILE:
                 total = 0
                 for digest in entry["c"]:
@@ -177,7 +185,7 @@ def decode(data: bytes, expected_root: str) -> dict[str, Any]:
         stored = json.loads(gzip.decompress(data))
     except (OSError, ValueError) as exc:
         raise ManifestError(f"the manifest is unreadable: {exc}") from exc
-    if stored.get("version") != FORMAT_VERSION:
+    if stored.get("version") not in READABLE_VERSIONS:
         raise ManifestError(f"unknown manifest version {stored.get('version')!r}")
     try:
         manifest = _expand(stored)

@@ -38,15 +38,20 @@ class RestoreRun:
         self.owner_id = owner_id
         self.on_progress = on_progress
         self._started = time.monotonic()
+        self._loaded: dict[str, Any] | None = None
 
     async def load(self) -> dict[str, Any]:
-        """The snapshot's manifest, checked against its committed root hash."""
+        """The snapshot's manifest, checked against its committed root hash (read once: the
+        activity checks it before connecting, the run uses it)."""
+        if self._loaded is not None:
+            return self._loaded
         key, root = await asyncio.to_thread(self._committed)
         try:
             data = await asyncio.to_thread(self.store.get, key)
-            return manifest.decode(data, root)
+            self._loaded = await asyncio.to_thread(manifest.decode, data, root)
         except (StoreError, manifest.ManifestError) as exc:
             raise RestoreFailed(f"snapshot {self.snapshot_id}: {exc}") from exc
+        return self._loaded
 
     def _committed(self) -> tuple[str, str]:
         """The committed snapshot's manifest key and root hash: from the database, or from its
