@@ -104,7 +104,7 @@ def decode_cursor(
                 key.append(datetime.fromisoformat(value))
             except ValueError:
                 raise _invalid_cursor("not a cursor of this list") from None
-        elif kind in (int, float, str) and type(value) is kind:
+        elif kind in (int, float, str) and type(value) is kind and "\x00" not in str(value):
             key.append(value)
         else:
             raise _invalid_cursor("not a cursor of this list")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
 
+from api.schemas.common import ApiInput
 from core.alerts.rules import METRIC_KINDS, RuleKind
 
 # An agent reports every 30 s by default: a shorter silence is no outage.
@@ -38,13 +39,13 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)  # "left out: kept", not a null the type refuses
 
 
-class RuleIn(BaseModel):
+class RuleIn(ApiInput):
     """A change to one rule; fields left out keep their value."""
 
     # Strict: `false` is no duration. Finite: nan and inf are no threshold.
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    kind: RuleKind
+    kind: RuleKind = Field(strict=False)  # the JSON string of one
     threshold: float | None = Field(default=None, ge=0, lt=100)
     # Left out: kept (read only when given, `model_fields_set`). Never null: a rule always
     # has both, so the type (and the schema) has no null and an explicit one is refused.
@@ -72,7 +73,7 @@ class RuleIn(BaseModel):
         return value
 
 
-class RulesIn(BaseModel):
+class RulesIn(ApiInput):
     model_config = ConfigDict(extra="forbid")
 
     rules: list[RuleIn] = Field(default_factory=list, max_length=len(RuleKind))

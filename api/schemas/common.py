@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Path
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from core.regions import countries_for
 
@@ -19,6 +19,23 @@ DB_INT_MAX = 2**31 - 1
 MAX_PRICE_PER_HOUR = 1000.0
 # The most GPU memory a filter may ask for, GB.
 MAX_VRAM_GB = 2048.0
+
+
+def _storable(value: object) -> object:
+    """Text PostgreSQL can store: it holds no NUL character, and refuses a query with one."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain a NUL character (\\u0000)")
+    return value
+
+
+# For a path or query parameter: `Annotated[str, Query(...), NO_NUL]`.
+NO_NUL = AfterValidator(_storable)
+
+
+class ApiInput(BaseModel):
+    """What a request brings (a body, a query string): its text must be storable."""
+
+    _no_nul = field_validator("*", mode="after")(_storable)
 
 
 def row_id(what: str) -> Any:

@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, normalise_region
+from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind
 from core.contracts.states import MachineState
@@ -25,7 +25,7 @@ from core.metrics.liveness import offline_after
 GPU_FIELDS = ("gpu_name", "num_gpus", "min_vram_gb")
 
 
-class MachineCreate(BaseModel):
+class MachineCreate(ApiInput):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # First: the fields after it are checked against it.

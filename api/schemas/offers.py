@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.pagination import CURSOR_HELP
-from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, normalise_region
+from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from providers.base import SortKey
 
 
-class OfferFilters(BaseModel):
+class OfferFilters(ApiInput):
     """Query string of `GET /api/v1/offers`."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.schemas.common import MAX_PRICE_PER_HOUR, normalise_region
+from api.schemas.common import MAX_PRICE_PER_HOUR, ApiInput, normalise_region
 from core.contracts.hibernation import (
     DELETE_AFTER_RANGE,
     GPU_THRESHOLD_RANGE,
@@ -72,7 +72,7 @@ _NOT_NULL = (
 )
 
 
-class ConfigUpdate(BaseModel):
+class ConfigUpdate(ApiInput):
     """`PUT /api/instances/{id}/config`: the fields given change, the others are kept; a
     `null` pre_hibernate_command removes the hook."""
 
@@ -137,7 +137,7 @@ class ConfigOut(BaseModel):
     pre_hibernate: PreHibernateOut
 
 
-class HibernateRequest(BaseModel):
+class HibernateRequest(ApiInput):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str | None = Field(default=None, max_length=500, description="Recorded with the event")
@@ -149,7 +149,7 @@ class HibernateOut(BaseModel):
     instance_destroyed: bool
 
 
-class WakeRequest(BaseModel):
+class WakeRequest(ApiInput):
     """Each field overrides the machine's own for this wake (and the next ones)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)

@@ -6,6 +6,7 @@ document says of its status code. Examples are derandomized: a run repeats the l
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -83,8 +84,11 @@ def _call(case: schemathesis.Case, stack: Stack) -> None:
     )
 
 
+# A deeper run: DUMONT_FUZZ_EXAMPLES=500 pytest tests/api/test_fuzz.py
+EXAMPLES = int(os.environ.get("DUMONT_FUZZ_EXAMPLES", "25"))
+
 FUZZ = settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,
@@ -99,6 +103,6 @@ def test_no_input_gets_a_server_error(case: schemathesis.Case, stack: Stack) -> 
 
 
 @schema.include(path_regex=RENTING, method="POST").parametrize()
-@settings(FUZZ, max_examples=8)
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 3))
 def test_renting_takes_few_examples(case: schemathesis.Case, stack: Stack) -> None:
     _call(case, stack)
