@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -106,3 +107,13 @@ def test_no_input_gets_a_server_error(case: schemathesis.Case, stack: Stack) -> 
 @settings(FUZZ, max_examples=max(1, EXAMPLES // 3))
 def test_renting_takes_few_examples(case: schemathesis.Case, stack: Stack) -> None:
     _call(case, stack)
+
+
+def test_the_fuzzed_owner_stayed_within_its_quota(stack: Stack) -> None:
+    """Runs after the fuzzing: however many creates it sent, the quota let few through."""
+    response = httpx.get(
+        f"{stack.url}/api/v1/machines", headers={"Authorization": f"Bearer {stack.token}"}
+    )
+    assert response.status_code == 200
+    created = [m for m in response.json() if m["id"] != stack.machine_id]
+    assert 1 <= len(created) <= QUOTA
