@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from api.compat import compat_router
 from api.errors import install_error_handlers
 from api.ingest.service import start_ingest
+from api.openapi import install_openapi
 from api.routes import agent, api_router
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.db import make_engine, migrate
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(api_router)
     app.include_router(compat_router)
     app.include_router(agent.router)

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi import Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from api.schemas.common import ActionAccepted
+from api.schemas.common import NO_NUL, ActionAccepted
 from api.temporal import TemporalConnector
 from core.accounts import user_for_token
 from core.contracts.states import MachineState
@@ -82,7 +82,12 @@ def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def owned_machine(machine_id: str, user: CurrentUser, session: SessionDep) -> Machine:
+MachineId = Annotated[
+    str, Path(min_length=1, max_length=64, description="The machine's id"), NO_NUL
+]
+
+
+def owned_machine(machine_id: MachineId, user: CurrentUser, session: SessionDep) -> Machine:
     """The caller's machine; someone else's answers exactly like a missing one."""
     machine = session.get(Machine, machine_id)
     if machine is None or machine.owner_id != user.id:
@@ -95,7 +100,7 @@ Wait = Annotated[
     bool,
     Query(description="Wait until the action is done (true) or only until it is accepted (false)"),
 ]
-Reason = Annotated[str | None, Query(max_length=500, description="Recorded with the event")]
+Reason = Annotated[str | None, Query(max_length=500, description="Recorded with the event"), NO_NUL]
 
 
 @dataclass

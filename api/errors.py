@@ -51,6 +51,16 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     )
 
 
+def invalid(loc: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 about one field (`("query", "series")`), in the shape every 422 has."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
+
+
+def _invalid_body(message: str) -> JSONResponse:
+    errors = [{"type": "value_error", "loc": ["body"], "msg": message}]
+    return JSONResponse({"detail": errors, "message": validation_message(errors)}, 422)
+
+
 async def _validation_failed(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
@@ -69,8 +79,8 @@ async def _temporal_unavailable(_request: Request, exc: Exception) -> JSONRespon
 
 async def _rejected(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ActionRejected)
-    if exc.type == ErrorType.INVALID_INPUT:
-        return _error(422, exc.problem)
+    if exc.type == ErrorType.INVALID_INPUT:  # the machine found the body out of range
+        return _invalid_body(exc.problem)
     return _error(409, exc.problem)
 
 

@@ -18,11 +18,15 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import BigInteger, ColumnElement, and_, or_
 from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
 T = TypeVar("T")
+
+# What INTEGER and BIGINT columns hold: a key beyond is no row of this list, and the database
+# refuses to compare with it.
+INT_MAX, BIGINT_MAX = 2**31 - 1, 2**63 - 1
 
 MAX_LIMIT = 1000
 CURSOR_HELP = 'Where the page starts: follow the previous page\'s `Link: <...>; rel="next"` header'
@@ -55,6 +59,10 @@ class Keyset:
         # A TypeDecorator (UtcDateTime, sqlmodel's AutoString) says its type through its impl.
         return [getattr(c.type, "impl", c.type).python_type for c in self.columns]
 
+    def int_max(self) -> list[int]:
+        """The largest value each column holds (what an integer in a cursor may be)."""
+        return [BIGINT_MAX if isinstance(c.type, BigInteger) else INT_MAX for c in self.columns]
+
 
 def newest_first(*columns: Any) -> Keyset:
     return Keyset(columns, descending=True)
@@ -75,7 +83,9 @@ def encode_cursor(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
+def decode_cursor(
+    cursor: str, types: Sequence[type], int_max: Sequence[int] | None = None
+) -> list[Any]:
     """The key a cursor names, each value of its column's type; a 422 naming `cursor` if it
     is not one this list made."""
     try:
@@ -84,14 +94,17 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> list[Any]:
         raise _invalid_cursor("not a cursor of this list") from None
     if not isinstance(values, list) or len(values) != len(types):
         raise _invalid_cursor("not a cursor of this list")
+    limits = int_max or [INT_MAX] * len(types)
     key: list[Any] = []
-    for value, kind in zip(values, types, strict=True):
+    for value, kind, limit in zip(values, types, limits, strict=True):
+        if kind is int and type(value) is int and abs(value) > limit:
+            raise _invalid_cursor("not a cursor of this list")
         if kind is datetime and isinstance(value, str):
             try:
                 key.append(datetime.fromisoformat(value))
             except ValueError:
                 raise _invalid_cursor("not a cursor of this list") from None
-        elif kind in (int, float, str) and type(value) is kind:
+        elif kind in (int, float, str) and type(value) is kind and "\x00" not in str(value):
             key.append(value)
         else:
             raise _invalid_cursor("not a cursor of this list")
@@ -115,7 +128,9 @@ class Pager:
     def rows(self, session: Session, query: SelectOfScalar[T], keyset: Keyset) -> list[T]:
         """This page of the query's rows, in the keyset's order."""
         if self.cursor is not None:
-            query = query.where(keyset.after(decode_cursor(self.cursor, keyset.types())))
+            query = query.where(
+                keyset.after(decode_cursor(self.cursor, keyset.types(), keyset.int_max()))
+            )
         rows = list(session.exec(query.order_by(*keyset.order_by()).limit(self.limit + 1)))
         if len(rows) > self.limit:
             rows = rows[: self.limit]

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     provider_poll_seconds: float = Field(default=3.0, gt=0, le=60)
     # How soon a dead worker's long activity (boot wait, create, destroy) is retried elsewhere.
     heartbeat_timeout_seconds: int = Field(default=30, ge=2, le=600)
+    # Machines one owner may have holding (or about to hold) an instance: a runaway script or a
+    # leaked token cannot rent a whole marketplace. Creates and wakes past it answer 409.
+    max_machines_per_owner: int = Field(default=50, ge=1, le=100_000)
 
     # The agent and the fleet monitor
     # The API's URL as machines reach it: the agent posts its reports there. Unset, the API's

@@ -34,6 +34,10 @@ class UnknownProvider(InvalidRequest):
     """A provider name that is not configured here (typo, or credentials not set)."""
 
 
+class UnconfiguredProvider(UnknownProvider):
+    """A provider Dumont has, not set up on this server (its credentials are missing)."""
+
+
 class ProviderRegistry:
     def __init__(
         self, providers: Mapping[str, Provider], *, unconfigured: Iterable[Unconfigured] = ()
@@ -65,7 +69,7 @@ class ProviderRegistry:
         if provider is not None:
             return provider
         if name in self._unconfigured:
-            raise UnknownProvider(
+            raise UnconfiguredProvider(
                 f"provider {name!r} is not configured: {self._unconfigured[name]}"
             )
         known = ", ".join(self.names) or "none"

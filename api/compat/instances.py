@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import col, select
 
 from api.deps import (
@@ -32,6 +33,7 @@ from api.schemas.seed import (
     WakeOut,
     WakeRequest,
 )
+from api.services import quota
 from api.services.savings import savings_of
 from core.contracts.hibernation import ConfigureInput, HibernateInput, HibernationConfig, WakeInput
 from core.metrics.liveness import is_offline
@@ -168,6 +170,8 @@ async def wake(
 ) -> WakeOut | ActionAccepted:
     """Rent a matching offer (any host), restore the snapshot onto it, and run again."""
     machine_id, wanted = action.machine.id, body or WakeRequest()
+    limit = action.settings.max_machines_per_owner
+    await run_in_threadpool(quota.check_wake, action.session, action.machine, limit)
     request = WakeInput(gpu_type=wanted.gpu_type, region=wanted.region, max_price=wanted.max_price)
     result = await action.machines.wake(machine_id, request, wait=action.wait)
     if result is None:

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import LiveMachine, OwnedMachine, SessionDep, SettingsDep, TemporalDep
+from api.errors import invalid
 from api.schemas.common import UNAUTHORIZED, UNAVAILABLE, ErrorOut
 from api.schemas.schedules import ScheduleDeleted, ScheduleIn, ScheduleOut
 from core.models import Machine, utcnow
@@ -80,7 +81,7 @@ async def put_schedule(
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
         # Python knew the zone and Temporal's tz database does not (nothing was written).
-        raise HTTPException(422, f"timezone: {err.message}") from None
+        raise invalid(("body", "timezone"), err.message) from None
     await run_in_threadpool(
         _store, session, machine, body.wake_time, body.sleep_time, body.timezone
     )

@@ -23,7 +23,7 @@ from api.schemas.alerts import (
     RulesOut,
     SecretOut,
 )
-from api.schemas.common import AUTHENTICATED, ErrorOut
+from api.schemas.common import AUTHENTICATED, NO_NUL, ErrorOut, row_id
 from core.alerts.store import owner_rules, rotate_secret, webhook_of
 from core.models import Alert, AlertDelivery, AlertDeliveryAttempt, AlertRule, utcnow
 
@@ -90,7 +90,7 @@ def list_alerts(
     session: SessionDep,
     page: AlertsPage,
     state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
-    machine_id: Annotated[str | None, Query(max_length=64)] = None,
+    machine_id: Annotated[str | None, Query(max_length=64), NO_NUL] = None,
 ) -> list[Alert]:
     """The caller's alerts, newest first."""
     query = select(Alert).where(Alert.owner_id == user.id)
@@ -135,7 +135,9 @@ def list_deliveries(
     response_model=AlertOut,
     responses={404: {"model": ErrorOut, "description": "No such alert (or not yours)"}},
 )
-def get_alert(alert_id: int, user: CurrentUser, session: SessionDep) -> Alert:
+def get_alert(
+    alert_id: Annotated[int, row_id("alert")], user: CurrentUser, session: SessionDep
+) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None or alert.owner_id != user.id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")

@@ -40,7 +40,12 @@ router = APIRouter(prefix=service.MACHINES_PATH, tags=["machines"], responses=CO
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=MachineOut,
-    responses={409: {"model": ErrorOut, "description": "The provider cannot run this kind"}},
+    responses={
+        409: {
+            "model": ErrorOut,
+            "description": "The provider cannot run this kind, or your machine quota is reached",
+        }
+    },
 )
 async def create_machine(
     body: MachineCreate,
@@ -53,6 +58,7 @@ async def create_machine(
         session=session,
         machines=machines,
         task_queue=settings.task_queue,
+        quota=settings.max_machines_per_owner,
         owner_id=user.id,
         body=body,
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, Request
 
 from api.deps import OwnedMachine, SessionDep
+from api.errors import invalid
 from api.ingest.service import Ingest
 from api.schemas.common import COMMON_RESPONSES
 from api.schemas.metrics import MetricsOut
@@ -25,9 +26,9 @@ def _groups(value: str) -> list[SeriesGroup]:
     names = [name.strip().lower() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in SERIES_GROUPS]
     if unknown or not names:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"series: unknown {', '.join(unknown) or '(none given)'}; use any of {ALL_GROUPS}",
+        raise invalid(
+            ("query", "series"),
+            f"unknown {', '.join(unknown) or '(none given)'}; use any of {ALL_GROUPS}",
         )
     return cast(list[SeriesGroup], list(dict.fromkeys(names)))
 

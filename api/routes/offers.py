@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import CurrentUser, ProvidersDep
 from api.pagination import Pager
-from api.schemas.common import AUTHENTICATED, ErrorOut
+from api.schemas.common import AUTHENTICATED, INVALID, ErrorOut
 from api.schemas.offers import OfferFilters, OfferOut
-from core.contracts.providers import ProviderFeature
+from api.services import offers as service
 from providers.base import Offer, OfferQuery
 
 router = APIRouter(
@@ -19,6 +19,8 @@ router = APIRouter(
     responses={
         **AUTHENTICATED,
         502: {"model": ErrorOut, "description": "The provider failed"},
+        409: {"model": ErrorOut, "description": "The provider has no offer marketplace"},
+        **INVALID,
         503: {"model": ErrorOut, "description": "The provider is rate limiting or not set up"},
     },
 )
@@ -50,7 +52,7 @@ async def list_offers(
         sort=filters.sort,
         limit=wanted,
     )
-    # Only a provider with an offer marketplace is asked (a named one without it is a 409
-    # with its reason); catalogue providers join here with the GCP provider.
-    (marketplace,) = providers.with_feature(ProviderFeature.OFFER_MARKETPLACE, filters.provider)
-    return page.window(await marketplace.search_offers(query))
+    # Only a provider with an offer marketplace is asked; catalogue providers join here with
+    # the GCP provider.
+    found = service.marketplace(providers, filters.provider)
+    return page.window(await found.search_offers(query))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import asyncssh
 from fastapi import APIRouter, HTTPException, Response, status
@@ -13,7 +14,7 @@ from temporalio.service import RPCError
 
 from api.deps import ConnectorDep, CurrentUser, SessionDep
 from api.pagination import Page, oldest_first
-from api.schemas.common import AUTHENTICATED, ErrorOut
+from api.schemas.common import AUTHENTICATED, ErrorOut, row_id
 from api.schemas.ssh_keys import SshKeyCreate, SshKeyOut
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.contracts.states import MachineState
@@ -93,7 +94,9 @@ def list_ssh_keys(user: CurrentUser, session: SessionDep, page: Page) -> list[Ss
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"model": ErrorOut, "description": "No such key (or not yours)"}},
 )
-def delete_ssh_key(key_id: int, user: CurrentUser, session: SessionDep) -> Response:
+def delete_ssh_key(
+    key_id: Annotated[int, row_id("ssh key")], user: CurrentUser, session: SessionDep
+) -> Response:
     """Forget the key. Machines that already have it keep it until they are rebuilt."""
     key = session.get(SshKey, key_id)
     if key is None or key.user_id != user.id:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
 
+from api.schemas.common import ApiInput
 from core.alerts.rules import METRIC_KINDS, RuleKind
 
 # An agent reports every 30 s by default: a shorter silence is no outage.
@@ -29,15 +30,29 @@ class RulesOut(BaseModel):
     webhook_secret_created_at: datetime | None
 
 
-class RuleIn(BaseModel):
+# The default of a field a change may leave out but never set to null (typed Any: not a value
+# of the field's type, and never read, as only fields given are applied).
+_LEFT_OUT: Any = None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # "left out: kept", not a null the type refuses
+
+
+class RuleIn(ApiInput):
     """A change to one rule; fields left out keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `false` is no duration. Finite: nan and inf are no threshold.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    kind: RuleKind
+    kind: RuleKind = Field(strict=False)  # the JSON string of one
     threshold: float | None = Field(default=None, ge=0, lt=100)
-    duration_seconds: int | None = Field(default=None, ge=0, le=MAX_DURATION_SECONDS)
-    enabled: bool | None = None
+    # Left out: kept (read only when given, `model_fields_set`). Never null: a rule always
+    # has both, so the type (and the schema) has no null and an explicit one is refused.
+    duration_seconds: int = Field(
+        default=_LEFT_OUT, ge=0, le=MAX_DURATION_SECONDS, json_schema_extra=_no_default
+    )
+    enabled: bool = Field(default=_LEFT_OUT, json_schema_extra=_no_default)
 
     @field_validator("threshold")
     @classmethod
@@ -51,14 +66,14 @@ class RuleIn(BaseModel):
 
     @field_validator("duration_seconds")
     @classmethod
-    def _offline_not_too_short(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if info.data.get("kind") is RuleKind.MACHINE_OFFLINE and value is not None:
+    def _offline_not_too_short(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("kind") is RuleKind.MACHINE_OFFLINE:
             if value < MIN_OFFLINE_SECONDS:
                 raise ValueError(f"machine_offline needs at least {MIN_OFFLINE_SECONDS} s")
         return value
 
 
-class RulesIn(BaseModel):
+class RulesIn(ApiInput):
     model_config = ConfigDict(extra="forbid")
 
     rules: list[RuleIn] = Field(default_factory=list, max_length=len(RuleKind))

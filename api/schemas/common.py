@@ -5,20 +5,59 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from core.regions import countries_for
 
 Responses = dict[int | str, dict[str, Any]]
+
+# The largest id an INTEGER column (PostgreSQL's, 4 bytes) holds: an id past it names no row,
+# and the database refuses to compare with it.
+DB_INT_MAX = 2**31 - 1
+# Prices a marketplace could ask, in USD per hour: beyond, a filter is a typo.
+MAX_PRICE_PER_HOUR = 1000.0
+# The most GPU memory a filter may ask for, GB.
+MAX_VRAM_GB = 2048.0
+
+
+def _storable(value: object) -> object:
+    """Text PostgreSQL can store: it holds no NUL character, and refuses a query with one."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain a NUL character (\\u0000)")
+    return value
+
+
+# For a path or query parameter: `Annotated[str, Query(...), NO_NUL]`.
+NO_NUL = AfterValidator(_storable)
+
+
+class ApiInput(BaseModel):
+    """What a request brings (a body, a query string): its text must be storable."""
+
+    _no_nul = field_validator("*", mode="after")(_storable)
+
+
+def row_id(what: str) -> Any:
+    """A path id of a database row: 1 up to what the column holds."""
+    return Path(ge=1, le=DB_INT_MAX, description=f"The {what}'s id")
 
 
 class ErrorOut(BaseModel):
     detail: str
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: `body`, `query` or `path`, then the field")
+    msg: str
+    type: str
+
+
 class ValidationErrorOut(BaseModel):
-    detail: list[dict[str, Any]]
-    message: str
+    """Every 422: each invalid field, and all of them in one readable line."""
+
+    detail: list[FieldError]
+    message: str = Field(examples=["num_gpus: Input should be less than or equal to 8"])
 
 
 class ActionAccepted(BaseModel):

@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from api.schemas.common import normalise_region
+from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind
 from core.contracts.states import MachineState
@@ -25,8 +25,8 @@ from core.metrics.liveness import offline_after
 GPU_FIELDS = ("gpu_name", "num_gpus", "min_vram_gb")
 
 
-class MachineCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MachineCreate(ApiInput):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # First: the fields after it are checked against it.
     kind: MachineKind = Field(default=MachineKind.GPU, description="`cpu`: a machine with no GPU")
@@ -48,9 +48,13 @@ class MachineCreate(BaseModel):
     image: str = Field(min_length=1, max_length=1024, examples=["pytorch/pytorch:latest"])
     disk_gb: int = Field(default=50, ge=10, le=2048)
     region: str | None = Field(default=None, description="NA, SA, EU, AS, OC, AF or ISO country")
-    max_price: float | None = Field(default=None, gt=0, description="USD per hour")
+    max_price: float | None = Field(
+        default=None, gt=0, le=MAX_PRICE_PER_HOUR, description="USD per hour"
+    )
     min_reliability: float | None = Field(default=None, ge=0, le=1)
-    min_vram_gb: float | None = Field(default=None, ge=0, description="Not for a cpu machine")
+    min_vram_gb: float | None = Field(
+        default=None, ge=0, le=MAX_VRAM_GB, description="Not for a cpu machine"
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
     _region = field_validator("region")(normalise_region)

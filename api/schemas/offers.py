@@ -5,21 +5,21 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.pagination import CURSOR_HELP
-from api.schemas.common import normalise_region
+from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from providers.base import SortKey
 
 
-class OfferFilters(BaseModel):
+class OfferFilters(ApiInput):
     """Query string of `GET /api/v1/offers`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     gpu: str | None = Field(default=None, min_length=1, max_length=100)
     num_gpus: int | None = Field(default=None, ge=1, le=8)
-    max_price: float | None = Field(default=None, gt=0)
+    max_price: float | None = Field(default=None, gt=0, le=MAX_PRICE_PER_HOUR)
     region: str | None = None
     min_reliability: float | None = Field(default=None, ge=0, le=1)
-    min_vram_gb: float | None = Field(default=None, ge=0)
+    min_vram_gb: float | None = Field(default=None, ge=0, le=MAX_VRAM_GB)
     disk_gb: int | None = Field(default=None, ge=1, le=2048)
     sort: SortKey = "price"
     limit: int = Field(default=50, ge=1, le=500, description="Offers per page")

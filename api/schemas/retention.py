@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.schemas.common import ApiInput
 from core.snapshots.owner_retention import (
     DELETED_RETENTION_DAYS_RANGE,
     KEEP_LAST_RANGE,
@@ -38,7 +39,7 @@ class RetentionOut(RetentionValuesOut):
         )
 
 
-class RetentionIn(BaseModel):
+class RetentionIn(ApiInput):
     """`PUT`: the fields given change; `null` puts that field back to the default; fields left
     out keep their value."""
 

@@ -6,10 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.common import ApiInput
 from core.schedules import check_timezone, normalise_time
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(ApiInput):
     """A daily wake and/or sleep time, local to `timezone`. A time left out removes that half
     of an existing schedule."""
 

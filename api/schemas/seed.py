@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.schemas.common import normalise_region
+from api.schemas.common import MAX_PRICE_PER_HOUR, ApiInput, normalise_region
 from core.contracts.hibernation import (
     DELETE_AFTER_RANGE,
     GPU_THRESHOLD_RANGE,
@@ -72,11 +72,11 @@ _NOT_NULL = (
 )
 
 
-class ConfigUpdate(BaseModel):
+class ConfigUpdate(ApiInput):
     """`PUT /api/instances/{id}/config`: the fields given change, the others are kept; a
     `null` pre_hibernate_command removes the hook."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     auto_hibernation_enabled: bool | None = None
     gpu_usage_threshold: float | None = Field(
@@ -137,7 +137,7 @@ class ConfigOut(BaseModel):
     pre_hibernate: PreHibernateOut
 
 
-class HibernateRequest(BaseModel):
+class HibernateRequest(ApiInput):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str | None = Field(default=None, max_length=500, description="Recorded with the event")
@@ -149,14 +149,16 @@ class HibernateOut(BaseModel):
     instance_destroyed: bool
 
 
-class WakeRequest(BaseModel):
+class WakeRequest(ApiInput):
     """Each field overrides the machine's own for this wake (and the next ones)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     gpu_type: str | None = Field(default=None, min_length=1, max_length=100)
     region: str | None = Field(default=None, description="NA, SA, EU, AS, OC, AF or ISO country")
-    max_price: float | None = Field(default=None, gt=0, description="USD per hour")
+    max_price: float | None = Field(
+        default=None, gt=0, le=MAX_PRICE_PER_HOUR, description="USD per hour"
+    )
 
     _region = field_validator("region")(normalise_region)
 

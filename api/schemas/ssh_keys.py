@@ -7,8 +7,10 @@ from datetime import datetime
 import asyncssh
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.schemas.common import ApiInput
 
-class SshKeyCreate(BaseModel):
+
+class SshKeyCreate(ApiInput):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)

@@ -14,6 +14,7 @@ from api.deps import MachineAction
 from api.pagination import Pager, newest_first
 from api.schemas.common import ActionAccepted
 from api.schemas.machines import MachineCreate, MachineOut
+from api.services.quota import check_quota
 from api.services.savings import savings_of
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind, MachineSpec
@@ -59,7 +60,10 @@ def unsupported_kind_reason(provider: str, kind: MachineKind) -> str | None:
     return declared_unsupported(provider, feature)
 
 
-def _insert_committed(session: Session, *rows: SQLModel) -> None:
+def _insert_committed(session: Session, quota: int, owner_id: str, *rows: SQLModel) -> None:
+    # Counted in the transaction that inserts, the owner's row locked: concurrent creates
+    # cannot all pass the last free place.
+    check_quota(session, owner_id, quota, lock=True)
     for row in rows:  # one flush each, in order: later rows refer to earlier ones
         session.add(row)
         session.flush()
@@ -81,6 +85,7 @@ async def create_machine(
     session: Session,
     machines: MachineClient,
     task_queue: str,
+    quota: int,
     owner_id: str,
     body: MachineCreate,
 ) -> Machine:
@@ -106,7 +111,7 @@ async def create_machine(
     # Temporal refuses, the rows are deleted again, so nothing is left. Never the other way
     # round: a workflow without its row would rent an instance its owner cannot see. No
     # connection is held while Temporal answers (SQLite has one writer; the pool is bounded).
-    await run_in_threadpool(_insert_committed, session, machine, created)
+    await run_in_threadpool(_insert_committed, session, quota, owner_id, machine, created)
     try:
         await machines.start(
             machine_id=machine.id, owner_id=owner_id, spec=spec_of(machine), task_queue=task_queue

@@ -58,3 +58,17 @@ def test_states_and_event_types_are_enums(tmp_path: Path) -> None:
     assert schemas["EventOut"]["properties"]["event_type"] == {
         "$ref": "#/components/schemas/EventType"
     }
+
+
+def test_every_422_is_documented_as_the_shape_the_api_sends(tmp_path: Path) -> None:
+    spec = _app(tmp_path).openapi()
+    documented = [
+        operation["responses"]["422"]["content"]["application/json"]["schema"]
+        for operation in _operations(spec)
+        if "422" in operation["responses"]
+    ]
+    assert len(documented) > 20
+    assert all(s == {"$ref": "#/components/schemas/ValidationErrorOut"} for s in documented)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    shape = spec["components"]["schemas"]["FieldError"]
+    assert set(shape["required"]) == {"loc", "msg", "type"}
