@@ -126,6 +126,8 @@ def install_command() -> str:
             '        && kill -0 "$pid" 2>/dev/null; then',
             '        echo "dumont-agent running: pid $pid"; echo "$d"; exit 0',
             "    fi",
+            # Exited before it was ready: a crash at start, not worth the whole wait.
+            '    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then break; fi',
             "    sleep 0.1; i=$((i + 1))",
             "done",
             # It did not start: leave nothing restarting it, and say why.
