@@ -23,13 +23,13 @@ import hashlib
 import mmap
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
-from agent.snapshot import ENGINE_VERSION, chunker, fidelity, transfer
+from agent.snapshot import ENGINE_VERSION, chunk_jobs, chunker, fidelity, transfer
+from agent.snapshot.chunk_jobs import REGION, Found, Item
 from agent.snapshot.codec import Compressor
 from agent.snapshot.scan import walk
 from agent.snapshot.statcache import StatCache
@@ -38,79 +38,12 @@ from agent.snapshot.wire import Message, Wire
 
 BATCH_ENTRIES = 2000
 PROGRESS_SECONDS = 1.0
-REGION = 16 * 1024 * 1024
 # A job of small files stops taking more at this many.
 JOB_FILES = 256
-
-# (hash, raw size, codec or None when not compressed, offset in the region, payload length)
-Found = Tuple[str, int, Optional[str], int, int]
-# (path, offset to start at, expected size)
-Item = Tuple[str, int, int]
-# per item: the chunks found, and the offset to go on from (None: the file is done)
-JobResult = List[Tuple[List[Found], Optional[int]]]
 
 
 class SnapshotFailed(RuntimeError):
     pass
-
-
-# Set in the main process before the workers fork, so they share them.
-_arena: mmap.mmap | None = None
-_known: frozenset = frozenset()
-_compressor: Compressor | None = None
-
-
-def run_job(items: list[Item], region: int) -> JobResult:
-    """Chunk, hash and compress files into one region of the arena; runs in a worker process
-    (or inline without one). Stops early when the region is nearly full: the items not finished
-    say where to go on from."""
-    assert _arena is not None and _compressor is not None
-    base = region * REGION
-    used = 0
-    results: JobResult = []
-    for path, start, expected in items:
-        if used > REGION - chunker.MAX_CHUNK:
-            results.append(([], start))
-            continue
-        found: list[Found] = []
-        offset = start
-        with open(path, "rb", buffering=0) as handle:
-            if start:
-                handle.seek(start)
-            for view in chunker.views(handle, expected - start):
-                digest = hashlib.sha256(view).hexdigest()
-                if digest in _known:
-                    found.append((digest, len(view), None, 0, 0))
-                else:
-                    codec, payload = _compressor.compress(view)
-                    _arena[base + used : base + used + len(payload)] = payload
-                    found.append((digest, len(view), codec, used, len(payload)))
-                    used += len(payload)
-                offset += len(view)
-                if used > REGION - chunker.MAX_CHUNK:
-                    break  # every later chunk begins at a cut: go on from there
-            else:
-                offset = -1
-        results.append((found, None if offset < 0 else offset))
-    return results
-
-
-def _ready() -> int:
-    return os.getpid()
-
-
-def _worker_init() -> None:
-    """A chunking process holds none of the session's pipes (so the control plane sees the
-    engine end when its main process does) and dies with its parent."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the pipes are closed all the same
-        pass
 
 
 class _Pack:
@@ -149,7 +82,6 @@ class CreateEngine:
         pack_size: int,
         window: int,
     ) -> None:
-        global _arena, _known, _compressor
         self.workspace = workspace
         self.wire = wire
         self.cache = cache
@@ -158,18 +90,19 @@ class CreateEngine:
         self.window = window
         # Half again the window: packs in flight hold their regions until they are uploaded.
         regions = max(4, min(48, window * 3 // 2 // REGION))
-        _arena = self._arena = mmap.mmap(-1, regions * REGION)
+        self._arena = mmap.mmap(-1, regions * REGION)
         self._view = memoryview(self._arena)
-        _known = frozenset(cache.known_chunks())
-        _compressor = compressor
+        chunk_jobs.share(self._arena, frozenset(cache.known_chunks()), compressor)
         self._free_regions = list(range(regions))
         self._region_refs = [0] * regions
         # Forked now, before any thread exists: forking a threaded process is unsafe.
         self._pool = None
         if workers > 1:
             context = multiprocessing.get_context("fork")
-            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
-            for job in [self._pool.submit(_ready) for _ in range(workers)]:
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=chunk_jobs.worker_init
+            )
+            for job in [self._pool.submit(chunk_jobs.ready) for _ in range(workers)]:
                 job.result()
         self._jobs: collections.deque[_Job] = collections.deque()
         self._jobs_ahead = 2 * workers
@@ -438,10 +371,10 @@ class CreateEngine:
         full = [(os.path.join(self.workspace, path), start, size) for path, start, size in items]
         future: Future = Future()
         if self._pool is not None:
-            future = self._pool.submit(run_job, full, region)
+            future = self._pool.submit(chunk_jobs.run_job, full, region)
         else:
             try:
-                future.set_result(run_job(full, region))
+                future.set_result(chunk_jobs.run_job(full, region))
             except Exception as exc:  # noqa: BLE001 - raised where results are taken
                 future.set_exception(exc)
         self._jobs.append(_Job(region, items, files, future))
