@@ -22,11 +22,13 @@ from sqlalchemy import BigInteger, ColumnElement, and_, or_
 from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
+from api.schemas.common import DB_INT_MAX
+
 T = TypeVar("T")
 
-# What INTEGER and BIGINT columns hold: a key beyond is no row of this list, and the database
-# refuses to compare with it.
-INT_MAX, BIGINT_MAX = 2**31 - 1, 2**63 - 1
+# What a BIGINT column holds (INTEGER's is DB_INT_MAX): a key beyond is no row of this list,
+# and the database refuses to compare with it.
+BIGINT_MAX = 2**63 - 1
 
 MAX_LIMIT = 1000
 CURSOR_HELP = 'Where the page starts: follow the previous page\'s `Link: <...>; rel="next"` header'
@@ -61,7 +63,7 @@ class Keyset:
 
     def int_max(self) -> list[int]:
         """The largest value each column holds (what an integer in a cursor may be)."""
-        return [BIGINT_MAX if isinstance(c.type, BigInteger) else INT_MAX for c in self.columns]
+        return [BIGINT_MAX if isinstance(c.type, BigInteger) else DB_INT_MAX for c in self.columns]
 
 
 def newest_first(*columns: Any) -> Keyset:
@@ -94,7 +96,7 @@ def decode_cursor(
         raise _invalid_cursor("not a cursor of this list") from None
     if not isinstance(values, list) or len(values) != len(types):
         raise _invalid_cursor("not a cursor of this list")
-    limits = int_max or [INT_MAX] * len(types)
+    limits = int_max or [DB_INT_MAX] * len(types)
     key: list[Any] = []
     for value, kind, limit in zip(values, types, limits, strict=True):
         if kind is int and type(value) is int and abs(value) > limit:

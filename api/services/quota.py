@@ -8,14 +8,8 @@ from fastapi import HTTPException, status
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from core.contracts.states import MachineState
+from core.contracts.states import INSTANCELESS_STATES, MachineState
 from core.models import Machine, User
-
-# States with no instance and none coming: the rest hold one (a stopped machine keeps its
-# host and disk and starts again there) or are renting one.
-WITHOUT_INSTANCE = frozenset(
-    {MachineState.HIBERNATED, MachineState.DELETED, MachineState.DESTROYED}
-)
 
 
 class QuotaExceeded(HTTPException):
@@ -27,17 +21,13 @@ class QuotaExceeded(HTTPException):
         )
 
 
-def counts_against_quota(state: str) -> bool:
-    return state not in WITHOUT_INSTANCE
-
-
 def live_machines(session: Session, owner_id: str) -> int:
     query = (
         select(func.count())
         .select_from(Machine)
         .where(
             Machine.owner_id == owner_id,
-            col(Machine.status).not_in([s.value for s in WITHOUT_INSTANCE]),
+            col(Machine.status).not_in([s.value for s in INSTANCELESS_STATES]),
         )
     )
     return int(session.exec(query).one())
@@ -57,6 +47,6 @@ def check_quota(session: Session, owner_id: str, limit: int, *, lock: bool = Fal
 def check_wake(session: Session, machine: Machine, limit: int) -> None:
     """A wake rents an instance for a machine that has none; one that has one is the
     workflow's to refuse (it is not asleep)."""
-    if not counts_against_quota(machine.status):
+    if not MachineState(machine.status).holds_instance():
         check_quota(session, machine.owner_id, limit)
         session.commit()  # the connection back in the pool before the wait on Temporal

@@ -35,6 +35,11 @@ class MachineState(StrEnum):
         says."""
         return self in _BILLS
 
+    def holds_instance(self) -> bool:
+        """Holds a provider instance or is renting one (a stopped machine keeps its host and
+        disk): what a per-owner machine quota counts."""
+        return self not in _INSTANCELESS
+
     def is_ending(self) -> bool:
         """Destroyed, or on its way there: no other action is taken."""
         return self in (MachineState.DESTROYING, MachineState.DESTROYED)
@@ -45,9 +50,11 @@ _UP = frozenset({S.RUNNING, S.IDLE})
 _BILLS = frozenset(
     {S.STARTING, S.RUNNING, S.IDLE, S.RESTARTING, S.STOPPING, S.HIBERNATING, S.WAKING}
 )
+_INSTANCELESS = frozenset({S.HIBERNATED, S.DELETED, S.DESTROYED})
 # The same groups as sets, for queries and for the CLI's string states.
 UP_STATES: frozenset[MachineState] = _UP
 BILLED_STATES: frozenset[MachineState] = _BILLS
+INSTANCELESS_STATES: frozenset[MachineState] = _INSTANCELESS
 
 
 class InstanceStatus(StrEnum):
