@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -21,24 +21,31 @@ _CLOSED = {
 
 
 def _at(event: object) -> datetime:
-    return event.event_time.ToDatetime()  # type: ignore[attr-defined]
+    return event.event_time.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]
 
 
-async def activity_spans(client: Client, machine_id: str) -> list[tuple[str, float, float]]:
+async def activity_spans(
+    client: Client, machine_id: str, since: datetime | None = None
+) -> list[tuple[str, float, float]]:
     """(activity type, seconds waiting for a worker, seconds running) of every activity in the
-    history so far, in order."""
+    history so far (scheduled at `since` or later), in order. Server-side retries are inside
+    one span."""
     history = await client.get_workflow_handle(machine_workflow_id(machine_id)).fetch_history()
     scheduled: dict[int, tuple[str, datetime]] = {}
     started: dict[int, datetime] = {}
     spans: list[tuple[str, float, float]] = []
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if since is not None and _at(event) < since:
+                continue
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             scheduled[event.event_id] = (name, _at(event))
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             started[event.activity_task_started_event_attributes.scheduled_event_id] = _at(event)
         elif event.event_type in _CLOSED:
             attrs = getattr(event, _CLOSED[event.event_type])
+            if attrs.scheduled_event_id not in scheduled:
+                continue  # scheduled before `since`
             name, at = scheduled[attrs.scheduled_event_id]
             begun = started.get(attrs.scheduled_event_id, at)
             spans.append((name, (begun - at).total_seconds(), (_at(event) - begun).total_seconds()))

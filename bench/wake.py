@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,9 +31,7 @@ sys.path.insert(0, str(REPO))
 # Run as a script: bench/ is on sys.path, and the repository for the modules these import.
 from lifecycle import start_dev  # noqa: E402
 from snapshot import generate  # noqa: E402
-
-SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+from timeline import activity_spans  # noqa: E402
 
 
 @dataclass
@@ -47,22 +44,11 @@ class Split:
         return sum(self.by_activity.get(name, 0.0) for name in names)
 
 
-async def activity_times(client: Client, workflow_id: str, since: datetime) -> dict[str, float]:
-    """Seconds spent in each activity (scheduled → completed, retries included) after `since`."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    scheduled: dict[int, tuple[str, datetime]] = {}
+async def activity_times(client: Client, machine_id: str, since: datetime) -> dict[str, float]:
+    """Seconds spent in each activity (scheduled → closed, retries included) after `since`."""
     spent: dict[str, float] = {}
-    for event in history.events:
-        when = event.event_time.ToDatetime().astimezone()
-        if when < since:
-            continue
-        if event.event_type == SCHEDULED:
-            activity_type = event.activity_task_scheduled_event_attributes.activity_type
-            scheduled[event.event_id] = (activity_type.name, when)
-        elif event.event_type == COMPLETED:
-            completed = event.activity_task_completed_event_attributes
-            name, started = scheduled[completed.scheduled_event_id]
-            spent[name] = spent.get(name, 0.0) + (when - started).total_seconds()
+    for name, wait, run in await activity_spans(client, machine_id, since):
+        spent[name] = spent.get(name, 0.0) + wait + run
     return spent
 
 
@@ -114,7 +100,7 @@ async def measure(args: argparse.Namespace, env: dict[str, str]) -> Split:
         http = time.monotonic() - started
         answer = woke.json()
         split = Split(total=float(answer["time_taken"]), http=http)
-        split.by_activity = await activity_times(client, f"machine-{machine_id}", since)
+        split.by_activity = await activity_times(client, machine_id, since)
         (await api.delete(f"/api/v1/machines/{machine_id}")).raise_for_status()
     return split
 
