@@ -45,14 +45,15 @@ class OfferReservations:
         self._clock = clock
 
     def held_by_others(self, provider: str, holder: str) -> set[str]:
-        """The offers other provisions hold now (expired claims are dropped on the way)."""
+        """The offers other provisions hold now: a read, no write transaction."""
         now = self._clock()
         try:
-            with self._engine.begin() as conn:
-                conn.execute(delete(_table).where(_table.c.reserved_until <= now))
+            with self._engine.connect() as conn:
                 rows = conn.execute(
                     select(_table.c.offer_id).where(
-                        _table.c.provider == provider, _table.c.holder != holder
+                        _table.c.provider == provider,
+                        _table.c.holder != holder,
+                        _table.c.reserved_until > now,
                     )
                 )
                 return set(rows.scalars())
@@ -66,6 +67,8 @@ class OfferReservations:
         now = self._clock()
         try:
             with self._engine.begin() as conn:
+                # Lapsed claims go in the write a claim makes anyway (the table stays small).
+                conn.execute(delete(_table).where(_table.c.reserved_until <= now))
                 return self._upsert(conn, provider, offer_id, holder, now)
         except SQLAlchemyError as err:
             log.warning("offer %s not reserved (database unavailable): %s", offer_id, err)
