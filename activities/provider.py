@@ -252,6 +252,16 @@ class ProviderActivities:
                     type=ErrorType.INSTANCE_FAILED,
                     non_retryable=True,
                 )
+            if (
+                current.status is InstanceStatus.WAITING_FOR_HOST
+                and input.fail_when_waiting_for_host
+            ):
+                raise ApplicationError(
+                    f"instance {info.instance_id} cannot start on its host: "
+                    f"{current.status_msg or 'the host has no free GPUs'}",
+                    type=ErrorType.HOST_UNAVAILABLE,
+                    non_retryable=True,
+                )
             info = replace(
                 info,
                 ssh_host=current.ssh_host,

@@ -124,11 +124,38 @@ class Machine(SQLModel, table=True):
     # The instance price while hibernated (the instance itself is gone).
     hibernated_price_per_hour: float | None = None
     snapshot_id: str | None = Field(default=None, max_length=64)
+    # Pause bookkeeping, as for hibernation: the open paused period, the closed ones' seconds,
+    # the GPU cost they avoided and what the stopped disk cost meanwhile.
+    paused_since: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    paused_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    paused_cost_avoided: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    paused_disk_cost: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    # The instance's price while running, less its disk: what a paused hour does not bill.
+    paused_price_per_hour: float | None = None
+    # What the current instance costs per hour while stopped (its disk).
+    disk_price_per_hour: float | None = None
+    # A paused machine is hibernated after this long (its stopped disk bills; a snapshot less).
+    hibernate_paused_after_minutes: int = Field(
+        default=24 * 60, sa_column_kwargs={"server_default": "1440"}
+    )
 
     # Wake/sleep schedule (the Temporal Schedules are the truth; this is what the user set).
     wake_time: str | None = Field(default=None, max_length=5)
     sleep_time: str | None = Field(default=None, max_length=5)
     schedule_timezone: str | None = Field(default=None, max_length=64)
+    # What the schedule does: "hibernate" (sleep) and wake, or "pause" and resume.
+    schedule_action: str = Field(
+        default="hibernate", max_length=16, sa_column_kwargs={"server_default": "hibernate"}
+    )
+
+    # A service on the machine: what was declared at create (env values are never stored) and
+    # each published port's public address on the current instance.
+    declared_ports: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    env_names: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    on_start: str | None = Field(default=None, max_length=8192)
+    ports: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
     # Latest agent report, written by the heartbeat ingest (api/ingest).
     last_report_at: datetime | None = Field(

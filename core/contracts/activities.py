@@ -33,6 +33,7 @@ class ActivityName(StrEnum):
     RUN_PRE_HIBERNATE = "run_pre_hibernate"
     SNAPSHOT_WORKSPACE = "snapshot_workspace"
     RESTORE_WORKSPACE = "restore_workspace"
+    RUN_ON_START = "run_on_start"
     COLLECT_SNAPSHOT_GARBAGE = "collect_snapshot_garbage"
     # The fleet monitor's
     SWEEP_SILENT_AGENTS = "sweep_silent_agents"
@@ -72,6 +73,9 @@ class AttachKeysResult:
 class WaitReadyInput:
     instance: InstanceInfo
     deadline: datetime
+    # A resume: an instance whose host's GPUs are taken fails at once (HOST_UNAVAILABLE)
+    # instead of waiting for them until the deadline.
+    fail_when_waiting_for_host: bool = False
 
 
 @dataclass(kw_only=True)

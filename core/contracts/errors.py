@@ -15,6 +15,7 @@ class ErrorType(StrEnum):
     OFFERS_TAKEN = "OffersTaken"  # every matching offer was rented by others: search again
     INSTANCE_FAILED = "InstanceFailed"  # the instance will never boot: destroy it, go elsewhere
     INSTANCE_GONE = "InstanceGone"  # the provider no longer has the instance
+    HOST_UNAVAILABLE = "HostUnavailable"  # a stopped instance's host cannot start it again
     RATE_LIMITED = "RateLimited"
     INVALID_INPUT = "InvalidInput"  # an update's input is out of range (HTTP 422)
     SNAPSHOT_FAILED = "SnapshotFailed"

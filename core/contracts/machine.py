@@ -29,6 +29,12 @@ class MachineSpec:
     min_reliability: float | None = None
     min_vram_gb: float | None = None
     provider: str = "vast"
+    # A service on the machine: container ports to publish ("8000/tcp"), environment variables
+    # for its processes, and a command Dumont runs after every boot (create, start, resume,
+    # wake) once the workspace is in place. Limits are in core/contracts/service.py.
+    ports: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    on_start: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -51,6 +57,11 @@ class InstanceInfo:
     # What the instance's provider cannot do (`ProviderFeature` value -> why, in words for the
     # user): the workflow's validators refuse those actions with the reason.
     unsupported: dict[str, str] = field(default_factory=dict)
+    # Each published container port ("8000/tcp") -> its public address ("203.0.113.7:41234").
+    ports: dict[str, str] = field(default_factory=dict)
+    # What the instance costs per hour while stopped (its disk); None when the provider does
+    # not say.
+    disk_price_per_hour: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -81,6 +92,9 @@ class LifecyclePolicy:
     # A wake that finds no matching offer searches again this often, this far apart.
     wake_offer_attempts: int = 3
     wake_offer_retry_seconds: int = 30
+    # A resume waits this long for the instance to start on its own host before it gives up
+    # on the host and wakes the pause's snapshot on a new offer.
+    resume_same_host_seconds: int = 60
 
 
 @dataclass(kw_only=True)

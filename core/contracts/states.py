@@ -63,6 +63,9 @@ class InstanceStatus(StrEnum):
     PROVISIONING = "provisioning"  # requested, image loading
     RUNNING = "running"
     STOPPED = "stopped"
+    # Asked to start, still stopped: its host's GPUs are taken (vast.ai's "Scheduling"). It may
+    # start when they free up, or never; a resume moves to a new host instead of waiting.
+    WAITING_FOR_HOST = "waiting_for_host"
     FAILED = "failed"  # exited / could not start: destroy and try elsewhere
     UNKNOWN = "unknown"  # host lost contact; may recover
     GONE = "gone"  # destroyed or never existed

@@ -168,6 +168,10 @@ def sort_offers(offers: list[Offer], rows: dict[str, dict[str, Any]], query: Off
         offers.sort(key=lambda o: _float(rows[o.offer_id], "score"), reverse=True)
 
 
+# vast.ai's message for a start that waits for the host's GPUs (the console shows "Scheduling").
+_SCHEDULING = re.compile(r"\s*scheduling\b", re.IGNORECASE)
+
+
 def normalize_status(row: dict[str, Any]) -> InstanceStatus:
     actual = _str(row, "actual_status")
     actual = actual.lower() if actual else None
@@ -180,6 +184,10 @@ def normalize_status(row: dict[str, Any]) -> InstanceStatus:
     if actual == "running":
         return InstanceStatus.RUNNING
     if actual in ("stopped", "frozen"):
+        if _str(row, "intended_status") == "running" and _SCHEDULING.match(
+            _str(row, "status_msg") or ""
+        ):
+            return InstanceStatus.WAITING_FOR_HOST
         return InstanceStatus.STOPPED
     if actual == "exited":
         return InstanceStatus.FAILED
