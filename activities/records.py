@@ -124,6 +124,7 @@ def _apply_event(
 ) -> None:
     """The event's row, and the projection as it stood when it happened (`at`)."""
     _account_hibernation(machine, event.state, at)
+    _account_pause(machine, event.state, at)
     machine.status = event.state.value
     machine.status_reason = event.reason
     machine.idle_since = event.idle_since
@@ -227,6 +228,23 @@ def _account_hibernation(machine: Machine, state: MachineState, now: datetime) -
             seconds / 3600.0 * (machine.hibernated_price_per_hour or 0.0)
         )
         machine.hibernated_since = None
+
+
+def _account_pause(machine: Machine, state: MachineState, now: datetime) -> None:
+    """Open a paused period on entering paused (at the price the machine ran at, its stopped
+    disk at the disk's price); close it on leaving, adding its hours, the cost avoided and
+    what the disk cost meanwhile."""
+    if state is MachineState.PAUSED:
+        if machine.paused_since is None:
+            machine.paused_since = now
+            machine.paused_price_per_hour = machine.price_per_hour
+        return
+    if machine.paused_since is not None:
+        hours = max((now - machine.paused_since).total_seconds(), 0.0) / 3600.0
+        machine.paused_seconds += hours * 3600.0
+        machine.paused_cost_avoided += hours * (machine.paused_price_per_hour or 0.0)
+        machine.paused_disk_cost += hours * (machine.disk_price_per_hour or 0.0)
+        machine.paused_since = None
 
 
 def _event_data(input: PendingEvent | RecordStateInput) -> dict[str, object]:

@@ -132,7 +132,7 @@ class Machine(SQLModel, table=True):
     paused_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
     paused_cost_avoided: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
     paused_disk_cost: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
-    # The instance's price while running, less its disk: what a paused hour does not bill.
+    # The price the machine ran at before its pause: what a paused hour does not bill.
     paused_price_per_hour: float | None = None
     # What the current instance costs per hour while stopped (its disk).
     disk_price_per_hour: float | None = None

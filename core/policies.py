@@ -20,4 +20,5 @@ def lifecycle_policy(settings: Settings) -> LifecyclePolicy:
         auto_hibernate_retry_seconds=settings.auto_hibernate_retry_seconds,
         wake_offer_attempts=settings.wake_offer_attempts,
         wake_offer_retry_seconds=settings.wake_offer_retry_seconds,
+        resume_same_host_seconds=settings.resume_same_host_seconds,
     )

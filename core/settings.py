@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     auto_hibernate_retry_seconds: int = Field(default=600, ge=1, le=86400)
     wake_offer_attempts: int = Field(default=3, ge=1, le=20)
     wake_offer_retry_seconds: int = Field(default=30, ge=1, le=3600)
+    # Pause and resume: how long a resume waits for the instance to start on its own host
+    # before it wakes the pause's snapshot on a new offer instead.
+    resume_same_host_seconds: int = Field(default=60, ge=5, le=3600)
 
     # The CLI
     api_url: str | None = None

@@ -128,12 +128,17 @@ class DumontClient:
         result: dict[str, Any] = self.request("POST", "/api/v1/machines", json=body)
         return result
 
-    def machine_action(self, machine_id: str, action: str, *, wait: bool) -> dict[str, Any]:
+    def machine_action(
+        self, machine_id: str, action: str, *, wait: bool, reason: str | None = None
+    ) -> dict[str, Any]:
         # Actions that wait may take as long as a boot: no client-side timeout cuts them.
+        params = {"wait": str(wait).lower()}
+        if reason:
+            params["reason"] = reason
         result: dict[str, Any] = self.request(
             "POST",
             f"/api/v1/machines/{machine_id}/{action}",
-            params={"wait": str(wait).lower()},
+            params=params,
             timeout=None if wait else 60.0,
         )
         return result

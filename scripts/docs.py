@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.contracts.states import MachineState
 from sim.ratelimit import ENDPOINTS
-from workflows.machine.transitions import ALLOWED, IN_PROGRESS, STARTS_FROM, TARGET, Action
+from workflows.machine.transitions import ALLOWED, STARTS_FROM, TARGET, Action, in_progress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +34,12 @@ MEANINGS: dict[MachineState, str] = {
     MachineState.STOPPING: "the provider is stopping the instance",
     MachineState.STOPPED: "the instance is stopped on its host: disk kept, GPU released",
     MachineState.RESTARTING: "the provider is rebooting the instance",
+    MachineState.PAUSING: "the workspace is snapshotted (a safety copy against losing the "
+    "host), then, once the snapshot is committed, the instance is stopped",
+    MachineState.PAUSED: "the instance is stopped on its host (disk kept, GPU released) and the "
+    "workspace is in a committed snapshot; hibernated `hibernate_paused_after_minutes` later",
+    MachineState.RESUMING: "the instance is started on its host; when the host cannot take it "
+    "back, the snapshot is woken on a new offer and the stopped instance destroyed",
     MachineState.HIBERNATING: "the pre-hibernate hook runs, the workspace is snapshotted, and "
     "only once the snapshot is committed the instance is destroyed",
     MachineState.HIBERNATED: "no instance; the workspace is in a committed snapshot",
@@ -78,13 +84,13 @@ def transitions_block() -> str:
 def actions_block() -> str:
     rows = []
     for action in Action:
-        during = IN_PROGRESS.get(action)
+        during = {in_progress(action, s) for s in STARTS_FROM[action]} - {None}
         target = TARGET.get(action)
         rows.append(
             [
                 f"`{action}`",
                 _states(STARTS_FROM[action]),
-                f"`{during}`" if during else "— (the state does not change)",
+                _states(s for s in during if s) if during else "— (the state does not change)",
                 f"`{target}`" if target else "—",
             ]
         )

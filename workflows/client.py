@@ -49,7 +49,7 @@ from core.contracts.states import MachineState
 from core.contracts.workflow import MachineInput, MachineResult
 from workflows.machine import MachineWorkflow
 
-LifecycleAction = Literal["stop", "start", "restart", "destroy"]
+LifecycleAction = Literal["stop", "start", "restart", "destroy", "pause", "resume"]
 Operation = Literal["snapshot", "restore"]
 MachineHandle = WorkflowHandle[MachineWorkflow, MachineResult]
 
@@ -75,6 +75,8 @@ _ACTIONS = {
     "start": MachineWorkflow.start,
     "restart": MachineWorkflow.restart,
     "destroy": MachineWorkflow.destroy,
+    "pause": MachineWorkflow.pause,
+    "resume": MachineWorkflow.resume,
 }
 
 _OPERATIONS: dict[str, Operation] = {
@@ -263,7 +265,7 @@ class MachineClient:
         wait: bool,
         update_id: str | None = None,
     ) -> ActionResult | None:
-        """Stop, start, restart or destroy the machine."""
+        """Stop, start, restart, destroy, pause or resume the machine."""
         return await self._update(
             machine_id, _ACTIONS[action], ActionInput(reason=reason), wait=wait, update_id=update_id
         )

@@ -112,6 +112,24 @@ async def restart_machine(
     return await service.act(action, "restart", reason)
 
 
+@router.post("/{machine_id}/pause", responses=ACTION_RESPONSES)
+async def pause_machine(
+    action: ActionContext, reason: Reason = None
+) -> MachineOut | ActionAccepted:
+    """Snapshot the workspace (a safety copy against losing the host), then stop the instance:
+    GPU billing stops, the disk stays on the host. A failed snapshot leaves it running."""
+    return await service.act(action, "pause", reason)
+
+
+@router.post("/{machine_id}/resume", responses=ACTION_RESPONSES)
+async def resume_machine(
+    action: ActionContext, reason: Reason = None
+) -> MachineOut | ActionAccepted:
+    """Start a paused machine on its host; when the host cannot take it back, on a new offer
+    with the pause's snapshot restored. A machine hibernated after a long pause is woken."""
+    return await service.act(action, "resume", reason)
+
+
 @router.delete("/{machine_id}", responses=ACTION_RESPONSES)
 async def destroy_machine(
     action: ActionContext, reason: Reason = None

@@ -34,7 +34,9 @@ class VastInfoOut(BaseModel):
 
 class SavingsOut(BaseModel):
     hibernated_hours: float
-    cost_avoided_usd: float = Field(description="GPU hours not billed while hibernated")
+    paused_hours: float
+    cost_avoided_usd: float = Field(description="GPU hours not billed while hibernated or paused")
+    disk_cost_usd: float = Field(description="The stopped disk, billed on its host while paused")
     storage_cost_usd: float = Field(description="The snapshots' storage over those hours")
     net_usd: float
 
@@ -42,7 +44,9 @@ class SavingsOut(BaseModel):
     def of(cls, savings: Savings) -> SavingsOut:
         return cls(
             hibernated_hours=round(savings.hibernated_hours, 6),
+            paused_hours=round(savings.paused_hours, 6),
             cost_avoided_usd=round(savings.cost_avoided_usd, 6),
+            disk_cost_usd=round(savings.disk_cost_usd, 6),
             storage_cost_usd=round(savings.storage_cost_usd, 6),
             net_usd=round(savings.net_usd, 6),
         )

@@ -162,7 +162,8 @@ def list_machines(
 async def act(
     action: MachineAction, name: LifecycleAction, reason: str | None
 ) -> MachineOut | ActionAccepted:
-    """Stop, start, restart or destroy; the machine as it is after, or 202 when not waiting."""
+    """Stop, start, restart, destroy, pause or resume; the machine as it is after, or 202 when
+    not waiting."""
     machine = action.machine
     if not action.wait:
         await action.machines.act(machine.id, name, reason=reason, wait=False)

@@ -1,5 +1,5 @@
-"""Savings of machines as the API shows them: the machine rows' hibernation bookkeeping plus
-the storage their committed snapshots take, through `core.savings`."""
+"""Savings of machines as the API shows them: the machine rows' hibernation and pause
+bookkeeping plus the storage their committed snapshots take, through `core.savings`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from core.models import Machine, Snapshot, SnapshotPack, SnapshotPackRef
-from core.savings import Savings, hibernation_savings
+from core.savings import Periods, Savings, machine_savings
 from core.settings import Settings
 
 
@@ -45,11 +45,21 @@ def savings_of(
     stored = stored_bytes_by_machine(session, owner_id, [m.id for m in machines])
     now = datetime.now(UTC)
     return {
-        m.id: hibernation_savings(
-            closed_seconds=m.hibernated_seconds,
-            closed_cost_avoided=m.hibernated_cost_avoided,
-            open_since=m.hibernated_since,
-            open_price_per_hour=m.hibernated_price_per_hour,
+        m.id: machine_savings(
+            hibernated=Periods(
+                closed_seconds=m.hibernated_seconds,
+                closed_cost_avoided=m.hibernated_cost_avoided,
+                open_since=m.hibernated_since,
+                open_price_per_hour=m.hibernated_price_per_hour,
+            ),
+            paused=Periods(
+                closed_seconds=m.paused_seconds,
+                closed_cost_avoided=m.paused_cost_avoided,
+                open_since=m.paused_since,
+                open_price_per_hour=m.paused_price_per_hour,
+            ),
+            closed_disk_cost=m.paused_disk_cost,
+            disk_price_per_hour=m.disk_price_per_hour,
             stored_bytes=stored.get(m.id, 0),
             price_per_gb_month=settings.snapshot_price_per_gb_month,
             now=now,

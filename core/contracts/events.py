@@ -22,6 +22,12 @@ class EventType(StrEnum):
     AGENT_INSTALL_FAILED = "agent_install_failed"
     IDLE_DETECTED = "idle_detected"
     ACTIVITY_RESUMED = "activity_resumed"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    PAUSE_FAILED = "pause_failed"
+    RESUMING = "resuming"
+    RESUMED = "resumed"  # the reason says how: on its host, or on a new one from the snapshot
+    RESUME_FAILED = "resume_failed"
     HIBERNATING = "hibernating"
     PRE_HIBERNATE_DONE = "pre_hibernate_done"
     PRE_HIBERNATE_FAILED = "pre_hibernate_failed"

@@ -25,6 +25,9 @@ class HibernationConfig:
     # "abort": a failed hook cancels the hibernate (the machine keeps running);
     # "continue": the failure is recorded and the snapshot goes ahead.
     pre_hibernate_on_failure: str = "abort"
+    # A machine paused this long is hibernated: its stopped disk bills by the hour, its
+    # snapshot (already taken by the pause) costs less.
+    hibernate_paused_after_minutes: int = 24 * 60
 
 
 @dataclass(kw_only=True)
@@ -62,6 +65,7 @@ class ConfigureInput:
     pre_hibernate_command: str | None = None
     pre_hibernate_timeout_seconds: int | None = None
     pre_hibernate_on_failure: str | None = None
+    hibernate_paused_after_minutes: int | None = None
     # True removes the hook (pre_hibernate_command None means "unchanged").
     clear_pre_hibernate_command: bool = False
 
@@ -167,6 +171,9 @@ PAUSE_AFTER_RANGE = (1, 7 * 24 * 60)  # minutes: one minute to one week
 DELETE_AFTER_RANGE = (1, 365 * 24 * 60)  # minutes: one minute to one year
 
 
+HIBERNATE_PAUSED_AFTER_RANGE = (1, 365 * 24 * 60)  # minutes: one minute to one year
+
+
 HOOK_TIMEOUT_RANGE = (1, 3600)  # seconds
 
 
@@ -199,6 +206,11 @@ def config_problem(input: ConfigureInput) -> str | None:
             f"delete_after_minutes must be between {DELETE_AFTER_RANGE[0]} and "
             f"{DELETE_AFTER_RANGE[1]}"
         )
+    if input.hibernate_paused_after_minutes is not None and _outside(
+        input.hibernate_paused_after_minutes, HIBERNATE_PAUSED_AFTER_RANGE
+    ):
+        low, high = HIBERNATE_PAUSED_AFTER_RANGE
+        return f"hibernate_paused_after_minutes must be between {low} and {high}"
     if input.pre_hibernate_timeout_seconds is not None and _outside(
         input.pre_hibernate_timeout_seconds, HOOK_TIMEOUT_RANGE
     ):
@@ -226,6 +238,7 @@ def apply_config(config: HibernationConfig, input: ConfigureInput) -> Hibernatio
         "delete_after_minutes",
         "pre_hibernate_timeout_seconds",
         "pre_hibernate_on_failure",
+        "hibernate_paused_after_minutes",
     ):
         value = getattr(input, name)
         if value is not None:

@@ -13,6 +13,9 @@ class MachineState(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     RESTARTING = "restarting"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    RESUMING = "resuming"
     HIBERNATING = "hibernating"
     HIBERNATED = "hibernated"
     WAKING = "waking"
@@ -26,18 +29,18 @@ class MachineState(StrEnum):
         return self in _UP
 
     def keeps_idleness(self) -> bool:
-        """The idleness clock survives it (a failed hibernate goes back to idle)."""
-        return self in _UP or self is MachineState.HIBERNATING
+        """The idleness clock survives it (a failed hibernate or pause goes back to idle)."""
+        return self in _UP or self in (MachineState.HIBERNATING, MachineState.PAUSING)
 
     def bills(self) -> bool:
-        """A GPU instance is rented (or being rented) by the hour. A stopped machine keeps only
-        its disk; an errored one bills only if it still holds an instance, which its snapshot
-        says."""
+        """A GPU instance is rented (or being rented) by the hour. A stopped or paused machine
+        keeps only its disk; an errored one bills only if it still holds an instance, which its
+        snapshot says."""
         return self in _BILLS
 
     def holds_instance(self) -> bool:
-        """Holds a provider instance or is renting one (a stopped machine keeps its host and
-        disk): what a per-owner machine quota counts."""
+        """Holds a provider instance or is renting one (a stopped or paused machine keeps its
+        host and disk): what a per-owner machine quota counts."""
         return self not in _INSTANCELESS
 
     def is_ending(self) -> bool:
@@ -48,7 +51,17 @@ class MachineState(StrEnum):
 S = MachineState
 _UP = frozenset({S.RUNNING, S.IDLE})
 _BILLS = frozenset(
-    {S.STARTING, S.RUNNING, S.IDLE, S.RESTARTING, S.STOPPING, S.HIBERNATING, S.WAKING}
+    {
+        S.STARTING,
+        S.RUNNING,
+        S.IDLE,
+        S.RESTARTING,
+        S.STOPPING,
+        S.PAUSING,
+        S.RESUMING,
+        S.HIBERNATING,
+        S.WAKING,
+    }
 )
 _INSTANCELESS = frozenset({S.HIBERNATED, S.DELETED, S.DESTROYED})
 # The same groups as sets, for queries and for the CLI's string states.

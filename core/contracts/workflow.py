@@ -9,6 +9,7 @@ from datetime import datetime
 from core.contracts.agent import AgentStatus
 from core.contracts.hibernation import HibernationConfig, HibernationStatus
 from core.contracts.machine import InstanceInfo, LifecyclePolicy, MachineSpec
+from core.contracts.pause import PauseStatus
 from core.contracts.records import PendingRecord
 from core.contracts.states import MachineState
 
@@ -33,6 +34,7 @@ class MachineSnapshot:
     agent: AgentStatus = field(default_factory=AgentStatus)
     config: HibernationConfig = field(default_factory=HibernationConfig)
     hibernation: HibernationStatus = field(default_factory=HibernationStatus)
+    pause: PauseStatus = field(default_factory=PauseStatus)
     # Writes the database does not have yet, oldest first (see core/contracts/records.py).
     outbox: list[PendingRecord] = field(default_factory=list)
     # The owner's SSH keys as last read: a boot while the database is out attaches these.

@@ -45,23 +45,27 @@ Timeout = Annotated[float, typer.Option(help="Seconds to follow it before giving
 
 @dataclass(frozen=True)
 class Operation:
-    verb: str  # hibernate | wake
-    doing: str  # the machine's state while it runs
+    verb: str  # hibernate | wake | pause | resume
+    doing: frozenset[str]  # the machine's states while it runs
     done: frozenset[str]
     # Where a failed operation leaves the machine (a hook that aborted, no offer to wake on).
     fallback: frozenset[str]
     kind: str  # the progress route's `operation`: snapshot | restore
 
 
-HIBERNATE = Operation("hibernate", "hibernating", frozenset({"hibernated"}), UP_STATES, "snapshot")
-WAKE = Operation("wake", "waking", UP_STATES, frozenset({"hibernated", "deleted"}), "restore")
+HIBERNATE = Operation(
+    "hibernate", frozenset({"hibernating"}), frozenset({"hibernated"}), UP_STATES, "snapshot"
+)
+WAKE = Operation(
+    "wake", frozenset({"waking"}), UP_STATES, frozenset({"hibernated", "deleted"}), "restore"
+)
 
 
 def _client() -> DumontClient:
     return DumontClient(load_client_config())
 
 
-def _size(value: int | None) -> str:
+def size_text(value: int | None) -> str:
     if not value:
         return "0 B"
     size = float(value)
@@ -114,7 +118,7 @@ class _Bars:
             self.progress.update(task_id, total=task.completed or 1, completed=task.completed or 1)
 
 
-def _newest_event_id(client: DumontClient, machine_id: str) -> int:
+def newest_event_id(client: DumontClient, machine_id: str) -> int:
     events = client.machine_events(machine_id, 1)
     return int(events[0]["id"]) if events else 0
 
@@ -154,7 +158,7 @@ def follow(
                 if event["id"] <= since_event or event["id"] in seen:
                     continue
                 seen.add(event["id"])
-                began = began or event.get("state") == operation.doing
+                began = began or event.get("state") in operation.doing
                 reason = event.get("reason") or reason
                 note = f"  [dim]{event['reason']}[/]" if event.get("reason") else ""
                 elapsed = time.monotonic() - started
@@ -163,7 +167,7 @@ def follow(
                 )
             bars.show(report)
             state = report["state"]
-            began = began or state == operation.doing
+            began = began or state in operation.doing
             if state in operation.done:
                 bars.finish()
                 return
@@ -195,7 +199,7 @@ def hibernate(
         if as_json:
             print_json(client.hibernate(machine_id, wait=True, reason=reason))
             return
-        mark = _newest_event_id(client, machine_id)
+        mark = newest_event_id(client, machine_id)
         client.hibernate(machine_id, wait=False, reason=reason)
         if no_wait:
             console.print(
@@ -212,7 +216,7 @@ def hibernate(
         status = client.instance_status(machine_id)
         snapshots = client.machine_snapshots(machine_id)
     latest = next((s for s in snapshots if s["id"] == status.get("snapshot_id")), None)
-    size = f" ({_size(latest['size_bytes'])})" if latest else ""
+    size = f" ({size_text(latest['size_bytes'])})" if latest else ""
     console.print(
         f"[green]{machine_id} is hibernated[/]: snapshot {status.get('snapshot_id')}{size}, "
         "instance destroyed",
@@ -243,7 +247,7 @@ def wake(
         snapshot_id = client.instance_status(machine_id).get("snapshot_id")
         snapshots = client.machine_snapshots(machine_id)
         latest = next((s for s in snapshots if s["id"] == snapshot_id), None)
-        mark = _newest_event_id(client, machine_id)
+        mark = newest_event_id(client, machine_id)
         started = time.monotonic()
         client.wake(machine_id, body, wait=False)
         if no_wait:

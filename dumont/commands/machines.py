@@ -13,6 +13,7 @@ from core.contracts.states import UP_STATES
 from dumont.client import DumontClient
 from dumont.commands.hibernation import config, event_detail, hibernate, savings_text, wake
 from dumont.commands.metrics import metrics
+from dumont.commands.pause import pause, resume
 from dumont.commands.schedule import schedule
 from dumont.commands.top import agent_text, top
 from dumont.config import load_client_config
@@ -327,6 +328,8 @@ def events(
     console.print(rows)
 
 
+app.command("pause")(pause)
+app.command("resume")(resume)
 app.command("hibernate")(hibernate)
 app.command("wake")(wake)
 app.command("config")(config)

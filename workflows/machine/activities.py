@@ -165,21 +165,33 @@ async def call(
 
 
 async def wait_until_ready(
-    instance: InstanceInfo, deadline: datetime, policy: LifecyclePolicy
+    instance: InstanceInfo,
+    deadline: datetime,
+    policy: LifecyclePolicy,
+    *,
+    fail_when_waiting_for_host: bool = False,
 ) -> WaitReadyResult:
     """Waits until the instance answers SSH, or the deadline; a retry after a dead worker keeps
     the same deadline, and the whole call can never outlive it by more than a minute."""
     remaining = max(deadline - workflow.now(), timedelta(seconds=1))
     result: WaitReadyResult = await workflow.execute_activity(
         ActivityName.WAIT_UNTIL_READY,
-        WaitReadyInput(instance=instance, deadline=deadline),
+        WaitReadyInput(
+            instance=instance,
+            deadline=deadline,
+            fail_when_waiting_for_host=fail_when_waiting_for_host,
+        ),
         result_type=WaitReadyResult,
         schedule_to_close_timeout=remaining + timedelta(minutes=1),
         heartbeat_timeout=_heartbeat(policy),
         retry_policy=RetryPolicy(
             initial_interval=timedelta(seconds=2),
             maximum_interval=timedelta(seconds=30),
-            non_retryable_error_types=[ErrorType.INSTANCE_FAILED, ErrorType.INSTANCE_GONE],
+            non_retryable_error_types=[
+                ErrorType.INSTANCE_FAILED,
+                ErrorType.INSTANCE_GONE,
+                ErrorType.HOST_UNAVAILABLE,
+            ],
         ),
         cancellation_type=WAIT,
         summary=f"instance {instance.instance_id} answers SSH",

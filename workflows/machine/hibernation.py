@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts.activities import ActivityName
     from core.contracts.events import EventType
     from core.contracts.hibernation import PreHibernateInput, WakeInput
-    from core.contracts.machine import InstanceInfo
+    from core.contracts.machine import InstanceInfo, MachineSpec
     from core.contracts.snapshots import (
         RestoreRequest,
         RestoreResult,
@@ -74,7 +74,7 @@ class Hibernation:
         instance = k.require_instance()
         was = s.state
         await k.transition(S.HIBERNATING, EventType.HIBERNATING, reason)
-        problem = await self._pre_hibernate_hook(instance)
+        problem = await self.pre_hibernate_hook(instance)
         if problem is None:
             try:
                 await self.take_snapshot()
@@ -102,7 +102,7 @@ class Hibernation:
             gpu_utilization=s.agent.gpu_utilization,
         )
 
-    async def _pre_hibernate_hook(self, instance: InstanceInfo) -> str | None:
+    async def pre_hibernate_hook(self, instance: InstanceInfo) -> str | None:
         """Run the user's hook; why the hibernate must stop, or None to go on."""
         k = self.k
         config = k.s.config
@@ -173,8 +173,23 @@ class Hibernation:
             region=input.region or s.spec.region,
             max_price=input.max_price if input.max_price is not None else s.spec.max_price,
         )
+        problem = await self.rent_restored(wanted)
+        if problem is not None:
+            await k.transition(
+                was,
+                EventType.WAKE_FAILED,
+                f"wake failed: {problem}",
+                snapshot_id=s.hibernation.snapshot_id,
+            )
+            return
+        await self.provisioning.up("wake", EventType.WOKE)
+
+    async def rent_restored(self, wanted: MachineSpec) -> str | None:
+        """Rent an instance matching `wanted` (its region first, then any) with the snapshot
+        restored on it (`needs_restore`), searching again a few times when nothing matches;
+        None once it answers, else why not."""
         specs = [wanted] if wanted.region is None else [wanted, replace(wanted, region=None)]
-        policy = k.policy
+        policy = self.k.policy
         outcome: NotRented | None = None
         for attempt in range(policy.wake_offer_attempts):
             if attempt:
@@ -185,22 +200,15 @@ class Hibernation:
                     break
             if outcome is None or not outcome.no_offer:
                 break
-        if outcome is not None:
-            problem = outcome.problem
-            if outcome.no_offer:
-                where = f"in {wanted.region}, then anywhere" if wanted.region else "anywhere"
-                problem = (
-                    f"no matching offer {where}, {policy.wake_offer_attempts} searches "
-                    f"{policy.wake_offer_retry_seconds} s apart: {problem}"
-                )
-            await k.transition(
-                was,
-                EventType.WAKE_FAILED,
-                f"wake failed: {problem}",
-                snapshot_id=s.hibernation.snapshot_id,
-            )
-            return
-        await self.provisioning.up("wake", EventType.WOKE)
+        if outcome is None:
+            return None
+        if not outcome.no_offer:
+            return outcome.problem
+        where = f"in {wanted.region}, then anywhere" if wanted.region else "anywhere"
+        return (
+            f"no matching offer {where}, {policy.wake_offer_attempts} searches "
+            f"{policy.wake_offer_retry_seconds} s apart: {outcome.problem}"
+        )
 
     async def _restore_if_hibernated(self) -> str | None:
         """Put the hibernated snapshot back on the new instance; None once done, else why."""

@@ -40,6 +40,7 @@ S = MachineState
 _NEEDS = {
     Action.STOP: ProviderFeature.STOP_START,
     Action.START: ProviderFeature.STOP_START,
+    Action.PAUSE: ProviderFeature.STOP_START,
     Action.RESTART: ProviderFeature.REBOOT,
 }
 
@@ -133,20 +134,29 @@ class Provisioning:
             f"no instance came up after {len(failures)} attempts: " + "; ".join(failures)
         )
 
-    async def wait_until_ready(self) -> str | None:
-        """None once the instance answers SSH; otherwise why it did not by the boot deadline."""
+    async def wait_until_ready(
+        self, seconds: int | None = None, *, fail_when_waiting_for_host: bool = False
+    ) -> str | None:
+        """None once the instance answers SSH; otherwise why it did not by the boot deadline
+        (`seconds` from now, the policy's boot timeout unless given)."""
         s = self.k.s
         policy = self.k.policy
-        deadline = workflow.now() + timedelta(seconds=policy.boot_timeout_seconds)
+        limit = policy.boot_timeout_seconds if seconds is None else seconds
+        deadline = workflow.now() + timedelta(seconds=limit)
         s.boot_deadline = deadline
         detail = "no answer yet"
         while True:
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
-                return f"not up within {policy.boot_timeout_seconds} s ({detail})"
+                return f"not up within {limit} s ({detail})"
             assert s.instance is not None
             try:
-                result = await activities.wait_until_ready(s.instance, deadline, policy)
+                result = await activities.wait_until_ready(
+                    s.instance,
+                    deadline,
+                    policy,
+                    fail_when_waiting_for_host=fail_when_waiting_for_host,
+                )
             except ActivityError as err:
                 error_type, message = failure(err)
                 if error_type == ErrorType.TIMEOUT:
@@ -169,11 +179,11 @@ class Provisioning:
         else:
             await self.k.transition(S.ERROR, EventType.ERROR, f"{what} failed: {problem}")
 
-    async def up(self, what: str, event_type: EventType) -> None:
+    async def up(self, what: str, event_type: EventType, how: str | None = None) -> None:
         """The instance answers SSH: every after-boot hook (the agent's install, the idleness
-        grace period), then the machine is running, with their reasons if any (the workload
-        must not depend on them)."""
-        reasons: list[str] = []
+        grace period), then the machine is running, with `how` and the hooks' reasons if any
+        (the workload must not depend on them)."""
+        reasons: list[str] = [how] if how else []
         for hook in self.k.hooks.after_boot:
             reason = await hook(what)
             if reason is not None:
@@ -207,7 +217,7 @@ class Provisioning:
 
     # --- actions -----------------------------------------------------------------------
 
-    async def _instance_action(self, name: ActivityName, instance: InstanceInfo) -> None:
+    async def instance_action(self, name: ActivityName, instance: InstanceInfo) -> None:
         await activities.call(
             name,
             InstanceActionInput(instance=instance),
@@ -219,7 +229,7 @@ class Provisioning:
     async def stop(self, reason: str | None) -> None:
         instance = self.k.require_instance()
         await self.k.transition(S.STOPPING, EventType.STOP_REQUESTED, reason)
-        await self._instance_action(ActivityName.STOP_INSTANCE, instance)
+        await self.instance_action(ActivityName.STOP_INSTANCE, instance)
         await self.k.transition(S.STOPPED, EventType.STOPPED, reason)
 
     async def start(self, reason: str | None) -> None:
@@ -228,14 +238,14 @@ class Provisioning:
         if instance is None:
             await self.provision()
             return
-        await self._instance_action(ActivityName.START_INSTANCE, instance)
+        await self.instance_action(ActivityName.START_INSTANCE, instance)
         await self.attach_keys()
         await self.boot("start")
 
     async def restart(self, reason: str | None) -> None:
         instance = self.k.require_instance()
         await self.k.transition(S.RESTARTING, EventType.RESTART_REQUESTED, reason)
-        await self._instance_action(ActivityName.REBOOT_INSTANCE, instance)
+        await self.instance_action(ActivityName.REBOOT_INSTANCE, instance)
         await self.boot("restart")
 
     async def destroy(self, reason: str | None) -> None:

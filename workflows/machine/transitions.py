@@ -21,6 +21,8 @@ class Action(StrEnum):
     DESTROY = "destroy"
     HIBERNATE = "hibernate"
     WAKE = "wake"
+    PAUSE = "pause"
+    RESUME = "resume"
     SNAPSHOT = "snapshot"
     RESTORE = "restore"
 
@@ -30,13 +32,20 @@ _ENDING = frozenset({S.DESTROYING})
 ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # A create, or a start of a stopped or failed machine: up, or error with why.
     S.STARTING: frozenset({S.STARTING, S.RUNNING, S.ERROR}) | _ENDING,
-    S.RUNNING: frozenset({S.IDLE, S.STOPPING, S.RESTARTING, S.HIBERNATING}) | _ENDING,
-    S.IDLE: frozenset({S.RUNNING, S.STOPPING, S.RESTARTING, S.HIBERNATING}) | _ENDING,
+    S.RUNNING: frozenset({S.IDLE, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING}) | _ENDING,
+    S.IDLE: frozenset({S.RUNNING, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING}) | _ENDING,
     S.STOPPING: frozenset({S.STOPPED, S.ERROR}) | _ENDING,
     S.STOPPED: frozenset({S.STARTING}) | _ENDING,
     S.RESTARTING: frozenset({S.RUNNING, S.ERROR}) | _ENDING,
-    # A failed hibernate puts the machine back as it was, running or idle.
-    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.ERROR}) | _ENDING,
+    # A failed safety snapshot puts the machine back as it was; a failed stop is an error.
+    S.PAUSING: frozenset({S.PAUSED, S.RUNNING, S.IDLE, S.ERROR}) | _ENDING,
+    # Paused past its limit: hibernated (the snapshot is already committed; only the destroy).
+    S.PAUSED: frozenset({S.RESUMING, S.HIBERNATING}) | _ENDING,
+    # On its host or on a new one; a resume that found neither stays paused, or, when its old
+    # instance was gone too: hibernated, as its snapshot is committed.
+    S.RESUMING: frozenset({S.RUNNING, S.PAUSED, S.HIBERNATED, S.ERROR}) | _ENDING,
+    # A failed hibernate puts the machine back as it was: running, idle or paused.
+    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.ERROR}) | _ENDING,
     S.HIBERNATED: frozenset({S.WAKING, S.DELETED}) | _ENDING,
     S.DELETED: frozenset({S.WAKING}) | _ENDING,
     # A wake that found no offer goes back to where it came from.
@@ -60,6 +69,8 @@ TARGET: dict[Action, MachineState] = {
     Action.DESTROY: S.DESTROYED,
     Action.HIBERNATE: S.HIBERNATED,
     Action.WAKE: S.RUNNING,
+    Action.PAUSE: S.PAUSED,
+    Action.RESUME: S.RUNNING,
 }
 
 # The state an action is in while it runs: a second request for it waits for the same outcome.
@@ -70,6 +81,8 @@ IN_PROGRESS: dict[Action, MachineState] = {
     Action.DESTROY: S.DESTROYING,
     Action.HIBERNATE: S.HIBERNATING,
     Action.WAKE: S.WAKING,
+    Action.PAUSE: S.PAUSING,
+    Action.RESUME: S.RESUMING,
 }
 
 # The states an action may begin from.
@@ -80,6 +93,9 @@ STARTS_FROM: dict[Action, frozenset[MachineState]] = {
     Action.DESTROY: frozenset(S) - {S.DESTROYED},
     Action.HIBERNATE: UP_STATES,
     Action.WAKE: frozenset({S.HIBERNATED, S.DELETED}),
+    Action.PAUSE: UP_STATES,
+    # A machine hibernated after a long pause resumes by waking.
+    Action.RESUME: frozenset({S.PAUSED, S.HIBERNATED, S.DELETED}),
     # Taken on, and put back on, the running machine; its state does not change.
     Action.SNAPSHOT: UP_STATES,
     Action.RESTORE: UP_STATES,
@@ -109,12 +125,40 @@ _HINTS: dict[tuple[Action, MachineState], str] = {
     (Action.START, S.HIBERNATED): "machine is hibernated; wake it",
     (Action.START, S.DELETED): "machine is deleted (hibernated, snapshot kept); wake it",
     (Action.STOP, S.HIBERNATED): "machine is hibernated: nothing is running",
+    (Action.STOP, S.PAUSED): "machine is paused: nothing is running",
+    (Action.START, S.PAUSED): "machine is paused; resume it",
+    (Action.RESTART, S.PAUSED): "machine is paused; resume it",
+    (Action.HIBERNATE, S.PAUSED): "machine is paused; resume it first",
+    (Action.WAKE, S.PAUSED): "machine is paused, not hibernated; resume it",
+    (Action.PAUSE, S.PAUSED): "machine is already paused",
+    (Action.PAUSE, S.STOPPED): "machine is stopped; start it first",
+    (Action.PAUSE, S.HIBERNATED): "machine is hibernated: nothing is running",
+    (Action.PAUSE, S.RESUMING): "machine is resuming; pause it once it is running",
+    (Action.PAUSE, S.STARTING): "machine is starting; pause it once it is running",
+    (Action.PAUSE, S.WAKING): "machine is waking; pause it once it is running",
+    (Action.RESUME, S.RUNNING): "machine is already running",
+    (Action.RESUME, S.IDLE): "machine is already running",
+    (Action.RESUME, S.PAUSING): "machine is pausing; resume it once it is paused",
+    (Action.RESUME, S.STOPPED): "machine is stopped, not paused; start it",
+    (Action.RESUME, S.HIBERNATING): "machine is hibernating; resume it once it is hibernated",
 }
 
 
+# A resume of a machine hibernated after a long pause is a wake: it is under way as `waking`.
+_RESUME_BY_WAKING = frozenset({S.HIBERNATED, S.DELETED})
+
+
+def in_progress(action: Action, state: MachineState) -> MachineState | None:
+    """The state `action`, begun in `state`, is in while it runs (None: it does not change)."""
+    if action is Action.RESUME and state in _RESUME_BY_WAKING | {S.WAKING}:
+        return S.WAKING
+    return IN_PROGRESS.get(action)
+
+
 def is_joining(action: Action, state: MachineState) -> bool:
-    """A request for an action already under way: it waits for that action's outcome."""
-    return IN_PROGRESS.get(action) is state
+    """A request for an action already under way: it waits for that action's outcome (a
+    resume of a machine that is waking joins the wake)."""
+    return IN_PROGRESS.get(action) is state or (action is Action.RESUME and state is S.WAKING)
 
 
 def rejection(action: Action, state: MachineState) -> str | None:

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     # Payloads are decoded in the sandbox, which resolves a dataclass's field types in its own
     # module: every contract module a payload reaches must be imported here, not only by a
     # passed-through module (the outbox's records travel in the carried state).
+    import core.contracts.pause  # noqa: F401
     import core.contracts.records  # noqa: F401
     from core.contracts.activities import ActivityName, LifecyclePolicyInput
     from core.contracts.agent import AgentReport
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine.hibernation import Hibernation
     from workflows.machine.idleness import Idleness
     from workflows.machine.kernel import MachineKernel, failure, reject
+    from workflows.machine.pause import Pause
     from workflows.machine.provisioning import Provisioning
     from workflows.machine.transitions import TARGET, Action, is_joining, rejection
 
@@ -74,6 +76,7 @@ class MachineWorkflow:
         self.agent = AgentCare(self.k)
         self.idleness = Idleness(self.k)
         self.hibernation = Hibernation(self.k, self.provisioning, self.idleness)
+        self.pause_resume = Pause(self.k, self.provisioning, self.hibernation)
 
     # --- run ---------------------------------------------------------------------------
 
@@ -117,6 +120,9 @@ class MachineWorkflow:
             if self.idleness.work() is not None:
                 await self.hibernation.upkeep()
                 continue
+            if self.pause_resume.work_due():
+                await self.pause_resume.upkeep()
+                continue
             if not (s.state is S.DESTROYED or self._should_continue_as_new()):
                 continue
             # Never abandon an update half done; a destroy may arrive while we wait, so the
@@ -142,6 +148,7 @@ class MachineWorkflow:
             or self._should_continue_as_new()
             or self.agent.work_due()
             or self.idleness.work() is not None
+            or self.pause_resume.work_due()
             or self.k.deadlines.moved_since(mark)
         )
 
@@ -207,6 +214,22 @@ class MachineWorkflow:
     @destroy.validator
     def _validate_destroy(self, input: ActionInput) -> None:
         self.k.validate(Action.DESTROY)
+
+    @workflow.update
+    async def pause(self, input: ActionInput) -> ActionResult:
+        return await self._act(Action.PAUSE, input, self.pause_resume.pause)
+
+    @pause.validator
+    def _validate_pause(self, input: ActionInput) -> None:
+        self._validate_action(Action.PAUSE)
+
+    @workflow.update
+    async def resume(self, input: ActionInput) -> ActionResult:
+        return await self._act(Action.RESUME, input, self.pause_resume.resume)
+
+    @resume.validator
+    def _validate_resume(self, input: ActionInput) -> None:
+        self._validate_action(Action.RESUME)
 
     def _validate_action(self, action: Action) -> None:
         self.k.validate(action)
