@@ -1,5 +1,6 @@
 """The activity a schedule's trigger workflow calls: send the machine workflow its `wake` or
-`hibernate` update and wait until it is done.
+`hibernate` update (`resume` or `pause` for a schedule in pause mode) and wait until it is
+done.
 
 A machine whose state makes the action pointless (already hibernated, waking, destroyed) is
 skipped, not failed: a daily schedule should not light up red because the user hibernated by
@@ -21,12 +22,14 @@ from core.contracts.hibernation import HibernateInput, WakeInput
 from core.contracts.schedules import (
     SEND_SCHEDULED_ACTION,
     ScheduleKind,
+    ScheduleMode,
     ScheduleTriggerInput,
     ScheduleTriggerResult,
 )
 from workflows.client import (
     ActionFailed,
     ActionRejected,
+    LifecycleAction,
     MachineClient,
     MachineDestroyed,
     MachineNotFound,
@@ -75,7 +78,15 @@ class ScheduleTriggerActivities:
         update_id = f"{info.workflow_id}/{info.workflow_run_id}"
         machines, machine_id = self._machines, input.machine_id
         try:
-            if input.kind is ScheduleKind.WAKE:
+            if input.mode is ScheduleMode.PAUSE:
+                action: LifecycleAction = "resume" if input.kind is ScheduleKind.WAKE else "pause"
+                acted = await _heartbeating(
+                    machines.act(
+                        machine_id, action, reason=input.reason, wait=True, update_id=update_id
+                    )
+                )
+                state = acted.state
+            elif input.kind is ScheduleKind.WAKE:
                 woken = await _heartbeating(
                     machines.wake(
                         machine_id, WakeInput(reason=input.reason), wait=True, update_id=update_id

@@ -15,6 +15,7 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     Schedule,
@@ -30,11 +31,13 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts.schedules import (
     TRIGGER_WORKFLOW,
     ScheduleKind,
+    ScheduleMode,
     ScheduleTriggerInput,
     schedule_id,
 )
@@ -46,7 +49,12 @@ CATCHUP_WINDOW = timedelta(minutes=10)
 TRIGGER_TIMEOUT = timedelta(hours=3)
 
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
-_VERB = {ScheduleKind.WAKE: "wake", ScheduleKind.SLEEP: "hibernate"}
+_VERB = {
+    (ScheduleKind.WAKE, ScheduleMode.HIBERNATE): "wake",
+    (ScheduleKind.SLEEP, ScheduleMode.HIBERNATE): "hibernate",
+    (ScheduleKind.WAKE, ScheduleMode.PAUSE): "resume",
+    (ScheduleKind.SLEEP, ScheduleMode.PAUSE): "pause",
+}
 
 
 def parse_time(value: str) -> tuple[int, int]:
@@ -87,11 +95,17 @@ class MachineSchedule:
     timezone: str
     next_wake: datetime | None
     next_sleep: datetime | None
+    mode: ScheduleMode = ScheduleMode.HIBERNATE
 
 
-def note(machine_id: str, kind: ScheduleKind, at: str, timezone: str) -> str:
+def _what(kind: ScheduleKind, mode: ScheduleMode) -> str:
+    """The event's word for a fire: "sleep"/"wake", or "pause"/"resume" in pause mode."""
+    return kind.value if mode is ScheduleMode.HIBERNATE else _VERB[kind, mode]
+
+
+def note(machine_id: str, kind: ScheduleKind, at: str, timezone: str, mode: ScheduleMode) -> str:
     """The line the Temporal Web UI shows with the schedule."""
-    return f"{_VERB[kind]} machine {machine_id} at {at} {timezone}"
+    return f"{_VERB[kind, mode]} machine {machine_id} at {at} {timezone}"
 
 
 def build_schedule(
@@ -101,6 +115,7 @@ def build_schedule(
     timezone: str,
     *,
     task_queue: str,
+    mode: ScheduleMode = ScheduleMode.HIBERNATE,
     start_at: datetime | None = None,
 ) -> Schedule:
     """The Schedule firing `kind` every day at `at` ("HH:MM") in `timezone`; `start_at` skips
@@ -113,12 +128,13 @@ def build_schedule(
             ScheduleTriggerInput(
                 machine_id=machine_id,
                 kind=kind,
-                reason=f"scheduled {kind.value} at {at} {timezone}",
+                reason=f"scheduled {_what(kind, mode)} at {at} {timezone}",
+                mode=mode,
             ),
             id=schedule_id(machine_id, kind),
             task_queue=task_queue,
             execution_timeout=TRIGGER_TIMEOUT,
-            static_summary=note(machine_id, kind, at, timezone),
+            static_summary=note(machine_id, kind, at, timezone, mode),
         ),
         spec=ScheduleSpec(
             calendars=[
@@ -132,7 +148,7 @@ def build_schedule(
             start_at=start_at,
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
-        state=ScheduleState(note=note(machine_id, kind, at, timezone)),
+        state=ScheduleState(note=note(machine_id, kind, at, timezone, mode)),
     )
 
 
@@ -140,11 +156,15 @@ def _not_found(err: RPCError) -> bool:
     return err.status == RPCStatusCode.NOT_FOUND
 
 
-async def _upsert(client: Client, machine_id: str, kind: ScheduleKind, schedule: Schedule) -> None:
+async def _upsert(
+    client: Client, machine_id: str, kind: ScheduleKind, schedule: Schedule, mode: ScheduleMode
+) -> None:
     sid = schedule_id(machine_id, kind)
     try:
         await client.create_schedule(
-            sid, schedule, memo={"machine_id": machine_id, "kind": kind.value}
+            sid,
+            schedule,
+            memo={"machine_id": machine_id, "kind": kind.value, "mode": mode.value},
         )
     except ScheduleAlreadyRunningError:
 
@@ -183,6 +203,19 @@ def _time_of(description: ScheduleDescription | None) -> str | None:
     return f"{calendar.hour[0].start:02d}:{calendar.minute[0].start:02d}"
 
 
+def _mode_of(description: ScheduleDescription | None) -> ScheduleMode | None:
+    """The mode its trigger sends (a schedule made before modes has none: hibernate)."""
+    if description is None:
+        return None
+    action = description.schedule.action
+    if not isinstance(action, ScheduleActionStartWorkflow) or not action.args:
+        return None
+    arg = action.args[0]
+    if isinstance(arg, Payload):  # a described schedule's arguments come back undecoded
+        arg = DataConverter.default.payload_converter.from_payload(arg, ScheduleTriggerInput)
+    return arg.mode if isinstance(arg, ScheduleTriggerInput) else ScheduleMode.HIBERNATE
+
+
 def _next(description: ScheduleDescription | None) -> datetime | None:
     if description is None or not description.info.next_action_times:
         return None
@@ -197,9 +230,11 @@ async def set_machine_schedule(
     wake_time: str | None,
     sleep_time: str | None,
     timezone: str,
+    mode: ScheduleMode = ScheduleMode.HIBERNATE,
     start_at: datetime | None = None,
 ) -> MachineSchedule:
-    """Create or replace the schedules asked for and delete the other one. Times and zone are
+    """Create or replace the schedules asked for and delete the other one; `mode` says whether
+    they hibernate and wake or pause and resume the machine. Times and zone are
     checked first (ValueError), so bad input changes nothing; a zone Temporal does not know
     raises RPCError INVALID_ARGUMENT, also before any change."""
     if wake_time is None and sleep_time is None:
@@ -208,7 +243,7 @@ async def set_machine_schedule(
     times = {ScheduleKind.WAKE: wake_time, ScheduleKind.SLEEP: sleep_time}
     schedules = {
         kind: build_schedule(
-            machine_id, kind, at, timezone, task_queue=task_queue, start_at=start_at
+            machine_id, kind, at, timezone, task_queue=task_queue, mode=mode, start_at=start_at
         )
         for kind, at in times.items()
         if at is not None
@@ -216,7 +251,7 @@ async def set_machine_schedule(
     # Writes before deletes: should Temporal refuse the zone (its tz database is not Python's),
     # the first write fails and nothing has changed.
     for kind, schedule in schedules.items():
-        await _upsert(client, machine_id, kind, schedule)
+        await _upsert(client, machine_id, kind, schedule, mode)
     for kind in ScheduleKind:
         if kind not in schedules:
             await _delete(client, machine_id, kind)
@@ -248,6 +283,7 @@ async def get_machine_schedule(client: Client, machine_id: str) -> MachineSchedu
         timezone=zone or "UTC",
         next_wake=_next(wake),
         next_sleep=_next(sleep),
+        mode=_mode_of(wake) or _mode_of(sleep) or ScheduleMode.HIBERNATE,
     )
 
 

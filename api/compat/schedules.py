@@ -15,6 +15,7 @@ from api.deps import LiveMachine, OwnedMachine, SessionDep, SettingsDep, Tempora
 from api.errors import invalid
 from api.schemas.common import UNAUTHORIZED, UNAVAILABLE, ErrorOut
 from api.schemas.schedules import ScheduleDeleted, ScheduleIn, ScheduleOut
+from core.contracts.schedules import ScheduleMode
 from core.models import Machine, utcnow
 from core.schedules import (
     MachineSchedule,
@@ -40,15 +41,22 @@ def _out(schedule: MachineSchedule) -> ScheduleOut:
         wake_time=schedule.wake_time,
         sleep_time=schedule.sleep_time,
         timezone=schedule.timezone,
+        mode=schedule.mode,
         next_wake=schedule.next_wake,
         next_sleep=schedule.next_sleep,
     )
 
 
 def _store(
-    session: Session, machine: Machine, wake: str | None, sleep: str | None, zone: str | None
+    session: Session,
+    machine: Machine,
+    wake: str | None,
+    sleep: str | None,
+    zone: str | None,
+    mode: ScheduleMode = ScheduleMode.HIBERNATE,
 ) -> None:
     machine.wake_time, machine.sleep_time, machine.schedule_timezone = wake, sleep, zone
+    machine.schedule_action = mode.value
     machine.updated_at = utcnow()
     session.add(machine)
     session.commit()
@@ -66,8 +74,8 @@ async def put_schedule(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> ScheduleOut:
-    """Wake and/or hibernate the machine every day at these local times; replaces the
-    machine's schedule (a time left out is removed)."""
+    """Wake and/or hibernate (or, with `mode: pause`, resume and/or pause) the machine every
+    day at these local times; replaces the machine's schedule (a time left out is removed)."""
     try:
         schedule = await set_machine_schedule(
             temporal,
@@ -76,6 +84,7 @@ async def put_schedule(
             wake_time=body.wake_time,
             sleep_time=body.sleep_time,
             timezone=body.timezone,
+            mode=body.mode,
         )
     except RPCError as err:
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
@@ -83,7 +92,7 @@ async def put_schedule(
         # Python knew the zone and Temporal's tz database does not (nothing was written).
         raise invalid(("body", "timezone"), err.message) from None
     await run_in_threadpool(
-        _store, session, machine, body.wake_time, body.sleep_time, body.timezone
+        _store, session, machine, body.wake_time, body.sleep_time, body.timezone, body.mode
     )
     return _out(schedule)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.schemas.common import ApiInput
+from core.contracts.schedules import ScheduleMode
 from core.schedules import check_timezone, normalise_time
 
 
@@ -20,6 +21,11 @@ class ScheduleIn(ApiInput):
     sleep_time: str | None = Field(default=None, examples=["18:00"], description="HH:MM")
     timezone: str = Field(
         default="UTC", max_length=64, examples=["America/Sao_Paulo"], description="IANA name"
+    )
+    mode: ScheduleMode = Field(
+        default=ScheduleMode.HIBERNATE,
+        description="`hibernate`: sleep hibernates and wake wakes; `pause`: sleep pauses and "
+        "wake resumes (back in seconds on the same host, the stopped disk bills meanwhile)",
     )
 
     @field_validator("wake_time", "sleep_time")
@@ -47,6 +53,7 @@ class ScheduleOut(BaseModel):
     wake_time: str | None
     sleep_time: str | None
     timezone: str
+    mode: ScheduleMode
     next_wake: datetime | None = Field(description="Next wake, UTC; null without a wake time")
     next_sleep: datetime | None = Field(description="Next sleep, UTC; null without a sleep time")
 

@@ -22,6 +22,14 @@ class ScheduleKind(StrEnum):
     SLEEP = "sleep"
 
 
+class ScheduleMode(StrEnum):
+    """What the two ends of the day do: hibernate and wake (nothing left on the host), or pause
+    and resume (back in seconds on the same host; the stopped disk bills meanwhile)."""
+
+    HIBERNATE = "hibernate"
+    PAUSE = "pause"
+
+
 def schedule_id(machine_id: str, kind: ScheduleKind) -> str:
     """The Temporal Schedule's id, and the prefix of its trigger workflows' ids (Temporal
     appends the fire time)."""
@@ -34,6 +42,7 @@ class ScheduleTriggerInput:
     kind: ScheduleKind
     # Recorded with the machine's event, e.g. "scheduled sleep at 18:00 America/Sao_Paulo".
     reason: str
+    mode: ScheduleMode = ScheduleMode.HIBERNATE
 
 
 @dataclass(kw_only=True)
@@ -42,5 +51,5 @@ class ScheduleTriggerResult:
     kind: ScheduleKind
     # True when the machine's state made the action pointless (already hibernated, destroyed).
     skipped: bool
-    # "hibernated" / "running", or "skipped: <why>".
+    # "hibernated" / "paused" / "running", or "skipped: <why>".
     outcome: str

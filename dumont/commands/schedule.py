@@ -40,6 +40,8 @@ def _print(schedule: dict[str, Any]) -> None:
     details.add_row("wake", schedule.get("wake_time") or "-")
     details.add_row("sleep", schedule.get("sleep_time") or "-")
     details.add_row("time zone", zone)
+    mode = schedule.get("mode") or "hibernate"
+    details.add_row("does", "pause / resume" if mode == "pause" else "hibernate / wake")
     details.add_row("next wake", _local(schedule.get("next_wake"), zone))
     details.add_row("next sleep", _local(schedule.get("next_sleep"), zone))
     console.print(details)
@@ -58,6 +60,14 @@ def schedule(
         str | None,
         typer.Option("--tz", help="IANA time zone of the times, e.g. America/Sao_Paulo [UTC]."),
     ] = None,
+    pause: Annotated[
+        bool,
+        typer.Option(
+            "--pause",
+            help="Sleep pauses and wake resumes (back in seconds on the same host) instead of "
+            "hibernating and waking.",
+        ),
+    ] = False,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the schedule.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -66,15 +76,20 @@ def schedule(
     setting = wake is not None or sleep is not None
     if clear and (setting or tz is not None):
         raise fail("--clear removes the schedule: give it without --wake, --sleep or --tz")
-    if tz is not None and not setting:
-        raise fail("--tz goes with --wake and/or --sleep")
+    if (tz is not None or pause) and not setting:
+        raise fail("--tz and --pause go with --wake and/or --sleep")
     with DumontClient(load_client_config()) as client:
         if clear:
             client.request("DELETE", _path(machine_id))
             console.print(f"{machine_id}: schedule removed")
             return
         if setting:
-            body = {"wake_time": wake, "sleep_time": sleep, "timezone": tz or "UTC"}
+            body = {
+                "wake_time": wake,
+                "sleep_time": sleep,
+                "timezone": tz or "UTC",
+                "mode": "pause" if pause else "hibernate",
+            }
             result = client.request("PUT", _path(machine_id), json=body)
         else:
             try:

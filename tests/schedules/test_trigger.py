@@ -23,9 +23,14 @@ from temporalio.worker import Worker
 from activities.schedule_trigger import ScheduleTriggerActivities
 from core.contracts.hibernation import WakeInput
 from core.contracts.machine import LifecyclePolicy
-from core.contracts.schedules import ScheduleKind, ScheduleTriggerResult, schedule_id
+from core.contracts.schedules import (
+    ScheduleKind,
+    ScheduleMode,
+    ScheduleTriggerResult,
+    schedule_id,
+)
 from core.contracts.states import MachineState
-from core.schedules import delete_machine_schedules, set_machine_schedule
+from core.schedules import delete_machine_schedules, get_machine_schedule, set_machine_schedule
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import MachineHandle, start_machine
 from workflows.client import MachineClient
@@ -53,7 +58,9 @@ async def trigger_worker(client: Client, cloud: FakeCloud) -> AsyncIterator[str]
         yield task_queue
 
 
-async def schedule(client: Client, machine_id: str, task_queue: str) -> None:
+async def schedule(
+    client: Client, machine_id: str, task_queue: str, mode: ScheduleMode = ScheduleMode.HIBERNATE
+) -> None:
     """Wake 09:00 and sleep 18:00, from next year on: only `trigger()` fires them here."""
     await set_machine_schedule(
         client,
@@ -62,6 +69,7 @@ async def schedule(client: Client, machine_id: str, task_queue: str) -> None:
         wake_time="09:00",
         sleep_time="18:00",
         timezone="America/Sao_Paulo",
+        mode=mode,
         start_at=datetime.now(UTC) + timedelta(days=365),
     )
 
@@ -182,3 +190,32 @@ async def test_sleep_then_wake_then_sleep_again(dev_env: WorkflowEnvironment) ->
     reasons = [e.reason for e in cloud.events if e.event_type in ("hibernating", "waking")]
     assert "scheduled sleep at 18:00 America/Sao_Paulo" in reasons
     assert "scheduled wake at 09:00 America/Sao_Paulo" in reasons
+
+
+async def test_a_schedule_in_pause_mode_pauses_and_resumes_on_the_same_instance(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    client = dev_env.client
+    cloud = FakeCloud(POLICY)
+    async with trigger_worker(client, cloud) as task_queue:
+        machine = await start_machine(client, task_queue)
+        machine_id = machine.id.removeprefix("machine-")
+        await until(machine, MachineState.RUNNING)
+        (first,) = cloud.live()
+        await schedule(client, machine_id, task_queue, ScheduleMode.PAUSE)
+        try:
+            described = await get_machine_schedule(client, machine_id)
+            slept = await fire(client, machine_id, ScheduleKind.SLEEP)
+            paused = await machine.query(MachineWorkflow.state)
+            woken = await fire(client, machine_id, ScheduleKind.WAKE)
+            awake = await machine.query(MachineWorkflow.state)
+        finally:
+            await delete_machine_schedules(client, machine_id)
+
+    assert described is not None and described.mode is ScheduleMode.PAUSE
+    assert slept.outcome == "paused" and paused.state is MachineState.PAUSED
+    assert woken.outcome == "running" and awake.state is MachineState.RUNNING
+    assert awake.instance is not None and awake.instance.instance_id == first.instance_id
+    reasons = [e.reason or "" for e in cloud.events if e.event_type in ("pausing", "resuming")]
+    assert "scheduled pause at 18:00 America/Sao_Paulo" in reasons
+    assert "scheduled resume at 09:00 America/Sao_Paulo" in reasons
