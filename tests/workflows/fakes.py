@@ -105,6 +105,8 @@ class FakeCloud:
         self.hooks_run: list[str] = []
         self.snapshots: dict[str, dict[str, str]] = {}
         self.configs: list[RecordConfigInput] = []
+        # Stopped instances whose host's GPUs were taken: a start waits for them (forever).
+        self.hosts_taken: set[str] = set()
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -201,6 +203,14 @@ class FakeCloud:
                 type=ErrorType.INSTANCE_FAILED,
                 non_retryable=True,
             )
+        if instance.instance_id in self.hosts_taken:
+            if input.fail_when_waiting_for_host:
+                raise ApplicationError(
+                    f"instance {instance.instance_id} cannot start on its host: Scheduling",
+                    type=ErrorType.HOST_UNAVAILABLE,
+                    non_retryable=True,
+                )
+            return WaitReadyResult(ready=False, instance=input.instance, detail="Scheduling")
         booted = (_now() - instance.created_at).total_seconds() >= self.boot_seconds(attempt)
         if not booted:
             return WaitReadyResult(ready=False, instance=input.instance, detail="image loading")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,7 @@ from core.contracts.workflow import MachineSnapshot
 from tests.conftest import binary
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import fake_worker, signals_processed, start_machine
+from tests.workflows.histories import pause_scenarios
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow
 from workflows.schedule_trigger import ScheduleTriggerWorkflow
@@ -446,6 +448,11 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_database_outage": (database_outage, "ts"),
     "fleet_monitor": (fleet_monitor, "ts"),
     "schedule_trigger": (schedule_trigger, "ts"),
+    "machine_pause_resume": (functools.partial(pause_scenarios.pause_resume, policy=POLICY), "ts"),
+    "machine_paused_too_long": (
+        functools.partial(pause_scenarios.paused_too_long, policy=POLICY),
+        "ts",
+    ),
 }
 
 
