@@ -155,6 +155,7 @@ def _apply_config(machine: Machine, config: HibernationConfig) -> None:
     machine.pre_hibernate_command = config.pre_hibernate_command
     machine.pre_hibernate_timeout_seconds = config.pre_hibernate_timeout_seconds
     machine.pre_hibernate_on_failure = config.pre_hibernate_on_failure
+    machine.hibernate_paused_after_minutes = config.hibernate_paused_after_minutes
     # The ingest re-judges busy/idle with the new threshold on the next report.
     machine.agent_busy = None
 

@@ -41,5 +41,6 @@ def hibernation_stats(
         idle=by_state.get(MachineState.IDLE.value, 0),
         hibernated=by_state.get(MachineState.HIBERNATED.value, 0),
         deleted=by_state.get(MachineState.DELETED.value, 0),
+        paused=by_state.get(MachineState.PAUSED.value, 0),
         savings_usd=round(sum(s.net_usd for s in savings.values()), 6),
     )

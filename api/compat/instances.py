@@ -27,6 +27,7 @@ from api.schemas.seed import (
     InstanceEventOut,
     InstanceEventsOut,
     InstanceStatusOut,
+    PauseOut,
     PreHibernateOut,
     SavingsOut,
     VastInfoOut,
@@ -78,6 +79,7 @@ def _config_out(machine_id: str, config: HibernationConfig) -> ConfigOut:
             timeout_seconds=config.pre_hibernate_timeout_seconds,
             on_failure=config.pre_hibernate_on_failure,
         ),
+        pause=PauseOut(hibernate_after_minutes=config.hibernate_paused_after_minutes),
     )
 
 
@@ -90,6 +92,7 @@ def _config_of(machine: Machine) -> HibernationConfig:
         pre_hibernate_command=machine.pre_hibernate_command,
         pre_hibernate_timeout_seconds=machine.pre_hibernate_timeout_seconds,
         pre_hibernate_on_failure=machine.pre_hibernate_on_failure,
+        hibernate_paused_after_minutes=machine.hibernate_paused_after_minutes,
     )
 
 
@@ -144,6 +147,7 @@ async def put_config(
             pre_hibernate_command=body.pre_hibernate_command,
             pre_hibernate_timeout_seconds=body.pre_hibernate_timeout_seconds,
             pre_hibernate_on_failure=body.pre_hibernate_on_failure,
+            hibernate_paused_after_minutes=body.hibernate_paused_after_minutes,
             clear_pre_hibernate_command=body.clears_command,
         ),
     )

@@ -9,6 +9,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import select
 from temporalio.service import RPCError
 
@@ -25,6 +26,7 @@ from api.pagination import Page, Pager, newest_first, pager
 from api.schemas.common import ACTION_RESPONSES, COMMON_RESPONSES, ActionAccepted, ErrorOut
 from api.schemas.machines import EventOut, MachineCreate, MachineOut
 from api.services import machines as service
+from api.services import quota
 from core.contracts.states import MachineState
 from core.models import Event, Machine
 from core.schedules import delete_machine_schedules
@@ -127,6 +129,8 @@ async def resume_machine(
 ) -> MachineOut | ActionAccepted:
     """Start a paused machine on its host; when the host cannot take it back, on a new offer
     with the pause's snapshot restored. A machine hibernated after a long pause is woken."""
+    limit = action.settings.max_machines_per_owner
+    await run_in_threadpool(quota.check_wake, action.session, action.machine, limit)
     return await service.act(action, "resume", reason)
 
 

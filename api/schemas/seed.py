@@ -12,6 +12,7 @@ from api.schemas.common import MAX_PRICE_PER_HOUR, ApiInput, normalise_region
 from core.contracts.hibernation import (
     DELETE_AFTER_RANGE,
     GPU_THRESHOLD_RANGE,
+    HIBERNATE_PAUSED_AFTER_RANGE,
     HOOK_COMMAND_MAX,
     HOOK_TIMEOUT_RANGE,
     PAUSE_AFTER_RANGE,
@@ -73,6 +74,7 @@ _NOT_NULL = (
     "delete_after_minutes",
     "pre_hibernate_timeout_seconds",
     "pre_hibernate_on_failure",
+    "hibernate_paused_after_minutes",
 )
 
 
@@ -99,6 +101,12 @@ class ConfigUpdate(ApiInput):
         default=None, ge=HOOK_TIMEOUT_RANGE[0], le=HOOK_TIMEOUT_RANGE[1]
     )
     pre_hibernate_on_failure: Literal["abort", "continue"] | None = None
+    hibernate_paused_after_minutes: int | None = Field(
+        default=None,
+        ge=HIBERNATE_PAUSED_AFTER_RANGE[0],
+        le=HIBERNATE_PAUSED_AFTER_RANGE[1],
+        description="A machine paused this long is hibernated (its stopped disk bills)",
+    )
 
     @field_validator(*_NOT_NULL, mode="before")
     @classmethod
@@ -134,11 +142,16 @@ class PreHibernateOut(BaseModel):
     on_failure: str
 
 
+class PauseOut(BaseModel):
+    hibernate_after_minutes: int = Field(description="A paused machine is hibernated after this")
+
+
 class ConfigOut(BaseModel):
     success: bool = True
     instance_id: str
     auto_hibernation: AutoHibernationOut
     pre_hibernate: PreHibernateOut
+    pause: PauseOut
 
 
 class HibernateRequest(ApiInput):
@@ -202,4 +215,5 @@ class HibernationStatsOut(BaseModel):
     idle: int
     hibernated: int
     deleted: int
+    paused: int
     savings_usd: float = Field(description="Net savings of all of them")

@@ -132,6 +132,7 @@ async def test_configure_checks_input_and_reaches_the_workflow(
             "gpu_usage_threshold": 12.5,
         },
         "pre_hibernate": {"command": "sync", "timeout_seconds": 30, "on_failure": "continue"},
+        "pause": {"hibernate_after_minutes": 24 * 60},
     }
     wanted = HibernationConfig(
         enabled=False,

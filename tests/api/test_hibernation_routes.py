@@ -186,6 +186,7 @@ async def test_get_config_shows_the_rows_settings(api: Api) -> None:
             "timeout_seconds": 60,
             "on_failure": "continue",
         },
+        "pause": {"hibernate_after_minutes": 24 * 60},
     }
 
 
@@ -338,7 +339,9 @@ async def test_status_adds_idle_since_snapshot_and_savings(api: Api) -> None:
     assert status["snapshot_id"] is None
     assert status["savings"] == {
         "hibernated_hours": 0.0,
+        "paused_hours": 0.0,
         "cost_avoided_usd": 0.0,
+        "disk_cost_usd": 0.0,
         "storage_cost_usd": 0.0,
         "net_usd": 0.0,
     }
@@ -393,15 +396,20 @@ async def test_stats_count_the_callers_machines_that_are_not_destroyed(api: Api)
         hibernated_seconds=3600,
         hibernated_cost_avoided=0.75,
     )
+    # Paused two hours of a machine that ran at $0.50/h, its stopped disk billing $0.05.
+    add_machine(
+        api, status="paused", paused_seconds=7200, paused_cost_avoided=1.0, paused_disk_cost=0.05
+    )
     add_machine(api, owner_id=api.bob_id, status="hibernated", hibernated_cost_avoided=100.0)
     stats = (await api.call("GET", "/api/hibernation/stats")).json()
     assert stats == {
-        "total_instances": 7,
+        "total_instances": 8,
         "running": 2,
         "idle": 1,
         "hibernated": 2,
         "deleted": 1,
-        "savings_usd": 0.75,
+        "paused": 1,
+        "savings_usd": 0.75 + 0.95,
     }
     bobs = (await api.call("GET", "/api/hibernation/stats", token=api.bob)).json()
     assert (bobs["total_instances"], bobs["hibernated"], bobs["savings_usd"]) == (1, 1, 100.0)
@@ -415,6 +423,7 @@ async def test_stats_of_a_user_without_machines(api: Api) -> None:
         "idle": 0,
         "hibernated": 0,
         "deleted": 0,
+        "paused": 0,
         "savings_usd": 0.0,
     }
 
