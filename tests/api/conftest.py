@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from api.app import create_app
 from core.accounts import create_user, issue_token
 from core.db import session_scope
 from core.settings import Settings
+from tests.fixtures.s3 import S3Endpoint
+from tests.fixtures.sim import SimHandle
+from tests.fixtures.worker import running_worker
 
 
 @dataclass
@@ -122,3 +126,35 @@ async def api_without_temporal(tmp_path: Path, db_url: str) -> AsyncIterator[Api
     settings = make_settings(tmp_path, db_url, f"127.0.0.1:{closed_port()}")
     async with running_api(settings) as a:
         yield a
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path, sqlite_url: str, dev_env: WorkflowEnvironment, sim: SimHandle, s3: S3Endpoint
+) -> AsyncIterator[Api]:
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        temporal_address(dev_env),
+        vast_url=sim.url,
+        vast_api_key=sim.api_key,
+        boot_timeout_seconds=120,
+        provider_poll_seconds=0.5,
+        heartbeat_timeout_seconds=5,
+        s3_endpoint=s3.endpoint,
+        s3_access_key=s3.access_key,
+        s3_secret_key=s3.secret_key,
+        s3_bucket=s3.bucket,
+        s3_region="us-east-1",
+    )
+    async with (
+        running_api(settings) as api,
+        running_worker(
+            dev_env.client,
+            settings,
+            api.engine,
+            max_heartbeat_throttle_interval=timedelta(milliseconds=500),
+            default_heartbeat_throttle_interval=timedelta(milliseconds=500),
+        ),
+    ):
+        yield api

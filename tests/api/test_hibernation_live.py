@@ -5,13 +5,9 @@ round trip; the seed's shapes, events, stats and savings show it; conflicts answ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncssh
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import machine_workflow_id
@@ -19,48 +15,14 @@ from core.contracts.hibernation import HibernationConfig
 from core.contracts.workflow import MachineSnapshot
 from core.db import session_scope
 from core.models import Machine
-from tests.api.conftest import Api, make_settings, running_api, temporal_address
+from tests.api.conftest import Api
 from tests.api.test_machines_lifecycle import VALID, ssh_run, until_status
 from tests.api.test_ssh_keys import new_key, public
-from tests.fixtures.s3 import S3Endpoint
 from tests.fixtures.sim import SimHandle
-from tests.fixtures.worker import running_worker
 from workflows.client import MachineHandle
 from workflows.machine import MachineWorkflow
 
 WAIT_SECONDS = 120
-
-
-@pytest.fixture
-async def live(
-    tmp_path: Path, sqlite_url: str, dev_env: WorkflowEnvironment, sim: SimHandle, s3: S3Endpoint
-) -> AsyncIterator[Api]:
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        temporal_address(dev_env),
-        vast_url=sim.url,
-        vast_api_key=sim.api_key,
-        boot_timeout_seconds=120,
-        provider_poll_seconds=0.5,
-        heartbeat_timeout_seconds=5,
-        s3_endpoint=s3.endpoint,
-        s3_access_key=s3.access_key,
-        s3_secret_key=s3.secret_key,
-        s3_bucket=s3.bucket,
-        s3_region="us-east-1",
-    )
-    async with (
-        running_api(settings) as api,
-        running_worker(
-            dev_env.client,
-            settings,
-            api.engine,
-            max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-            default_heartbeat_throttle_interval=timedelta(milliseconds=500),
-        ),
-    ):
-        yield api
 
 
 async def workflow_state(env: WorkflowEnvironment, machine_id: str) -> MachineSnapshot:

@@ -5,11 +5,7 @@ what happened, the wrong state answers 409 with why, and nobody else can pause t
 from __future__ import annotations
 
 from tests.api.conftest import Api
-from tests.api.test_hibernation_live import (  # noqa: F401 - `live` is the stack fixture
-    a_running_machine,
-    live,
-    sim_instance_ids,
-)
+from tests.api.test_hibernation_live import a_running_machine, sim_instance_ids
 from tests.api.test_machines_lifecycle import ssh_run
 from tests.fixtures.sim import SimHandle
 
