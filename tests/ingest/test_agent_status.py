@@ -45,7 +45,9 @@ async def test_a_report_shows_in_the_seed_status_shape(agent_api_any_db: AgentAp
         "snapshot_id": None,
         "savings": {
             "hibernated_hours": 0.0,
+            "paused_hours": 0.0,
             "cost_avoided_usd": 0.0,
+            "disk_cost_usd": 0.0,
             "storage_cost_usd": 0.0,
             "net_usd": 0.0,
         },
