@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     # module: every contract module a payload reaches must be imported here, not only by a
     # passed-through module (the outbox's records travel in the carried state).
     import core.contracts.records  # noqa: F401
+    import core.contracts.service  # noqa: F401
     from core.contracts.activities import ActivityName, LifecyclePolicyInput
     from core.contracts.agent import AgentReport
     from core.contracts.errors import ErrorType
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine.idleness import Idleness
     from workflows.machine.kernel import MachineKernel, failure, reject
     from workflows.machine.provisioning import Provisioning
+    from workflows.machine.service import Service
     from workflows.machine.transitions import TARGET, Action, is_joining, rejection
 
 S = MachineState
@@ -74,6 +76,7 @@ class MachineWorkflow:
         self.agent = AgentCare(self.k)
         self.idleness = Idleness(self.k)
         self.hibernation = Hibernation(self.k, self.provisioning, self.idleness)
+        self.service = Service(self.k)
 
     # --- run ---------------------------------------------------------------------------
 
