@@ -139,11 +139,13 @@ class FakeCloud:
         return [i for i in self.instances.values() if i.status is not InstanceStatus.GONE]
 
     def states(self) -> list[MachineState]:
-        """The machine's state changes: events of failed boots and of the agent left out."""
+        """The machine's state changes: events of failed boots, of the agent and of the
+        on-start left out."""
         return [
             e.state
             for e in self.events
-            if e.event_type != "boot_failed" and not e.event_type.startswith("agent_")
+            if e.event_type != "boot_failed"
+            and not e.event_type.startswith(("agent_", "on_start_"))
         ]
 
     def _info(self, instance: FakeInstance) -> InstanceInfo:
