@@ -135,10 +135,12 @@ async def test_a_service_is_shown_as_declared_and_env_values_reach_only_the_work
 
 
 async def test_published_addresses_show_while_the_machine_is_up(api: Api) -> None:
-    declared = {"declared_ports": ["8000/tcp", "53/udp"]}
-    published = {"ports": {"8000/tcp": "203.0.113.7:41234"}}
-    running = add_machine(api, **declared, **published)
-    stopped = add_machine(api, status="stopped", **declared, **published)
+    service: dict[str, Any] = {
+        "declared_ports": ["8000/tcp", "53/udp"],
+        "ports": {"8000/tcp": "203.0.113.7:41234"},
+    }
+    running = add_machine(api, None, **service)
+    stopped = add_machine(api, None, **{**service, "status": "stopped"})
     plain = add_machine(api)
 
     def shown(machine_id: str) -> Any:
