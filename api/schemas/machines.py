@@ -76,7 +76,8 @@ class MachineCreate(ApiInput):
         default_factory=dict,
         examples=[{"MODEL": "llama-3-8b"}],
         description="Environment variables for the machine's processes and its on-start."
-        " Values are passed to the machine only: never stored by Dumont nor shown again",
+        " Values go to the machine only (through its workflow): never into Dumont's database"
+        " nor any answer",
     )
     on_start: str | None = Field(
         default=None,
