@@ -28,6 +28,7 @@ from activities.pre_hibernate import PreHibernateActivities
 from activities.provider import ProviderActivities, ProviderLookup
 from activities.records import RecordActivities
 from activities.schedule_trigger import ScheduleTriggerActivities
+from activities.service import ServiceActivities
 from activities.snapshots import SnapshotActivities
 from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID, MonitorInput
 from core.db import make_engine, migrate
@@ -100,6 +101,7 @@ def worker_activities(
         records.record_config,
         records.owner_ssh_keys,
         hooks.run_pre_hibernate,
+        ServiceActivities(identity).run_on_start,
         snapshots.snapshot_workspace,
         snapshots.restore_workspace,
         snapshots.collect_snapshot_garbage,

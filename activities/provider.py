@@ -96,6 +96,8 @@ def instance_info(
         ssh_port=instance.ssh_port,
         provider_data=dict(instance.provider_data),
         unsupported=unsupported_map(provider),
+        ports=dict(instance.ports),
+        disk_price_per_hour=instance.disk_price_per_hour,
     )
 
 
@@ -184,6 +186,8 @@ class ProviderActivities:
                     image=spec.image,
                     disk_gb=spec.disk_gb,
                     label=input.label,
+                    env=dict(spec.env),
+                    ports=list(spec.ports),
                     ssh_keys=[self._identity.public_key],
                     provider_data=dict(offer.provider_data),
                 )
@@ -268,6 +272,9 @@ class ProviderActivities:
                 ssh_port=current.ssh_port,
                 provider_data={**info.provider_data, **current.provider_data},
                 unsupported=unsupported_map(provider),
+                # Published only once the instance runs, and a start may move them.
+                ports=dict(current.ports),
+                disk_price_per_hour=current.disk_price_per_hour,
             )
             if current.status is InstanceStatus.RUNNING and current.ssh_host and current.ssh_port:
                 problem = await ssh_answers(

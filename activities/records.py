@@ -275,6 +275,9 @@ def _machine_row(machine_id: str, owner_id: str, spec: MachineSpec) -> Machine:
         max_price=spec.max_price,
         min_reliability=spec.min_reliability,
         min_vram_gb=spec.min_vram_gb,
+        declared_ports=list(spec.ports) or None,
+        env_names=list(spec.env) or None,  # never the values
+        on_start=spec.on_start,
     )
 
 
@@ -284,6 +287,8 @@ def _project_instance(machine: Machine, info: InstanceInfo | None) -> None:
     machine.geolocation = info.geolocation if info else None
     machine.ssh_host = info.ssh_host if info else None
     machine.ssh_port = info.ssh_port if info else None
+    machine.ports = dict(info.ports) if info and info.ports else None
+    machine.disk_price_per_hour = info.disk_price_per_hour if info else None
 
 
 def _instance_row(

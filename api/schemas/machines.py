@@ -18,6 +18,14 @@ from pydantic_core import PydanticCustomError
 from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind
+from core.contracts.service import (
+    MAX_ON_START_BYTES,
+    MAX_PORTS,
+    ON_START_LOG,
+    check_env,
+    check_on_start,
+    parse_ports,
+)
 from core.contracts.states import MachineState
 from core.metrics.liveness import offline_after
 
@@ -56,8 +64,51 @@ class MachineCreate(ApiInput):
         default=None, ge=0, le=MAX_VRAM_GB, description="Not for a cpu machine"
     )
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    # A service: published ports, its environment, and a command run after every boot.
+    ports: list[int | str] = Field(
+        default_factory=list,
+        max_length=MAX_PORTS,
+        examples=[[8000, "53/udp"]],
+        description="Container ports to publish: 8000, '8000/tcp' or '53/udp' (not 22, SSH's);"
+        " each one's public address shows in the machine's `ports` once it is up",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        examples=[{"MODEL": "llama-3-8b"}],
+        description="Environment variables for the machine's processes and its on-start."
+        " Values go to the machine only (through its workflow): never into Dumont's database"
+        " nor any answer",
+    )
+    on_start: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ON_START_BYTES,
+        examples=["python3 -m http.server 8000"],
+        description=f"A shell command run after every boot (create, start, restart, wake), once"
+        f" the workspace is in place; detached, from /workspace, output in {ON_START_LOG}."
+        f" At most {MAX_ON_START_BYTES} bytes",
+    )
 
     _region = field_validator("region")(normalise_region)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: object) -> object:
+        # Before pydantic's coercion, which would take `true` for port 1 and 8000.5 for 8000.
+        return parse_ports(value) if isinstance(value, list) else value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        check_env(value)
+        return value
+
+    @field_validator("on_start")
+    @classmethod
+    def _on_start(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_on_start(value)
+        return value
 
     @field_validator(*GPU_FIELDS)
     @classmethod
@@ -100,6 +151,22 @@ class MachineOut(BaseModel):
     report_interval_seconds: int | None = None
     # What auto-hibernation saved on this machine so far (net of snapshot storage), USD.
     savings_usd: float = 0.0
+    # The service as declared (env values are never stored, so never shown).
+    env_names: list[str] = Field(default_factory=list)
+    on_start: str | None = None
+    # The row's declared ports and the addresses the instance published, shown as `ports`.
+    declared_ports: list[str] = Field(default_factory=list, exclude=True)
+    published_ports: dict[str, str | None] = Field(
+        default_factory=dict, validation_alias="ports", exclude=True
+    )
+
+    @field_validator("env_names", "declared_ports", "published_ports", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object, info: ValidationInfo) -> object:
+        # Rows from before services hold NULL.
+        if value is None:
+            return {} if info.field_name == "published_ports" else []
+        return value
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -117,6 +184,14 @@ class MachineOut(BaseModel):
         if self.ssh_host is None or self.ssh_port is None:
             return None
         return f"ssh -p {self.ssh_port} root@{self.ssh_host}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ports(self) -> dict[str, str | None]:
+        """Each declared port ("8000/tcp") and its public address ("203.0.113.7:41234") while
+        the machine is up; null until the instance publishes it, and while it is not up."""
+        up = self.status.is_up()
+        return {p: self.published_ports.get(p) if up else None for p in self.declared_ports}
 
 
 class EventOut(BaseModel):

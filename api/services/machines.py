@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
+from typing import Any
 
 from fastapi import HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -49,6 +51,8 @@ def spec_of(machine: Machine) -> MachineSpec:
         min_reliability=machine.min_reliability,
         min_vram_gb=machine.min_vram_gb,
         provider=machine.provider,
+        ports=list(machine.declared_ports or []),
+        on_start=machine.on_start,
     )
 
 
@@ -92,21 +96,27 @@ async def create_machine(
     unsupported = unsupported_kind_reason(PROVIDER, body.kind)
     if unsupported is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, unsupported)
-    asked = body.model_dump(mode="json")
+    # The service's env values go to the workflow only: the row and the event keep the names.
+    asked = body.model_dump(mode="json", exclude={"ports", "env"})
+    service: dict[str, Any] = {
+        "declared_ports": [str(port) for port in body.ports] or None,
+        "env_names": list(body.env) or None,
+    }
     machine = Machine(
         id=new_machine_id(),
         owner_id=owner_id,
         provider=PROVIDER,
         status=MachineState.STARTING.value,
-        **{**asked, "num_gpus": body.num_gpus or 0},
+        **{**asked, **service, "num_gpus": body.num_gpus or 0},
     )
     created = Event(
         machine_id=machine.id,
         owner_id=owner_id,
         event_type=EventType.CREATED.value,
         state=MachineState.STARTING.value,
-        data={k: v for k, v in asked.items() if v is not None},
+        data={k: v for k, v in {**asked, **service}.items() if v is not None},
     )
+    spec = replace(spec_of(machine), env=dict(body.env))
     # The rows are committed first, in a short transaction, then the workflow is started; if
     # Temporal refuses, the rows are deleted again, so nothing is left. Never the other way
     # round: a workflow without its row would rent an instance its owner cannot see. No
@@ -114,7 +124,7 @@ async def create_machine(
     await run_in_threadpool(_insert_committed, session, quota, owner_id, machine, created)
     try:
         await machines.start(
-            machine_id=machine.id, owner_id=owner_id, spec=spec_of(machine), task_queue=task_queue
+            machine_id=machine.id, owner_id=owner_id, spec=spec, task_queue=task_queue
         )
     except MachineExists:
         # Another machine's workflow has this id (ids are never reused): ours never started,

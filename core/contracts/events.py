@@ -20,6 +20,8 @@ class EventType(StrEnum):
     DESTROYED = "destroyed"
     AGENT_INSTALLED = "agent_installed"
     AGENT_INSTALL_FAILED = "agent_install_failed"
+    ON_START_STARTED = "on_start_started"  # the on-start command was started after a boot
+    ON_START_FAILED = "on_start_failed"  # it could not be started, or exited at once
     IDLE_DETECTED = "idle_detected"
     ACTIVITY_RESUMED = "activity_resumed"
     PAUSING = "pausing"

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from core.contracts.states import UP_STATES
 from dumont.client import DumontClient
@@ -15,6 +16,13 @@ from dumont.commands.hibernation import config, event_detail, hibernate, savings
 from dumont.commands.metrics import metrics
 from dumont.commands.pause import pause, resume
 from dumont.commands.schedule import schedule
+from dumont.commands.service import (
+    EnvOption,
+    OnStartOption,
+    PortOption,
+    ports_text,
+    service_fields,
+)
 from dumont.commands.top import agent_text, top
 from dumont.config import load_client_config
 from dumont.output import (
@@ -106,6 +114,9 @@ def create(
     min_reliability: Annotated[float | None, typer.Option(help="0..1.")] = None,
     min_vram: Annotated[float | None, typer.Option(help="GB of memory per GPU.")] = None,
     name: Annotated[str | None, typer.Option(help="A name to recognise it by.")] = None,
+    port: PortOption = None,
+    env: EnvOption = None,
+    on_start: OnStartOption = None,
     no_wait: NoWait = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be up.")] = 900,
     as_json: JsonOption = False,
@@ -122,8 +133,9 @@ def create(
         "min_vram_gb": min_vram,
         "name": name,
     }
+    body = {k: v for k, v in body.items() if v is not None} | service_fields(port, env, on_start)
     with _client() as client:
-        machine = client.create_machine({k: v for k, v in body.items() if v is not None})
+        machine = client.create_machine(body)
         machine_id = machine["id"]
         if no_wait:
             if as_json:
@@ -150,6 +162,8 @@ def create(
     )
     if machine.get("ssh"):
         console.print(f"  {machine['ssh']}", markup=False, soft_wrap=True)
+    if machine.get("ports"):
+        console.print(f"  ports: {ports_text(machine)}", markup=False, soft_wrap=True)
 
 
 @app.command("ls")
@@ -175,8 +189,10 @@ def list_machines(
         else:
             console.print("No machines yet: `dumont machines create --gpu ... --image ...`")
         return
+    # A machine's ports' addresses, when any of them runs a service.
+    ports = ("PORTS",) if any(m.get("ports") for m in machines) else ()
     rows = table(
-        "ID", "NAME", "STATUS", "GPU", "$/H", "SAVINGS", "LOCATION", "SSH",
+        "ID", "NAME", "STATUS", "GPU", "$/H", "SAVINGS", "LOCATION", "SSH", *ports,
         keep_whole=("ID", "STATUS", "$/H", "SAVINGS", "SSH"),
     )  # fmt: skip
     for m in machines:
@@ -189,6 +205,7 @@ def list_machines(
             savings_text(m.get("savings_usd")),
             _location(m),
             m.get("ssh") or "-",
+            *([ports_text(m, arrow="→")] if ports else []),
         )
     console.print(rows)
     if hidden:
@@ -225,6 +242,12 @@ def show(
         details.add_row("gpu util", f"{machine['gpu_utilization']:.0f}%")
     details.add_row("instance", machine.get("instance_id") or "-")
     details.add_row("ssh", machine.get("ssh") or "-")
+    if machine.get("ports"):
+        details.add_row("ports", ports_text(machine))
+    if machine.get("env_names"):
+        details.add_row("env", ", ".join(machine["env_names"]))
+    if machine.get("on_start"):
+        details.add_row("on-start", Text(machine["on_start"]))  # shell, not markup
     details.add_row("created", when(machine.get("created_at")))
     details.add_row("updated", when(machine.get("updated_at")))
     console.print(details)

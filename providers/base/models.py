@@ -56,6 +56,10 @@ class CreateRequest:
     disk_gb: int
     label: str
     env: dict[str, str] = field(default_factory=dict)
+    # Container ports to publish, "8000/tcp" or "53/udp" (core/contracts/service.py).
+    ports: list[str] = field(default_factory=list)
+    # The provider's own boot command. Dumont's on-start does not use it: it runs before a
+    # wake's restore, on an empty disk (the workflow runs the on-start itself instead).
     onstart: str | None = None
     # Public keys for a provider that puts them on the instance at creation (GCE metadata); a
     # provider with an account or per-instance key API gets them that way instead.
@@ -78,3 +82,8 @@ class ProviderInstance:
     ssh_port: int | None
     status_msg: str | None = None
     provider_data: dict[str, str] = field(default_factory=dict)
+    # Each published container port ("8000/tcp") -> its public address ("203.0.113.7:41234");
+    # SSH's port not included. Empty until the instance runs.
+    ports: dict[str, str] = field(default_factory=dict)
+    # What the instance costs per hour while stopped (its disk); None when not known.
+    disk_price_per_hour: float | None = None

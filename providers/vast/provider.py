@@ -32,6 +32,7 @@ from providers.vast.errors import SearchQuotaExceeded, UncertainOutcome, error_f
 from providers.vast.wire import (
     PROVIDER_NAME,
     account_keys,
+    create_env,
     key_identity,
     offer_matches,
     parse_instance,
@@ -134,7 +135,7 @@ class VastProvider:
             "image": request.image,
             "disk": float(request.disk_gb),
             "label": request.label,
-            "env": dict(request.env),
+            "env": create_env(request.env, request.ports),
             "onstart": request.onstart,
             "runtype": SSH_RUNTYPE,
             "cancel_unavail": True,  # fail now rather than park a stopped instance

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from core.contracts.service import SSH_PORT, split_port
 from core.contracts.states import InstanceStatus
 from core.regions import countries_for
 from providers.base import InvalidRequest, Offer, OfferQuery, ProviderInstance
@@ -20,6 +21,8 @@ MB_PER_GB = 1000.0
 
 # Disk (GB) priced into offers when the query does not say (the SDK's create default).
 DEFAULT_DISK_GB = 10.0
+# vast prices storage per GB and month of this many hours.
+HOURS_PER_MONTH = 720.0
 
 _ORDER: dict[str, tuple[str, str]] = {
     "price": ("dph_total", "asc"),
@@ -214,6 +217,47 @@ def ssh_address(row: dict[str, Any]) -> tuple[str | None, int | None]:
     return None, None
 
 
+def create_env(env: dict[str, str], ports: list[str]) -> dict[str, str]:
+    """The create body's `env`: the variables, and one `{"-p 8000:8000": "1"}` entry per
+    published port (`-p 53:53/udp` for UDP), as the vast.ai CLI turns `-p` flags into."""
+    entries = dict(env)
+    for declared in ports:
+        number, protocol = split_port(declared)
+        suffix = "" if protocol == "tcp" else f"/{protocol}"
+        entries[f"-p {number}:{number}{suffix}"] = "1"
+    return entries
+
+
+def published_ports(row: dict[str, Any]) -> dict[str, str]:
+    """Each published container port's public address, from the row's Docker-style `ports`
+    (present only while running): `public_ipaddr` (stripped) and the first `HostPort`."""
+    public_ip = _str(row, "public_ipaddr")
+    ports = row.get("ports")
+    if not public_ip or not isinstance(ports, dict):
+        return {}
+    found: dict[str, str] = {}
+    for container, mappings in ports.items():
+        if not isinstance(container, str) or container == f"{SSH_PORT}/tcp":
+            continue
+        if isinstance(mappings, list) and mappings and isinstance(mappings[0], dict):
+            host_port = _int(mappings[0], "HostPort")
+            if host_port > 0:
+                found[container] = f"{public_ip}:{host_port}"
+    return found
+
+
+def disk_price_per_hour(row: dict[str, Any]) -> float | None:
+    """The instance's storage price per hour: `storage_total_cost` when vast gives it, else
+    `storage_cost` ($/GB/month) × `disk_space` / 720."""
+    total = row.get("storage_total_cost")
+    if isinstance(total, int | float) and not isinstance(total, bool) and total >= 0:
+        return float(total)
+    per_gb_month, disk_gb = _float(row, "storage_cost", -1.0), _float(row, "disk_space", -1.0)
+    if per_gb_month < 0 or disk_gb < 0:
+        return None
+    return per_gb_month * disk_gb / HOURS_PER_MONTH
+
+
 def parse_instance(row: dict[str, Any]) -> ProviderInstance:
     host, port = ssh_address(row)
     return ProviderInstance(
@@ -228,6 +272,8 @@ def parse_instance(row: dict[str, Any]) -> ProviderInstance:
         ssh_host=host,
         ssh_port=port,
         status_msg=_str(row, "status_msg"),
+        ports=published_ports(row),
+        disk_price_per_hour=disk_price_per_hour(row),
     )
 
 

@@ -1,4 +1,5 @@
-"""vast's JSON read and written: the search body, offers, statuses, SSH addresses."""
+"""vast's JSON read and written: the search body, offers, statuses, SSH addresses, a service's
+create env and its published addresses, the disk's price."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import pytest
 
 from core.contracts.states import InstanceStatus
 from providers.base import InvalidRequest, OfferQuery
-from providers.vast.wire import normalize_status, parse_instance, parse_offer, search_body
+from providers.vast.wire import (
+    create_env,
+    normalize_status,
+    parse_instance,
+    parse_offer,
+    search_body,
+)
 
 
 def test_search_body_is_shaped_like_the_sdk_sends_it():
@@ -134,3 +141,49 @@ def test_proxy_ssh_when_no_port_is_published():
     )
     assert (instance.ssh_host, instance.ssh_port) == ("ssh4.vast.ai", 12345)
     assert instance.instance_id == "7"
+
+
+def test_a_services_env_has_one_p_entry_per_port_as_the_vast_cli_sends_them():
+    env = create_env({"MODEL": "llama"}, ["8000/tcp", "53/udp", "7860/tcp"])
+    assert env == {
+        "MODEL": "llama",
+        "-p 8000:8000": "1",
+        "-p 53:53/udp": "1",
+        "-p 7860:7860": "1",
+    }
+    assert create_env({}, []) == {}
+
+
+def test_published_ports_are_the_public_ip_and_host_port_of_each_but_ssh():
+    instance = parse_instance(
+        {
+            "id": 7,
+            "actual_status": "running",
+            "public_ipaddr": " 203.0.113.9\n",
+            "ports": {
+                "22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40022"}],
+                "8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41234"}],
+                "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "41235"}],
+                "9000/tcp": [],  # declared, not mapped (yet)
+            },
+        }
+    )
+    assert instance.ports == {"8000/tcp": "203.0.113.9:41234", "53/udp": "203.0.113.9:41235"}
+
+
+def test_no_port_is_published_before_the_instance_runs():
+    assert parse_instance({"id": 7, "actual_status": "loading"}).ports == {}
+    assert parse_instance({"id": 7, "ports": {"8000/tcp": [{"HostPort": "1"}]}}).ports == {}
+
+
+@pytest.mark.parametrize(
+    ("row", "price"),
+    [
+        ({"storage_total_cost": 0.0125, "storage_cost": 0.3, "disk_space": 20}, 0.0125),
+        ({"storage_cost": 0.18, "disk_space": 40}, 0.18 * 40 / 720),
+        ({"storage_cost": 0.18}, None),
+        ({}, None),
+    ],
+)
+def test_the_disk_price_per_hour(row, price):
+    assert parse_instance({"id": 7, **row}).disk_price_per_hour == pytest.approx(price)

@@ -42,6 +42,7 @@ from core.contracts.errors import ErrorType
 from core.contracts.hibernation import PreHibernateInput, PreHibernateResult, RecordConfigInput
 from core.contracts.machine import InstanceInfo, LifecyclePolicy
 from core.contracts.records import PendingEvent, RecordBatchInput, RecordBatchResult
+from core.contracts.service import RunOnStartInput, RunOnStartResult
 from core.contracts.snapshots import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
 from core.contracts.states import InstanceStatus, MachineState
 
@@ -76,6 +77,7 @@ class FakeCloud:
         snapshot_error: str | None = None,
         hook_exit_status: int = 0,
         unsupported: dict[str, str] | None = None,
+        on_start_error: str | None = None,
     ) -> None:
         self.policy = policy
         self.offers = list(offers)
@@ -107,6 +109,10 @@ class FakeCloud:
         self.configs: list[RecordConfigInput] = []
         # Stopped instances whose host's GPUs were taken: a start waits for them (forever).
         self.hosts_taken: set[str] = set()
+        # Every on-start the workflow asked for, in order.
+        self.on_starts: list[RunOnStartInput] = []
+        # Every on-start "exits at once" with this output, when set.
+        self.on_start_error = on_start_error
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -128,17 +134,20 @@ class FakeCloud:
             self.run_pre_hibernate,
             self.snapshot_workspace,
             self.restore_workspace,
+            self.run_on_start,
         ]
 
     def live(self) -> list[FakeInstance]:
         return [i for i in self.instances.values() if i.status is not InstanceStatus.GONE]
 
     def states(self) -> list[MachineState]:
-        """The machine's state changes: events of failed boots and of the agent left out."""
+        """The machine's state changes: events of failed boots, of the agent and of the
+        on-start left out."""
         return [
             e.state
             for e in self.events
-            if e.event_type != "boot_failed" and not e.event_type.startswith("agent_")
+            if e.event_type != "boot_failed"
+            and not e.event_type.startswith(("agent_", "on_start_"))
         ]
 
     def _info(self, instance: FakeInstance) -> InstanceInfo:
@@ -349,3 +358,15 @@ class FakeCloud:
             downloaded_bytes=size,
             seconds=0.1,
         )
+
+    @activity.defn(name=ActivityName.RUN_ON_START)
+    async def run_on_start(self, input: RunOnStartInput) -> RunOnStartResult:
+        self.calls.append(f"on-start {input.instance.instance_id}")
+        self.on_starts.append(input)
+        if self.on_start_error is not None:
+            return RunOnStartResult(
+                started=False,
+                exit_status=127,
+                detail=f"exited with status 127 at once: {self.on_start_error}",
+            )
+        return RunOnStartResult(started=True)

@@ -42,11 +42,11 @@ async def fake_worker(client: Client, cloud: FakeCloud) -> AsyncIterator[str]:
         yield task_queue
 
 
-async def start_machine(client: Client, task_queue: str) -> MachineHandle:
+async def start_machine(client: Client, task_queue: str, spec: MachineSpec = SPEC) -> MachineHandle:
     machine_id = f"m{uuid.uuid4().hex[:10]}"
     return await client.start_workflow(
         MachineWorkflow.run,
-        MachineInput(machine_id=machine_id, owner_id="u_test", spec=SPEC),
+        MachineInput(machine_id=machine_id, owner_id="u_test", spec=spec),
         id=machine_workflow_id(machine_id),
         task_queue=task_queue,
     )

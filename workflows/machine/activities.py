@@ -47,7 +47,8 @@ _PROVIDER_RETRY = RetryPolicy(
         ErrorType.UNSUPPORTED,
     ],
 )
-# An agent install is worth a few tries; then the machine runs without it and says why.
+# An agent install (or the on-start's start) is worth a few tries; then the machine runs
+# without it and says why.
 _INSTALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_interval=timedelta(seconds=30),
@@ -117,6 +118,9 @@ OPTIONS: dict[ActivityName, Callable[[LifecyclePolicy | None], ActivityConfig]] 
         start_to_close_timeout=timedelta(minutes=3),
         heartbeat_timeout=_heartbeat(policy),
         retry_policy=_INSTALL_RETRY,
+    ),
+    ActivityName.RUN_ON_START: lambda _: ActivityConfig(
+        start_to_close_timeout=timedelta(minutes=2), retry_policy=_INSTALL_RETRY
     ),
     ActivityName.OWNER_SSH_KEYS: lambda _: ActivityConfig(
         start_to_close_timeout=timedelta(seconds=30), retry_policy=_READ_RETRY

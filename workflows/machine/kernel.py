@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
 S = MachineState
 OUTBOX_PATCH = "event-outbox"
 LEAN_BOOT_PATCH = "lean-boot"
+ON_START_PATCH = "on-start"
 
 # Told of every transition (the state before, the state after), before it is recorded.
 OnTransition = Callable[[MachineState, MachineState], None]
@@ -98,6 +99,7 @@ class MachineKernel:
         self.hooks = Hooks()
         self.outbox = Outbox(snapshot)
         self.lean_boot = False  # decided in begin()
+        self.runs_on_start = False  # decided in begin()
 
     @property
     def uses_outbox(self) -> bool:
@@ -116,6 +118,9 @@ class MachineKernel:
         # and the owner's keys were read by full activities (two round trips through the
         # server per boot); and a transition to the same state upserted its search attribute.
         self.lean_boot = workflow.patched(LEAN_BOOT_PATCH)
+        # A machine with an on-start runs it after every boot. Asked only of those, so other
+        # machines' histories carry no marker; no run before it had an on-start.
+        self.runs_on_start = self.s.spec.on_start is not None and workflow.patched(ON_START_PATCH)
 
     @property
     def policy(self) -> LifecyclePolicy:

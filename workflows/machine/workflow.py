@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     # passed-through module (the outbox's records travel in the carried state).
     import core.contracts.pause  # noqa: F401
     import core.contracts.records  # noqa: F401
+    import core.contracts.service  # noqa: F401
     from core.contracts.activities import ActivityName, LifecyclePolicyInput
     from core.contracts.agent import AgentReport
     from core.contracts.errors import ErrorType
@@ -58,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine.kernel import MachineKernel, failure, reject
     from workflows.machine.pause import Pause
     from workflows.machine.provisioning import Provisioning
+    from workflows.machine.service import Service
     from workflows.machine.transitions import TARGET, Action, is_joining, rejection
 
 S = MachineState
@@ -77,6 +79,7 @@ class MachineWorkflow:
         self.idleness = Idleness(self.k)
         self.hibernation = Hibernation(self.k, self.provisioning, self.idleness)
         self.pause_resume = Pause(self.k, self.provisioning, self.hibernation)
+        self.service = Service(self.k)
 
     # --- run ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import functools
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ from core.contracts.states import MachineState
 from core.contracts.workflow import MachineSnapshot
 from tests.conftest import binary
 from tests.workflows.fakes import FakeCloud
-from tests.workflows.helpers import fake_worker, signals_processed, start_machine
+from tests.workflows.helpers import SPEC, fake_worker, signals_processed, start_machine
 from tests.workflows.histories import pause_scenarios
 from workflows.machine import MachineWorkflow
 from workflows.monitor import FleetMonitorWorkflow
@@ -360,6 +361,27 @@ async def continue_as_new(env: WorkflowEnvironment) -> list[tuple[str, str]]:
         return await _runs(env.client, handle)
 
 
+async def on_start(env: WorkflowEnvironment) -> list[tuple[str, str]]:
+    """A machine with a service: its on-start after create, start and wake; one that fails
+    after a restart (running with why); destroy (patch on-start)."""
+    cloud = FakeCloud(POLICY)
+    spec = replace(
+        SPEC, ports=["8000/tcp"], env={"MODEL": "llama"}, on_start="python3 serve.py --port 8000"
+    )
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await start_machine(env.client, task_queue, spec)
+        await _until(handle, S.RUNNING)
+        await handle.execute_update(MachineWorkflow.stop, ActionInput())
+        await handle.execute_update(MachineWorkflow.start, ActionInput())
+        cloud.on_start_error = "python3: can't open file 'serve.py'"
+        await handle.execute_update(MachineWorkflow.restart, ActionInput())
+        cloud.on_start_error = None
+        await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+        await handle.execute_update(MachineWorkflow.wake, WakeInput())
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _one(handle)
+
+
 async def fleet_monitor(env: WorkflowEnvironment) -> list[tuple[str, str]]:
     """Three monitor rounds, the first with a prune; one activity fails and is logged."""
 
@@ -446,6 +468,7 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_wake_no_offer": (wake_no_offer, "ts"),
     "machine_continue_as_new": (continue_as_new, "dev"),
     "machine_database_outage": (database_outage, "ts"),
+    "machine_on_start": (on_start, "ts"),
     "fleet_monitor": (fleet_monitor, "ts"),
     "schedule_trigger": (schedule_trigger, "ts"),
     "machine_pause_resume": (functools.partial(pause_scenarios.pause_resume, policy=POLICY), "ts"),
