@@ -4,9 +4,13 @@ what happened, the wrong state answers 409 with why, and nobody else can pause t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.api.conftest import Api
 from tests.api.test_hibernation_live import a_running_machine, sim_instance_ids
-from tests.api.test_machines_lifecycle import ssh_run
+from tests.api.test_machines_lifecycle import VALID, ssh_run
+from tests.api.test_service_live import Answers, answers_nothing, served
+from tests.cli.conftest import free_port
 from tests.fixtures.sim import SimHandle
 
 
@@ -50,3 +54,42 @@ async def test_pause_and_resume_through_http(live: Api, sim: SimHandle) -> None:
     assert "on its host in" in (resumed_event["reason"] or "")
     paused_event = next(e for e in events if e["event_type"] == "paused")
     assert (paused_event["reason"] or "").startswith("lunch: snapshot ")
+
+
+async def test_a_service_answers_again_after_resume_on_its_host_and_on_a_new_one(
+    live: Api, sim: SimHandle
+) -> None:
+    api = Answers(live)
+    port = free_port()
+    # The service serves the workspace: what it answers comes back with the snapshot.
+    on_start = f"exec python3 -m http.server {port} --directory /workspace/www"
+    body = {**VALID, "ports": [port], "on_start": on_start}
+    created = await api.call("POST", "/api/v1/machines", json=body)
+    machine_id, key = created["id"], f"{port}/tcp"
+    await api.call(
+        "PUT", f"/api/instances/{machine_id}/config", json={"auto_hibernation_enabled": False}
+    )
+    machine = await api.until(machine_id, "running")
+    instance_id = machine["instance_id"]
+    www = Path((await sim.admin.instance(int(instance_id)))["workspace_path"]) / "www"
+    www.mkdir()
+    (www / "index.html").write_text("epoch 12")
+    assert await served(machine["ports"][key]) == "epoch 12"
+
+    # Paused: the instance stopped, the service with it; resumed: back on the same address.
+    paused = await api.call("POST", f"/api/v1/machines/{machine_id}/pause")
+    assert paused["status"] == "paused" and paused["ports"] == {key: None}
+    assert await answers_nothing(machine["ports"][key])
+    await api.call("POST", f"/api/v1/machines/{machine_id}/resume")
+    machine = await api.until(machine_id, "running")
+    assert machine["instance_id"] == instance_id
+    assert await served(machine["ports"][key]) == "epoch 12"
+
+    # The host taken while paused: a new instance, the workspace restored, the service on it.
+    await api.call("POST", f"/api/v1/machines/{machine_id}/pause")
+    await sim.admin.take_host(int(instance_id))
+    await api.call("POST", f"/api/v1/machines/{machine_id}/resume")
+    machine = await api.until(machine_id, "running")
+    assert machine["instance_id"] != instance_id
+    assert await served(machine["ports"][key]) == "epoch 12"
+    assert instance_id not in await sim_instance_ids(sim)  # the stopped one destroyed

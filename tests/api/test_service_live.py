@@ -10,55 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from temporalio.testing import WorkflowEnvironment
 
-from tests.api.conftest import Api, make_settings, running_api, temporal_address
+from tests.api.conftest import Api
 from tests.api.test_machines_lifecycle import VALID
 from tests.cli.conftest import free_port
-from tests.fixtures.s3 import S3Endpoint
-from tests.fixtures.sim import SimHandle
-from tests.fixtures.worker import running_worker
 
 WAIT_SECONDS = 120
-
-
-@pytest.fixture
-async def live(
-    tmp_path: Path, sqlite_url: str, dev_env: WorkflowEnvironment, sim: SimHandle, s3: S3Endpoint
-) -> AsyncIterator[Api]:
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        temporal_address(dev_env),
-        vast_url=sim.url,
-        vast_api_key=sim.api_key,
-        boot_timeout_seconds=120,
-        provider_poll_seconds=0.5,
-        heartbeat_timeout_seconds=5,
-        s3_endpoint=s3.endpoint,
-        s3_access_key=s3.access_key,
-        s3_secret_key=s3.secret_key,
-        s3_bucket=s3.bucket,
-        s3_region="us-east-1",
-    )
-    async with (
-        running_api(settings) as api,
-        running_worker(
-            dev_env.client,
-            settings,
-            api.engine,
-            max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-            default_heartbeat_throttle_interval=timedelta(milliseconds=500),
-        ),
-    ):
-        yield api
 
 
 class Answers:
