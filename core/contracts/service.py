@@ -142,9 +142,10 @@ class RunOnStartInput:
     env: dict[str, str] = field(default_factory=dict)
     # Fresh for every boot: a retried activity finds the command it already started there.
     boot_id: str
-    # A start that fails at once (a typo, a missing file) is waited for this long, so that it
-    # can be told; a service that keeps running is never waited for.
-    settle_seconds: float = 2.0
+    # A start that fails at once (a typo, a missing file, a crash on import) is waited for this
+    # long, so that it can be told; a service that keeps running is never waited for. It is on
+    # every boot's path to running (a resume's included), so it is short.
+    settle_seconds: float = 0.5
 
 
 @dataclass(kw_only=True)

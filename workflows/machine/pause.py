@@ -7,6 +7,7 @@ than `hibernate_paused_after_minutes` is hibernated: only the destroy is left to
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -193,11 +194,15 @@ class Pause:
             await self.provisioning.instance_action(ActivityName.STOP_INSTANCE, old)
             await k.transition(S.PAUSED, EventType.RESUME_FAILED, why, snapshot_id=h.snapshot_id)
             return
-        if not old_gone:
-            await self.provisioning.destroy_attempt(old.label)
-        s.pause.left_behind = None
         s.pause.paused_at = None
-        await self.provisioning.up("resume", EventType.RESUMED, self._how(started, old))
+        up = self.provisioning.up("resume", EventType.RESUMED, self._how(started, old))
+        if old_gone:
+            await up
+        else:
+            # The stopped instance goes while the new one gets its agent and service: the new
+            # one runs (its workspace restored) already.
+            await asyncio.gather(up, self.provisioning.destroy_attempt(old.label))
+        s.pause.left_behind = None
 
     def _how(self, started: datetime, left: InstanceInfo | None) -> str:
         s = self.k.s
