@@ -144,7 +144,9 @@ def report(args: argparse.Namespace, timings: dict[str, Timed]) -> None:
     ])  # fmt: skip
     row("  restore", [x.part("restore_workspace") for x in t])
     row("  old instance destroyed", [x.part("destroy_instances") for x in t])
-    row("  agent install + on-start", [x.part("install_agent", "run_on_start") for x in t])
+    row("  agent install", [x.part("install_agent") for x in t])
+    row("  on-start launched", [x.part("run_on_start") for x in t])
+    row("  records (events, projection)", [x.part("record_batch") for x in t])
     row("service ready after the answer", [x.service_ready for x in t])
     overhead = []
     for n, x in zip(names, t, strict=True):

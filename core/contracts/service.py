@@ -145,7 +145,7 @@ class RunOnStartInput:
     # A start that fails at once (a typo, a missing file, a crash on import) is waited for this
     # long, so that it can be told; a service that keeps running is never waited for. It is on
     # every boot's path to running (a resume's included), so it is short.
-    settle_seconds: float = 0.5
+    settle_seconds: float = 0.3
 
 
 @dataclass(kw_only=True)

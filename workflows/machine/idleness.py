@@ -16,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine.kernel import MachineKernel
 
 S = MachineState
+# The states a boot ends from: create and start, restart, wake, resume.
+_BOOTS = frozenset({S.STARTING, S.RESTARTING, S.WAKING, S.RESUMING})
 
 
 class IdleWork(Enum):
@@ -31,21 +33,19 @@ class Idleness:
     def __init__(self, kernel: MachineKernel) -> None:
         self.k = kernel
         kernel.hooks.on_transition.append(self._on_transition)
-        kernel.hooks.after_boot.append(self._after_boot)
         kernel.hooks.idle_since = self.idle_from
         kernel.deadlines.watch("idleness", self._deadlines)
 
-    def _on_transition(self, _before: MachineState, after: MachineState) -> None:
-        if not after.keeps_idleness():
-            self.k.s.hibernation.idle_since = None
-        self.recompute()
-
-    async def _after_boot(self, _what: str) -> str | None:
-        """Idleness counts only after a grace period for setup."""
+    def _on_transition(self, before: MachineState, after: MachineState) -> None:
         h = self.k.s.hibernation
-        h.idle_since = h.retry_at = None
-        h.grace_until = workflow.now() + timedelta(seconds=self.k.policy.idle_grace_seconds)
-        return None
+        if not after.keeps_idleness():
+            h.idle_since = None
+        if after is S.RUNNING and before in _BOOTS:
+            # Up after a boot (its after-boot hooks done): idleness counts only after a grace
+            # period for setup.
+            h.idle_since = h.retry_at = None
+            h.grace_until = workflow.now() + timedelta(seconds=self.k.policy.idle_grace_seconds)
+        self.recompute()
 
     def on_report(self, report: AgentReport) -> None:
         h = self.k.s.hibernation

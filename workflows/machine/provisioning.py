@@ -4,6 +4,7 @@ every instance carrying the machine's label prefix."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -183,11 +184,10 @@ class Provisioning:
         """The instance answers SSH: every after-boot hook (the agent's install, the idleness
         grace period), then the machine is running, with `how` and the hooks' reasons if any
         (the workload must not depend on them)."""
-        reasons: list[str] = [how] if how else []
-        for hook in self.k.hooks.after_boot:
-            reason = await hook(what)
-            if reason is not None:
-                reasons.append(reason)
+        # At once, not one after the other: the agent's install and the service's on-start are
+        # both on the path to running (a resume waits for them).
+        found = await asyncio.gather(*(hook(what) for hook in self.k.hooks.after_boot))
+        reasons = ([how] if how else []) + [reason for reason in found if reason is not None]
         await self.k.transition(S.RUNNING, event_type, "; ".join(reasons) or None)
 
     async def attach_keys(self) -> None:
