@@ -19,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -121,6 +123,9 @@ def summary(name: str, values: list[float]) -> str:
     )
 
 
+T = TypeVar("T")
+
+
 def start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """`dumont dev` on free ports; its process and the `dev.env` it wrote."""
     ports = {
@@ -144,6 +149,17 @@ def start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
             raise SystemExit("dumont dev did not start:\n" + log_path.read_text()[-3000:])
         time.sleep(0.2)
     return dev, read_env(env_file)
+
+
+def on_dev(prefix: str, work: Callable[[dict[str, str]], Coroutine[Any, Any, T]]) -> T:
+    """Run `work` against a fresh `dumont dev` (in a temporary data dir), then stop it."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        dev, env = start_dev(Path(tmp))
+        try:
+            return asyncio.run(work(env))
+        finally:
+            dev.send_signal(signal.SIGINT)
+            dev.wait(timeout=60)
 
 
 async def measure(args: argparse.Namespace, env: dict[str, str]) -> tuple[Timings, list[str]]:

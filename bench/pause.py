@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # Run as a script: bench/ is on sys.path, and the repository for the modules these import.
-from lifecycle import start_dev  # noqa: E402
+from lifecycle import on_dev  # noqa: E402
 from wake import activity_times, fill_workspace, until_status  # noqa: E402
 
 SERVICE_PORT = 8090
@@ -165,13 +163,7 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=0.5)
     parser.add_argument("--boot-delay", type=float, default=2.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="dumont-bench-pause-") as tmp:
-        dev, env = start_dev(Path(tmp))
-        try:
-            report(args, asyncio.run(measure(args, env)))
-        finally:
-            dev.send_signal(signal.SIGINT)
-            dev.wait(timeout=60)
+    report(args, on_dev("dumont-bench-pause-", lambda env: measure(args, env)))
 
 
 if __name__ == "__main__":

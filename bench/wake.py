@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # Run as a script: bench/ is on sys.path, and the repository for the modules these import.
-from lifecycle import start_dev  # noqa: E402
+from lifecycle import on_dev  # noqa: E402
 from snapshot import generate  # noqa: E402
 from timeline import activity_spans  # noqa: E402
 
@@ -135,13 +133,7 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=0.5)
     parser.add_argument("--boot-delay", type=float, default=2.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="dumont-bench-wake-") as tmp:
-        dev, env = start_dev(Path(tmp))
-        try:
-            report(args, asyncio.run(measure(args, env)))
-        finally:
-            dev.send_signal(signal.SIGINT)
-            dev.wait(timeout=60)
+    report(args, on_dev("dumont-bench-wake-", lambda env: measure(args, env)))
 
 
 if __name__ == "__main__":

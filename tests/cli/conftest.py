@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,14 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from core.accounts import create_user, issue_token
 from core.agent_tokens import issue_agent_token
-from core.db import make_engine, session_scope
+from core.db import make_engine, migrate, session_scope
 from core.models import Machine
+from core.settings import Settings
 from dumont.cli import app
+from tests.fixtures.s3 import S3Endpoint
+from tests.fixtures.sim import SimHandle
+from tests.fixtures.worker import running_worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Variables that would leak the developer's own setup into a test.
@@ -200,3 +206,64 @@ def post_reports(user: ApiUser, machine_id: str, reports: list[dict[str, Any]]) 
     )
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == len(reports)
+
+
+def start_api(settings: Settings, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """The API as production runs it, on the worker's database, Temporal and marketplace."""
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    env.update(
+        DUMONT_DATABASE_URL=settings.resolved_database_url,
+        DUMONT_DATA_DIR=str(data_dir),
+        DUMONT_TEMPORAL_ADDRESS=settings.temporal_address,
+        DUMONT_TASK_QUEUE=settings.task_queue,
+        DUMONT_VAST_URL=settings.vast_url,
+        DUMONT_VAST_API_KEY="unused",  # the worker rents; the API only reads offers
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def stack_user(
+    tmp_path: Path, dev_env: WorkflowEnvironment, sim: SimHandle, s3: S3Endpoint
+) -> AsyncIterator[ApiUser]:
+    """A user of the API (a uvicorn process) whose machines a worker in this process runs."""
+    database_url = f"sqlite:///{tmp_path / 'api.db'}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    temporal = dev_env.client.service_client.config.target_host
+    queue = f"cli-live-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        data_dir=tmp_path / "worker",
+        database_url=database_url,
+        temporal_address=temporal,
+        task_queue=queue,
+        vast_url=sim.url,
+        vast_api_key=SecretStr(sim.api_key),
+        public_api_url=url,
+        boot_timeout_seconds=120,
+        provider_poll_seconds=0.5,
+        heartbeat_timeout_seconds=5,
+        s3_endpoint=s3.endpoint,
+        s3_access_key=s3.access_key,
+        s3_secret_key=SecretStr(s3.secret_key),
+        s3_bucket=s3.bucket,
+        s3_region="us-east-1",
+    )
+    engine = make_engine(database_url)
+    migrate(engine)
+    with session_scope(engine) as session:
+        user_id = create_user(session, "carol").id
+        token = issue_token(session, user_id)
+    process = start_api(settings, tmp_path / "api", port)
+    try:
+        await asyncio.to_thread(wait_for_http, f"{url}/health", process)
+        async with running_worker(dev_env.client, settings, engine):
+            yield ApiUser(url=url, token=token, user_id=user_id, database_url=database_url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        engine.dispose()

@@ -6,89 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
 import httpx
-import pytest
-from pydantic import SecretStr
-from temporalio.testing import WorkflowEnvironment
 from typer.testing import Result
 
-from core.accounts import create_user, issue_token
-from core.db import make_engine, migrate, session_scope
-from core.settings import Settings
 from tests.api.test_ssh_keys import new_key, public
-from tests.cli.conftest import CLEARED_ENV, REPO_ROOT, ApiUser, dumont, free_port, wait_for_http
-from tests.fixtures.s3 import S3Endpoint
-from tests.fixtures.sim import SimHandle
-from tests.fixtures.worker import running_worker
-
-
-def start_api(settings: Settings, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """The API as production runs it, on the worker's database, Temporal and marketplace."""
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-    env.update(
-        DUMONT_DATABASE_URL=settings.resolved_database_url,
-        DUMONT_DATA_DIR=str(data_dir),
-        DUMONT_TEMPORAL_ADDRESS=settings.temporal_address,
-        DUMONT_TASK_QUEUE=settings.task_queue,
-        DUMONT_VAST_URL=settings.vast_url,
-        DUMONT_VAST_API_KEY="unused",  # the worker rents; the API only reads offers
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-@pytest.fixture
-async def stack_user(
-    tmp_path: Path, dev_env: WorkflowEnvironment, sim: SimHandle, s3: S3Endpoint
-) -> AsyncIterator[ApiUser]:
-    """A user of the API (a uvicorn process) whose machines a worker in this process runs."""
-    database_url = f"sqlite:///{tmp_path / 'api.db'}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    temporal = dev_env.client.service_client.config.target_host
-    queue = f"cli-live-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        data_dir=tmp_path / "worker",
-        database_url=database_url,
-        temporal_address=temporal,
-        task_queue=queue,
-        vast_url=sim.url,
-        vast_api_key=SecretStr(sim.api_key),
-        public_api_url=url,
-        boot_timeout_seconds=120,
-        provider_poll_seconds=0.5,
-        heartbeat_timeout_seconds=5,
-        s3_endpoint=s3.endpoint,
-        s3_access_key=s3.access_key,
-        s3_secret_key=SecretStr(s3.secret_key),
-        s3_bucket=s3.bucket,
-        s3_region="us-east-1",
-    )
-    engine = make_engine(database_url)
-    migrate(engine)
-    with session_scope(engine) as session:
-        user_id = create_user(session, "carol").id
-        token = issue_token(session, user_id)
-    process = start_api(settings, tmp_path / "api", port)
-    try:
-        await asyncio.to_thread(wait_for_http, f"{url}/health", process)
-        async with running_worker(dev_env.client, settings, engine):
-            yield ApiUser(url=url, token=token, user_id=user_id, database_url=database_url)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        engine.dispose()
+from tests.cli.conftest import ApiUser, dumont
 
 
 async def cli(user: ApiUser, *args: str) -> Result:
@@ -110,8 +35,8 @@ async def ssh(user: ApiUser, machine_id: str, key: asyncssh.SSHKey, command: str
         return str((await conn.run(command, check=True)).stdout)
 
 
-async def test_hibernate_and_wake_from_the_cli(stack_user: ApiUser, tmp_path: Path) -> None:
-    user = stack_user
+async def a_running_machine(user: ApiUser, tmp_path: Path) -> tuple[str, asyncssh.SSHKey]:
+    """A machine created from the CLI (which waits until it runs) and the owner's SSH key."""
     key = new_key()
     key_file = tmp_path / "id.pub"
     key_file.write_text(public(key))
@@ -121,7 +46,12 @@ async def test_hibernate_and_wake_from_the_cli(stack_user: ApiUser, tmp_path: Pa
         "--disk", "20", "--json",
     )  # fmt: skip
     assert created.exit_code == 0, created.output
-    machine_id = json.loads(created.stdout)["id"]
+    return json.loads(created.stdout)["id"], key
+
+
+async def test_hibernate_and_wake_from_the_cli(stack_user: ApiUser, tmp_path: Path) -> None:
+    user = stack_user
+    machine_id, key = await a_running_machine(user, tmp_path)
     disabled = await cli(user, "machines", "config", machine_id, "--disable", "--pause-after", "9")
     assert disabled.exit_code == 0, disabled.output
     assert "settings changed" in disabled.stdout and "9 min idle" in disabled.stdout

@@ -4,26 +4,15 @@ the machine came back, and `ls` shows the states."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tests.api.test_ssh_keys import new_key, public
 from tests.cli.conftest import ApiUser
-from tests.cli.test_hibernation_cli_live import cli, ssh, stack_user  # noqa: F401
+from tests.cli.test_hibernation_cli_live import a_running_machine, cli, ssh
 
 
-async def test_pause_and_resume_from_the_cli(stack_user: ApiUser, tmp_path: Path) -> None:  # noqa: F811
+async def test_pause_and_resume_from_the_cli(stack_user: ApiUser, tmp_path: Path) -> None:
     user = stack_user
-    key = new_key()
-    key_file = tmp_path / "id.pub"
-    key_file.write_text(public(key))
-    assert (await cli(user, "ssh-keys", "add", str(key_file))).exit_code == 0
-    created = await cli(
-        user, "machines", "create", "--gpu", "RTX 3090", "--image", "ubuntu:22.04",
-        "--disk", "20", "--json",
-    )  # fmt: skip
-    assert created.exit_code == 0, created.output
-    machine_id = json.loads(created.stdout)["id"]
+    machine_id, key = await a_running_machine(user, tmp_path)
     await ssh(user, machine_id, key, "echo 'step 40' > /workspace/notes.txt")
 
     paused = await cli(user, "machines", "pause", machine_id, "--reason", "coffee")
