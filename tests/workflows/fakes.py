@@ -244,6 +244,12 @@ class FakeCloud:
     ) -> InstanceActionResult:
         self.calls.append(f"{what} {input.instance.instance_id}")
         instance = self.instances[input.instance.instance_id]
+        if instance.status is InstanceStatus.GONE:
+            raise ApplicationError(
+                f"instance {instance.instance_id} no longer exists at vast",
+                type=ErrorType.INSTANCE_GONE,
+                non_retryable=True,
+            )
         instance.status = status
         instance.created_at = _now()
         return InstanceActionResult(instance_id=instance.instance_id, status=status)

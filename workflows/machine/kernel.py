@@ -152,6 +152,13 @@ class MachineKernel:
         if self._cancellable_task is not None:
             self._cancellable_task.cancel()
 
+    def stop_if_destroyed(self) -> None:
+        """End the work under way when a destroy was asked for. The destroy cancels that work,
+        but a cancel that reaches an activity as it completes is absorbed by its result (the
+        SDK waits for the activity's outcome), so every loop that rents or waits looks too."""
+        if self.destroy_requested and self._cancellable_task is not None:
+            raise asyncio.CancelledError
+
     async def cancellable(self, work: Callable[[], Awaitable[object]]) -> None:
         """Run `work` so that a destroy can cancel it; a cancellation caused by the destroy
         ends it quietly, any other (the workflow's own) goes on up."""

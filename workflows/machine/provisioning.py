@@ -89,6 +89,7 @@ class Provisioning:
         policy = k.policy
         failures: list[str] = []
         for _ in range(policy.provision_attempts):
+            k.stop_if_destroyed()
             # Saved before the activity runs: a retried create reuses this label.
             s.attempt += 1
             label = instance_label(s.machine_id, s.attempt)
@@ -147,6 +148,7 @@ class Provisioning:
         s.boot_deadline = deadline
         detail = "no answer yet"
         while True:
+            self.k.stop_if_destroyed()
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
                 return f"not up within {limit} s ({detail})"
