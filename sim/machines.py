@@ -237,17 +237,22 @@ class Machines:
         if fresh:
             record.actual_status, record.status_msg = None, None
             self.save()
-            await self._boot_wait(since, 0.25)
-            record.actual_status = "loading"
-            record.status_msg = f"Pulling image {record.image}"
-            self.save()
-        await self._boot_wait(since, 1.0)
-        if record.fails_to_boot:
-            record.actual_status, record.status_msg = "exited", BOOT_FAILURE
-            record.running_since = None
-            self.save()
-            return
         try:
+            # Its network is made while the boot delay runs; _bring_up finds it ready.
+            if not record.fails_to_boot:
+                await self.networks.prepare(record)
+                self.save()
+            if fresh:
+                await self._boot_wait(since, 0.25)
+                record.actual_status = "loading"
+                record.status_msg = f"Pulling image {record.image}"
+                self.save()
+            await self._boot_wait(since, 1.0)
+            if record.fails_to_boot:
+                record.actual_status, record.status_msg = "exited", BOOT_FAILURE
+                record.running_since = None
+                self.save()
+                return
             await self._bring_up(record, run_onstart=True)
         except OSError as exc:  # the host could not set the machine up (its network)
             log.exception("instance %s did not boot", instance_id)

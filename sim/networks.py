@@ -51,15 +51,15 @@ class Networks:
             return None
         return network.pasta_pid(record.netns, self._layout(record).pasta_pid_file)
 
-    async def up(self, record: InstanceRecord) -> str | None:
-        """Before the machine's processes start: its namespace and pasta (adopted when still
-        running, as after a kill -9 of the sim) and the bridge. Returns the namespace's name,
-        None for the host's network. The caller saves the record."""
+    async def prepare(self, record: InstanceRecord) -> None:
+        """The machine's namespace and pasta, made when missing (kept when still running, as
+        after a kill -9 of the sim). Done as a boot begins, so the boot delay covers it. The
+        caller saves the record."""
         if not self.wants_netns(record):
             if record.netns is not None:  # made under `--network netns`, now on the host's
                 await self.remove(record)
             record.netns, record.host_ports = None, {}
-            return None
+            return
         if record.netns is None:
             record.netns = network.new_name()
         wanted = {f"{port}/tcp" for port, _ in declared_ports(record.env)}
@@ -68,6 +68,13 @@ class Networks:
             record.host_ports[key] = network.free_port()
         if self.pasta_pid(record) is None:
             await self._start(record)
+
+    async def up(self, record: InstanceRecord) -> str | None:
+        """Before the machine's processes start: `prepare`, then the bridge. Returns the
+        namespace's name, None for the host's network."""
+        await self.prepare(record)
+        if record.netns is None:
+            return None
         container = {int(key.split("/")[0]) for key in record.host_ports}
         await self.bridge.attach(
             record.netns,
