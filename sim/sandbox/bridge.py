@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import logging
 import os
 import socket
@@ -66,10 +67,15 @@ def host_listening_ports() -> set[int]:
     return ports
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def in_netns(path: str, work: Callable[[], T]) -> T:
     """Run `work` in a fresh thread that has joined the namespace at `path`; sockets it makes
     stay in that namespace. (Python 3.11 has no os.setns.)"""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     outcome: dict[str, object] = {}
 
     def run() -> None:
@@ -186,6 +192,8 @@ class _Attached:
     listeners: dict[int, socket.socket] = field(default_factory=dict)
     accepting: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     links: _Links = field(default_factory=_Links)
+    # The rescan and attach's first sync must not open the same ports twice.
+    syncing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class LoopbackBridge:
@@ -241,6 +249,10 @@ class LoopbackBridge:
                     log.warning("bridge: %s: %s", attached.path, exc)
 
     async def _sync(self, attached: _Attached, host_ports: set[int]) -> None:
+        async with attached.syncing:
+            await self._sync_now(attached, host_ports)
+
+    async def _sync_now(self, attached: _Attached, host_ports: set[int]) -> None:
         wanted = host_ports - attached.exclude
         for port in set(attached.listeners) - wanted:
             self._close(attached, port)
@@ -254,14 +266,17 @@ class LoopbackBridge:
             return
         for port, sock in opened.items():
             attached.listeners[port] = sock
-            attached.accepting[port] = asyncio.create_task(self._accept(attached, port, sock))
+            task = asyncio.create_task(self._accept(attached, port, sock))
+            # Closed once the task is done, after the loop has stopped watching it.
+            task.add_done_callback(functools.partial(_close_socket, sock))
+            attached.accepting[port] = task
 
     def _close(self, attached: _Attached, port: int) -> None:
+        sock = attached.listeners.pop(port, None)
         task = attached.accepting.pop(port, None)
         if task is not None:
-            task.cancel()
-        sock = attached.listeners.pop(port, None)
-        if sock is not None:
+            task.cancel()  # its done callback closes the socket
+        elif sock is not None:
             sock.close()
 
     @staticmethod
@@ -270,8 +285,13 @@ class LoopbackBridge:
         while True:
             try:
                 client, _ = await loop.sock_accept(sock)
-            except OSError:
+            except OSError as exc:
+                log.warning("bridge: %s port %s stops accepting: %s", attached.key, port, exc)
                 return
             threading.Thread(
                 target=attached.links.carry, args=(client, port), name="bridge", daemon=True
             ).start()
+
+
+def _close_socket(sock: socket.socket, _: object) -> None:
+    sock.close()

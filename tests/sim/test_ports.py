@@ -243,6 +243,11 @@ async def test_a_restarted_sim_adopts_pasta_and_a_graceful_stop_ends_it(tmp_path
         assert not alive(shown["pasta_pid"])
         assert shown["netns"] not in netns_names()
 
+        await sim.start()  # after a graceful stop: made again, on the same host port
+        again = await sim.wait_for_status(first["id"], "running")
+        assert published(again, 8000) == host_port
+        assert await until(lambda: http_text(host_port), "it serves again") == str(first["id"])
+
 
 async def test_a_leaked_namespace_is_deleted_when_a_sim_starts(tmp_path: Path) -> None:
     if os.geteuid() != 0:
