@@ -11,9 +11,11 @@ the packaged pasta forwards no UDP replies.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from sim.config import Network
 from sim.sandbox import network
 from sim.sandbox.bridge import LoopbackBridge
 from sim.sandbox.layout import MachineLayout
@@ -26,14 +28,34 @@ _START_ATTEMPTS = 3
 
 
 class Networks:
-    def __init__(self, data_dir: Path, *, enabled: bool) -> None:
+    def __init__(self, data_dir: Path, mode: Network) -> None:
         self.data_dir = data_dir
-        self.enabled = enabled
         self.bridge = LoopbackBridge()
-        if enabled:
+        self._available = False
+        self._probing: threading.Thread | None = None
+        if mode == "netns":
+            self._probe()
+            if not self._available:
+                raise RuntimeError("network=netns asked for, but root, `ip netns` or pasta fails")
+        elif mode == "auto":
+            # The probe (a namespace and a pasta, ~70 ms) runs while the sim starts serving.
+            self._probing = threading.Thread(target=self._probe, name="netns-probe", daemon=True)
+            self._probing.start()
+
+    def _probe(self) -> None:
+        self._available = network.available()
+        log.info("machines with ports get %s", "a netns" if self._available else "host network")
+        if self._available:
             leaked = network.sweep_leaked()
             if leaked:
                 log.info("deleted %d leaked network namespaces: %s", len(leaked), leaked)
+
+    @property
+    def enabled(self) -> bool:
+        if self._probing is not None:
+            self._probing.join()
+            self._probing = None
+        return self._available
 
     @property
     def mode(self) -> str:

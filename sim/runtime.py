@@ -10,7 +10,6 @@ from sim.faults import Faults
 from sim.machines import Machines
 from sim.networks import Networks
 from sim.ratelimit import RateLimiter
-from sim.sandbox import network
 from sim.sandbox.processes import namespace_available
 from sim.store import StateStore
 
@@ -31,11 +30,7 @@ class Sim:
             if config.isolation == "namespace" and not self.namespace:
                 raise RuntimeError("isolation=namespace asked for, but `unshare -m` does not work")
         log.info("machines run %s", "in mount namespaces" if self.namespace else "in plain dirs")
-        netns = config.network != "host" and network.available()
-        if config.network == "netns" and not netns:
-            raise RuntimeError("network=netns asked for, but root, `ip netns` or pasta is missing")
-        self.networks = Networks(config.data_dir.resolve(), enabled=netns)
-        log.info("machines with ports get %s", "their own netns" if netns else "the host's network")
+        self.networks = Networks(config.data_dir.resolve(), config.network)
         self.machines = Machines(
             config.data_dir.resolve(),
             self.store,
