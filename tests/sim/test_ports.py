@@ -129,7 +129,6 @@ def free_port() -> int:
 async def test_two_machines_serve_8000_each_on_its_own_host_port(sim: SimHandle) -> None:
     await require_netns(sim)
     key = new_key()
-    host_8000_was_free = network.port_is_free(8000)
     async with host_server(b"host") as taken:
         # A declares a port the host already listens on; B only 8000; C a UDP port.
         both = {"-p 8000:8000": "1", f"-p {taken}:{taken}": "1"}
@@ -149,8 +148,6 @@ async def test_two_machines_serve_8000_each_on_its_own_host_port(sim: SimHandle)
             # Inside, its own service has the port, not the host's listener.
             assert (await inside(conn, f"http://localhost:{taken}/id")).strip() == str(a["id"])
         assert a["public_ipaddr"] == "127.0.0.1"
-    if host_8000_was_free:
-        assert network.port_is_free(8000)
     machines = {m["id"]: m for m in await sim.admin.instances()}
     assert machines[a["id"]]["netns"] != machines[b["id"]]["netns"]
     # UDP is not forwarded by the packaged pasta: that machine keeps the host's network.
@@ -207,6 +204,28 @@ async def test_the_machine_reaches_the_hosts_loopback_services(sim: SimHandle) -
                     return str(result.stdout) if result.exit_status == 0 else None
 
                 assert await until(answered, "the later service is reached", 10) == "after"
+
+
+async def test_every_process_of_the_machine_is_in_its_namespace(sim: SimHandle) -> None:
+    await require_netns(sim)
+    key = new_key()
+    onstart = 'readlink /proc/self/ns/net > "$DUMONT_WORKSPACE/onstart.ns"'
+    machine = await boot(sim, key, env={"-p 8000:8000": "1"}, onstart=onstart)
+    name = (await sim.admin.instance(machine["id"]))["netns"]
+    expected = f"net:[{os.stat(network.netns_path(name)).st_ino}]"
+    async with connect(machine["ssh_port"], key) as conn:
+        exec_ns = await conn.run("readlink /proc/self/ns/net", check=True)
+        shell = await conn.create_process(term_type="xterm")
+        shell.stdin.write("readlink /proc/self/ns/net; exit\n")
+        shell_output = await shell.stdout.read()
+
+        async def onstart_ns() -> str | None:
+            result = await conn.run('cat "$DUMONT_WORKSPACE/onstart.ns"', check=False)
+            return str(result.stdout).strip() if result.exit_status == 0 else None
+
+        assert await until(onstart_ns, "onstart wrote its namespace") == expected
+    assert str(exec_ns.stdout).strip() == expected
+    assert expected in shell_output
 
 
 async def test_destroy_ends_pasta_and_deletes_the_namespace(sim: SimHandle) -> None:
