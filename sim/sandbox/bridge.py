@@ -26,8 +26,9 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
+
+from sim.sandbox.listening import listening_ports
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +37,7 @@ _CLONE_NEWNET = 0x40000000
 _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20
 _DIAL_TIMEOUT = 10.0
-_TCP_LISTEN = "0A"
-# Local addresses a connection to 127.0.0.1 reaches: 127.0.0.1, 0.0.0.0, ::, ::ffff:127.0.0.1.
-_LOOPBACK_REACHABLE = frozenset(
-    {
-        "0100007F",
-        "00000000",
-        "00000000000000000000000000000000",
-        "0000000000000000FFFF00000100007F",
-    }
-)
 T = TypeVar("T")
-
-
-def host_listening_ports() -> set[int]:
-    """TCP ports something listens on in the sim's (the host's) namespace, via 127.0.0.1."""
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != _TCP_LISTEN:
-                continue
-            address, _, port = fields[1].partition(":")
-            if address in _LOOPBACK_REACHABLE:
-                ports.add(int(port, 16))
-    return ports
 
 
 @functools.cache
@@ -215,7 +188,7 @@ class LoopbackBridge:
         await self.detach(key)
         attached = _Attached(key, netns_path, frozenset(exclude))
         self._attached[key] = attached
-        await self._sync(attached, await asyncio.to_thread(host_listening_ports))
+        await self._sync(attached, listening_ports())
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.create_task(self._tick())
 
@@ -241,7 +214,7 @@ class LoopbackBridge:
             await asyncio.sleep(self._rescan)
             if not self._attached:
                 continue
-            ports = await asyncio.to_thread(host_listening_ports)
+            ports = listening_ports()
             for attached in list(self._attached.values()):
                 try:
                     await self._sync(attached, ports)

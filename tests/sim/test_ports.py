@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from sim.sandbox import network
+from sim.sandbox.listening import _from_proc, listening_ports
 from tests.fixtures.sim import SimHandle, running_sim
 from tests.sim.helpers import alive, connect, new_key, public, rent
 
@@ -291,3 +292,29 @@ async def test_with_the_hosts_network_ports_keep_their_numbers(tmp_path: Path) -
             told = await conn.run('printf %s "$VAST_TCP_PORT_8000"', check=True)
         assert told.stdout == "8000"
         assert (await sim.admin.instance(machine["id"]))["netns"] is None
+
+
+def test_the_listening_ports_are_those_127_0_0_1_reaches() -> None:
+    def listener(family: int, address: str, port: int = 0, listen: bool = True) -> socket.socket:
+        sock = socket.socket(family)
+        sock.bind((address, port))
+        if listen:
+            sock.listen()
+        return sock
+
+    reached = [
+        listener(socket.AF_INET, "127.0.0.1"),
+        listener(socket.AF_INET, "0.0.0.0"),
+        listener(socket.AF_INET6, "::"),
+    ]
+    # Bound, not listening: nothing else listens on its port via 127.0.0.1 but 127.0.0.2.
+    bound = listener(socket.AF_INET, "127.0.0.1", listen=False)
+    missed = [bound, listener(socket.AF_INET, "127.0.0.2", bound.getsockname()[1])]
+    try:
+        ports = [{int(s.getsockname()[1]) for s in group} for group in (reached, missed)]
+        netlink, proc = listening_ports(), _from_proc()
+    finally:
+        for sock in reached + missed:
+            sock.close()
+    for found in (netlink, proc):
+        assert ports[0] <= found and not ports[1] & found
