@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     )
     parser.add_argument("--seed", type=int, default=1, help="which market (ignored once saved)")
     parser.add_argument("--isolation", choices=("auto", "namespace", "plain"), default="auto")
+    parser.add_argument("--network", choices=("auto", "netns", "host"), default="auto")
     parser.add_argument("--rate-limit", action="store_true", help="enforce vast.ai's intervals")
     parser.add_argument("--rate-limit-scale", type=float, default=1.0)
     parser.add_argument("--stop-grace", type=float, default=1.0)
@@ -44,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         boot_delay=args.boot_delay,
         seed=args.seed,
         isolation=args.isolation,
+        network=args.network,
         rate_limit=args.rate_limit,
         rate_limit_scale=args.rate_limit_scale,
         stop_grace=args.stop_grace,

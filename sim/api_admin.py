@@ -70,6 +70,8 @@ def admin_router(sim: Sim) -> APIRouter:
             host_taken=record.host_taken,
             fails_to_boot=record.fails_to_boot,
             ssh_key_ids=[key.id for key in record.ssh_keys],
+            netns=record.netns,
+            pasta_pid=machines.networks.pasta_pid(record),
         )
         return view
 
@@ -85,6 +87,8 @@ def admin_router(sim: Sim) -> APIRouter:
             "faults": [rule.as_dict() for rule in sim.faults.rules],
             "failing_creates": machines.failing_creates,
             "isolation": "namespace" if sim.namespace else "plain",
+            # "netns": machines that declare TCP ports get their own network namespace.
+            "network": sim.networks.mode,
             "rate_limit": sim.limiter is not None,
             "seed": sim.state.seed,
         }

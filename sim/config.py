@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 Isolation = Literal["auto", "namespace", "plain"]
+Network = Literal["auto", "netns", "host"]
 
 
 @dataclass
@@ -21,6 +22,9 @@ class SimConfig:
     seed: int = 1
     # "auto" uses a private mount namespace per session when `unshare -m` works.
     isolation: Isolation = "auto"
+    # "auto" gives each machine that declares TCP ports its own network namespace (ports
+    # published on their own host ports) when root, `ip` and `pasta` allow it.
+    network: Network = "auto"
     # vast.ai's documented per-endpoint minimum intervals, off unless asked for.
     rate_limit: bool = False
     rate_limit_scale: float = 1.0

@@ -8,21 +8,20 @@ Status fields follow vast.ai: `actual_status` null -> loading -> running; stop l
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
-import os
 import secrets
-import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from sim import insides
 from sim.catalogue import OfferSpec
 from sim.errors import VastError, invalid_args, no_such_ask, no_such_instance
-from sim.sandbox import processes
+from sim.networks import Networks
+from sim.sandbox import network, processes
 from sim.sandbox.layout import MachineLayout
 from sim.sandbox.ssh import MachineSSH, normalise_public_key
 from sim.store import InstanceRecord, SimState, SshKey, StateStore
@@ -42,14 +41,6 @@ MAX_LABEL = 1024
 MIN_DISK_GB = 1.0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Machines:
     """The one owner of instance state; every change is saved before it is answered."""
 
@@ -59,6 +50,7 @@ class Machines:
         store: StateStore,
         state: SimState,
         catalogue: dict[int, OfferSpec],
+        networks: Networks,
         *,
         namespace: bool,
         boot_delay: float,
@@ -68,6 +60,7 @@ class Machines:
         self.store = store
         self.state = state
         self.catalogue = catalogue
+        self.networks = networks
         self.namespace = namespace
         self.boot_delay = boot_delay
         self._delay_changed = asyncio.Event()
@@ -152,6 +145,7 @@ class Machines:
             task.cancel()
         for instance_id in list(self._ssh):
             await self._bring_down(instance_id, self.stop_grace)
+        await self.networks.shutdown(list(self.state.instances.values()))
         self.save()
 
     # ----- create
@@ -198,7 +192,7 @@ class Machines:
             bid_price=bid,
             api_key=secrets.token_hex(32),
             jupyter_token=secrets.token_hex(32),
-            ssh_port=_free_port(),
+            ssh_port=network.free_port(),
             ssh_keys=[key.model_copy() for key in self.state.account_keys],
             start_date=time.time(),
             fails_to_boot=self.failing_creates > 0,
@@ -208,7 +202,7 @@ class Machines:
         self.state.instances[instance_id] = record
         layout = self.layout(instance_id)
         layout.create()
-        self._write_gpu_file(record)
+        insides.write_gpu_file(layout, record)
         outbid = bid is not None and bid < spec.min_bid
         if outbid or body.get("target_state") == "stopped":
             # vast.ai creates an under-bid interruptible instance stopped (and says so).
@@ -243,23 +237,36 @@ class Machines:
         if fresh:
             record.actual_status, record.status_msg = None, None
             self.save()
-            await self._boot_wait(since, 0.25)
-            record.actual_status = "loading"
-            record.status_msg = f"Pulling image {record.image}"
+        try:
+            # Its network is made while the boot delay runs; _bring_up finds it ready.
+            if not record.fails_to_boot:
+                await self.networks.prepare(record)
+                self.save()
+            if fresh:
+                await self._boot_wait(since, 0.25)
+                record.actual_status = "loading"
+                record.status_msg = f"Pulling image {record.image}"
+                self.save()
+            await self._boot_wait(since, 1.0)
+            if record.fails_to_boot:
+                record.actual_status, record.status_msg = "exited", BOOT_FAILURE
+                record.running_since = None
+                self.save()
+                return
+            await self._bring_up(record, run_onstart=True)
+        except OSError as exc:  # the host could not set the machine up (its network)
+            log.exception("instance %s did not boot", instance_id)
+            record.actual_status, record.status_msg = "exited", f"host error: {exc}"
             self.save()
-        await self._boot_wait(since, 1.0)
-        if record.fails_to_boot:
-            record.actual_status, record.status_msg = "exited", BOOT_FAILURE
-            record.running_since = None
-            self.save()
-            return
-        await self._bring_up(record, run_onstart=True)
 
     async def _bring_up(self, record: InstanceRecord, *, run_onstart: bool) -> None:
         layout = self.layout(record.id)
         layout.create()
-        self._write_authorized_keys(record)
-        self._write_gpu_file(record)
+        insides.write_authorized_keys(layout, record)
+        insides.write_gpu_file(layout, record)
+        # Its network first: every process of the machine starts inside it.
+        layout = dataclasses.replace(layout, netns=await self.networks.up(record))
+        self.save()
         server = MachineSSH(layout, lambda: self._env(record), lambda: self._authorized(record))
         # Registered before it listens, so a destroy that interrupts this still closes it.
         self._ssh[record.id] = server
@@ -269,7 +276,9 @@ class Machines:
             log.warning("instance %s: port %s is taken, moving", record.id, record.ssh_port)
             record.ssh_port = await server.start(0)
         if run_onstart:
-            await self._run_onstart(record, layout)
+            onstart = await insides.run_onstart(layout, record, self._env(record))
+            if onstart is not None:
+                self._spawn(onstart.wait())
         record.actual_status = "running"
         record.cur_state = record.next_state = record.intended_status = "running"
         record.status_msg = f"success, running {record.image}/ssh"
@@ -286,6 +295,8 @@ class Machines:
         if server is not None:
             await server.disconnect()
         await processes.end_processes(lambda: processes.machine_pids(layout), 0)
+        if (record := self.state.instances.get(instance_id)) is not None:
+            await self.networks.down(record)
 
     def _mark_stopped(self, record: InstanceRecord, status_msg: str | None) -> None:
         record.actual_status = "stopped"
@@ -337,6 +348,7 @@ class Machines:
             self.get(instance_id)
             self._cancel_transition(instance_id)
             await self._bring_down(instance_id, self.stop_grace)
+            await self.networks.remove(self.get(instance_id))
             del self.state.instances[instance_id]
             self.save()
             root = self.layout(instance_id).root
@@ -383,7 +395,7 @@ class Machines:
         record.gpu_utilization = utilization
         record.gpu_memory_used_mb = memory_used_mb
         self.save()
-        self._write_gpu_file(record)
+        insides.write_gpu_file(self.layout(instance_id), record)
 
     # ----- keys
 
@@ -396,7 +408,7 @@ class Machines:
         attached = SshKey(id=self.state.new_key_id(), public_key=key, created_at=time.time())
         record.ssh_keys.append(attached)
         self.save()
-        self._write_authorized_keys(record)
+        insides.write_authorized_keys(self.layout(record.id), record)
         return attached
 
     def detach_key(self, instance_id: int, key_id: int) -> None:
@@ -406,7 +418,7 @@ class Machines:
             raise VastError(404, "not_found", f"ssh key {key_id} is not attached to {instance_id}")
         record.ssh_keys = kept
         self.save()
-        self._write_authorized_keys(record)
+        insides.write_authorized_keys(self.layout(record.id), record)
 
     def add_account_key(self, public_key: object) -> SshKey:
         key = _parse_key(public_key)
@@ -434,59 +446,6 @@ class Machines:
     def _authorized(self, record: InstanceRecord) -> set[str]:
         current = self.state.instances.get(record.id)
         return {key.public_key for key in current.ssh_keys} if current else set()
-
-    def _write_authorized_keys(self, record: InstanceRecord) -> None:
-        path = self.layout(record.id).home / ".ssh" / "authorized_keys"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{key.public_key}\n" for key in record.ssh_keys))
-
-    def _write_gpu_file(self, record: InstanceRecord) -> None:
-        """The GPU load the machine's agent reads where NVML is absent."""
-        layout = self.layout(record.id)
-        total = int(record.offer.get("gpu_ram", 0))
-        payload = {
-            "gpus": [
-                {
-                    "index": index,
-                    "name": record.offer.get("gpu_name"),
-                    "utilization_percent": record.gpu_utilization,
-                    "memory_used_mb": record.gpu_memory_used_mb,
-                    "memory_total_mb": total,
-                }
-                for index in range(int(record.offer.get("num_gpus", 1)))
-            ],
-            "updated_at": time.time(),
-        }
-        layout.sim_dir.mkdir(parents=True, exist_ok=True)
-        tmp = layout.gpu_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, layout.gpu_file)
-
-    async def _run_onstart(self, record: InstanceRecord, layout: MachineLayout) -> None:
-        if record.args:
-            argv = (shlex.split(record.onstart) if record.onstart else []) + record.args
-        elif record.onstart:
-            argv = ["/bin/bash", "-c", record.onstart]
-        else:
-            return
-        with _append(layout.onstart_log) as log_file:
-            try:
-                proc = await processes.spawn(
-                    layout,
-                    argv,
-                    self._env(record),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
-            except OSError as exc:
-                log_file.write(f"onstart failed to start: {exc}\n".encode())
-                return
-        self._spawn(proc.wait())
-
-
-def _append(path: Path) -> BinaryIO:
-    return open(path, "ab")  # the caller closes it
 
 
 def _number(value: Any, default: float, name: str) -> float:

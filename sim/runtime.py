@@ -8,6 +8,7 @@ from sim.catalogue import build_catalogue
 from sim.config import SimConfig
 from sim.faults import Faults
 from sim.machines import Machines
+from sim.networks import Networks
 from sim.ratelimit import RateLimiter
 from sim.sandbox.processes import namespace_available
 from sim.store import StateStore
@@ -29,11 +30,13 @@ class Sim:
             if config.isolation == "namespace" and not self.namespace:
                 raise RuntimeError("isolation=namespace asked for, but `unshare -m` does not work")
         log.info("machines run %s", "in mount namespaces" if self.namespace else "in plain dirs")
+        self.networks = Networks(config.data_dir.resolve(), config.network)
         self.machines = Machines(
             config.data_dir.resolve(),
             self.store,
             self.state,
             self.catalogue,
+            self.networks,
             namespace=self.namespace,
             boot_delay=config.boot_delay,
             stop_grace=config.stop_grace,

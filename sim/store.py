@@ -48,6 +48,11 @@ class InstanceRecord(BaseModel):
     host_taken: bool = False
     gpu_utilization: float = 0.0
     gpu_memory_used_mb: float = 0.0
+    # The machine's own network namespace (None: the host's network) and the host port each
+    # declared container port is published on ("8000/tcp" -> 41234), kept from the first
+    # boot to destroy, as a container keeps its ports.
+    netns: str | None = None
+    host_ports: dict[str, int] = Field(default_factory=dict)
 
 
 class SimState(BaseModel):

@@ -28,6 +28,12 @@ def declared_ports(env: dict[str, str]) -> list[tuple[int, str]]:
     return ports
 
 
+def host_port(record: InstanceRecord, port: int, proto: str) -> int:
+    """Where a declared container port is published: its own host port when the machine has
+    a network namespace, else the same number (it shares the host's network)."""
+    return record.host_ports.get(f"{port}/{proto}", port)
+
+
 def machine_path() -> str:
     """The host's PATH, with the real interpreter the sim runs on first: a rented machine has
     its `python3` on PATH, not a version manager's shim (pyenv's costs ~0.2 s a start, which
@@ -50,7 +56,12 @@ def machine_env(
         "LANG": "C.UTF-8",
     }
     env.update({key: value for key, value in record.env.items() if not key.startswith("-")})
-    env.update({f"VAST_TCP_PORT_{port}": str(port) for port, _ in declared_ports(record.env)})
+    env.update(
+        {
+            f"VAST_TCP_PORT_{port}": str(host_port(record, port, proto))
+            for port, proto in declared_ports(record.env)
+        }
+    )
     env.update(
         CONTAINER_ID=str(record.id),
         CONTAINER_API_KEY=record.api_key,
@@ -69,11 +80,11 @@ def machine_env(
 
 
 def _ports(record: InstanceRecord) -> dict[str, list[dict[str, str]]]:
-    # HostPort is a string on vast.ai. Declared ports map to the same number here: machines
-    # share the host's network, so a process listening on 8000 is reachable on 8000.
+    # HostPort is a string on vast.ai.
     ports = {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(record.ssh_port)}]}
     for port, proto in declared_ports(record.env):
-        ports[f"{port}/{proto}"] = [{"HostIp": "0.0.0.0", "HostPort": str(port)}]
+        published = str(host_port(record, port, proto))
+        ports[f"{port}/{proto}"] = [{"HostIp": "0.0.0.0", "HostPort": published}]
     return ports
 
 

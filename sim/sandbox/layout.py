@@ -19,6 +19,8 @@ class MachineLayout:
     root: Path
     # True: sessions run in a private mount namespace with the workspace at /workspace.
     namespace: bool
+    # The machine's own network namespace (None: it shares the host's network).
+    netns: str | None = None
 
     @classmethod
     def for_instance(cls, data_dir: Path, instance_id: int, namespace: bool) -> MachineLayout:
@@ -54,6 +56,11 @@ class MachineLayout:
     def ssh_file(self) -> Path:
         """Interactive SSH sessions and the last keystroke, for the agent (no sshd here)."""
         return self.sim_dir / "ssh.json"
+
+    @property
+    def pasta_pid_file(self) -> Path:
+        """The pid of the pasta that publishes the machine's ports (network.py)."""
+        return self.sim_dir / "pasta.pid"
 
     @property
     def onstart_log(self) -> Path:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sim.sandbox import network
 from sim.sandbox.layout import (
     AGENT_MOUNTPOINT,
     MARKER_DIR,
@@ -63,9 +64,14 @@ def namespace_available() -> bool:
 
 
 def wrap(layout: MachineLayout, argv: list[str]) -> list[str]:
-    """argv as the machine runs it: inside the workspace mount namespace when there is one."""
-    if not layout.namespace:
-        return argv
+    """argv as the machine runs it: inside the machine's network namespace and the workspace
+    mount namespace, where it has them."""
+    if layout.namespace:
+        argv = _in_mount_namespace(layout, argv)
+    return network.enter(layout.netns, argv) if layout.netns else argv
+
+
+def _in_mount_namespace(layout: MachineLayout, argv: list[str]) -> list[str]:
     return [
         "unshare",
         "-m",
