@@ -17,6 +17,7 @@ import httpx
 from tests.api.conftest import Api
 from tests.api.test_machines_lifecycle import VALID
 from tests.cli.conftest import free_port
+from tests.fixtures.sim import SimHandle
 
 WAIT_SECONDS = 120
 
@@ -114,3 +115,25 @@ async def test_a_service_answers_on_its_address_and_comes_back_after_every_boot(
     await api.call("GET", "/api/v1/machines")
     await api.call("DELETE", f"/api/v1/machines/{machine_id}")
     assert all(secret not in text for text in api.texts)
+
+
+async def test_two_machines_serving_the_same_port_each_answer_on_their_own_address(
+    live: Api, sim: SimHandle
+) -> None:
+    api = Answers(live)
+    status = await sim.admin.status()
+    assert status["network"] == "netns", "the sim shares the host's network: ports collide"
+    # Both on 8000, where a service on this host may listen too (Dumont's own API does).
+    on_start = (
+        'mkdir -p www && printf "%s" "$CONTAINER_ID" > www/index.html'
+        " && exec python3 -m http.server 8000 --directory www"
+    )
+    body = {**VALID, "ports": [8000], "on_start": on_start}
+    ids = [(await api.call("POST", "/api/v1/machines", json=body))["id"] for _ in range(2)]
+    machines = [await api.until(machine_id, "running") for machine_id in ids]
+    addresses = [m["ports"]["8000/tcp"] for m in machines]
+    assert addresses[0] != addresses[1]
+    for machine, address in zip(machines, addresses, strict=True):
+        assert await served(address) == machine["instance_id"]
+    for machine_id in ids:
+        await api.call("DELETE", f"/api/v1/machines/{machine_id}")
