@@ -35,6 +35,8 @@ BOOT_FAILURE = (
     "error during container init: nvidia-container-cli: initialization error: driver error"
 )
 SCHEDULING = "Scheduling: waiting for the host's GPUs to become available"
+# A destroyed machine's directory, renamed while it is wiped in the background.
+DESTROYED_SUFFIX = ".destroyed-"
 PREEMPTED = "Instance was interrupted: its GPUs were rented by a higher priority contract"
 MAX_LABEL_CREATE = 256
 MAX_LABEL = 1024
@@ -118,6 +120,9 @@ class Machines:
 
     async def restore(self) -> None:
         """Bring back what was running before the sim stopped; resume interrupted boots."""
+        machines_dir = self.data_dir / "machines"
+        for leftover in machines_dir.glob(f"*{DESTROYED_SUFFIX}*"):  # a wipe the sim outlived
+            self._spawn(asyncio.to_thread(shutil.rmtree, leftover, True))
         for record in list(self.state.instances.values()):
             if record.actual_status == "running":
                 alive = bool(self.pids(record.id))
@@ -352,7 +357,14 @@ class Machines:
             del self.state.instances[instance_id]
             self.save()
             root = self.layout(instance_id).root
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            # Out of the way at once, deleted in the background: vast.ai answers a destroy
+            # without waiting for the disk to be wiped, and a big workspace takes seconds.
+            doomed = root.with_name(f"{root.name}{DESTROYED_SUFFIX}{secrets.token_hex(4)}")
+            try:
+                root.rename(doomed)
+            except OSError:
+                doomed = root
+            self._spawn(asyncio.to_thread(shutil.rmtree, doomed, True))
         self._locks.pop(instance_id, None)
 
     def set_label(self, instance_id: int, label: str | None) -> None:
