@@ -15,14 +15,12 @@ import argparse
 import asyncio
 import functools
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import (
@@ -32,7 +30,6 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from core import search_attributes
 from core.contracts.agent import AgentReport
@@ -44,30 +41,13 @@ from core.contracts.hibernation import (
     WakeInput,
 )
 from core.contracts.machine import ActionInput, LifecyclePolicy, SshKeysChanged
-from core.contracts.monitor import (
-    DeliverWebhooksResult,
-    EvaluateAlertsResult,
-    MonitorInput,
-    MonitorTick,
-    PruneMetricsResult,
-    SweepResult,
-)
-from core.contracts.schedules import (
-    SEND_SCHEDULED_ACTION,
-    ScheduleKind,
-    ScheduleTriggerInput,
-    ScheduleTriggerResult,
-)
-from core.contracts.snapshots import CollectGarbageRequest, CollectGarbageResult
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineSnapshot
 from tests.conftest import binary
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import SPEC, fake_worker, signals_processed, start_machine
-from tests.workflows.histories import pause_scenarios
+from tests.workflows.histories import other_scenarios, pause_scenarios
 from workflows.machine import MachineWorkflow
-from workflows.monitor import FleetMonitorWorkflow
-from workflows.schedule_trigger import ScheduleTriggerWorkflow
 
 HERE = Path(__file__).parent
 S = MachineState
@@ -382,75 +362,6 @@ async def on_start(env: WorkflowEnvironment) -> list[tuple[str, str]]:
         return await _one(handle)
 
 
-async def fleet_monitor(env: WorkflowEnvironment) -> list[tuple[str, str]]:
-    """Three monitor rounds, the first with a prune; one activity fails and is logged."""
-
-    @activity.defn(name="sweep_silent_agents")
-    async def sweep(tick: MonitorTick) -> SweepResult:
-        return SweepResult(offline=1, signalled=1)
-
-    @activity.defn(name="evaluate_alerts")
-    async def evaluate(tick: MonitorTick) -> EvaluateAlertsResult:
-        raise RuntimeError("database is down")
-
-    @activity.defn(name="deliver_webhooks")
-    async def deliver(tick: MonitorTick) -> DeliverWebhooksResult:
-        return DeliverWebhooksResult(delivered=2)
-
-    @activity.defn(name="prune_metrics")
-    async def prune(tick: MonitorTick) -> PruneMetricsResult:
-        return PruneMetricsResult(deleted=10)
-
-    @activity.defn(name="collect_snapshot_garbage")
-    async def collect(request: CollectGarbageRequest) -> CollectGarbageResult:
-        return CollectGarbageResult(
-            expired_snapshots=1, deleted_packs=2, deleted_bytes=3, aborted_uploads=0
-        )
-
-    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[FleetMonitorWorkflow],
-        activities=[sweep, evaluate, deliver, prune, collect],
-    ):
-        handle = await env.client.start_workflow(
-            FleetMonitorWorkflow.run,
-            MonitorInput(interval_seconds=30),
-            id=f"fleet-monitor-{uuid.uuid4().hex[:6]}",
-            task_queue=task_queue,
-        )
-        while (await handle.query(FleetMonitorWorkflow.state)).ticks < 3:
-            await env.sleep(timedelta(seconds=30))
-        await handle.terminate("recorded")
-        history = await handle.fetch_history()
-        return [(handle.id, history.to_json())]
-
-
-async def schedule_trigger(env: WorkflowEnvironment) -> list[tuple[str, str]]:
-    """A wake schedule's trigger: one activity sends the update and reports the outcome."""
-
-    @activity.defn(name=SEND_SCHEDULED_ACTION)
-    async def send(input: ScheduleTriggerInput) -> ScheduleTriggerResult:
-        return ScheduleTriggerResult(
-            machine_id=input.machine_id, kind=input.kind, skipped=False, outcome="running"
-        )
-
-    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client, task_queue=task_queue, workflows=[ScheduleTriggerWorkflow], activities=[send]
-    ):
-        handle = await env.client.start_workflow(
-            ScheduleTriggerWorkflow.run,
-            ScheduleTriggerInput(
-                machine_id="m1", kind=ScheduleKind.WAKE, reason="scheduled wake at 08:00 UTC"
-            ),
-            id=f"machine-m1-wake-{uuid.uuid4().hex[:6]}",
-            task_queue=task_queue,
-        )
-        return await _one(handle)  # type: ignore[arg-type]
-
-
 # Time-skipping server unless marked "dev" (continue-as-new needs the dev server's threshold).
 SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_lifecycle": (lifecycle, "ts"),
@@ -469,8 +380,8 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_continue_as_new": (continue_as_new, "dev"),
     "machine_database_outage": (database_outage, "ts"),
     "machine_on_start": (on_start, "ts"),
-    "fleet_monitor": (fleet_monitor, "ts"),
-    "schedule_trigger": (schedule_trigger, "ts"),
+    "fleet_monitor": (other_scenarios.fleet_monitor, "ts"),
+    "schedule_trigger": (other_scenarios.schedule_trigger, "ts"),
     "machine_pause_resume": (functools.partial(pause_scenarios.pause_resume, policy=POLICY), "ts"),
     "machine_paused_too_long": (
         functools.partial(pause_scenarios.paused_too_long, policy=POLICY),
