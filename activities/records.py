@@ -241,8 +241,9 @@ def _account_pause(machine: Machine, state: MachineState, now: datetime) -> None
             machine.paused_price_per_hour = machine.price_per_hour
         return
     if machine.paused_since is not None:
-        hours = max((now - machine.paused_since).total_seconds(), 0.0) / 3600.0
-        machine.paused_seconds += hours * 3600.0
+        seconds = max((now - machine.paused_since).total_seconds(), 0.0)
+        hours = seconds / 3600.0
+        machine.paused_seconds += seconds
         machine.paused_cost_avoided += hours * (machine.paused_price_per_hour or 0.0)
         machine.paused_disk_cost += hours * (machine.disk_price_per_hour or 0.0)
         machine.paused_since = None

@@ -124,33 +124,28 @@ def report(args: argparse.Namespace, timings: dict[str, Timed]) -> None:
     )
     names = list(timings)
     print(f"{'':<44}" + "".join(f"{n:>24}" for n in names))
-    rows: list[tuple[str, list[float]]] = []
-
-    def row(label: str, values: list[float]) -> None:
-        rows.append((label, values))
-
     t = [timings[n] for n in names]
-    row("request → answer (API waits for it)", [x.total for x in t])
-    row("  snapshot", [x.part("snapshot_workspace") for x in t])
-    row("  provider stop", [x.part("stop_instance") for x in t])
-    row("  provider start/create → SSH answers", [
-        x.part("start_instance", "provision_instance", "attach_ssh_keys", "wait_until_ready")
-        for x in t
-    ])  # fmt: skip
-    row("    of which the sim's boot delay", [
-        args.boot_delay if "resume" in n else 0.0 for n in names
-    ])  # fmt: skip
-    row("  restore", [x.part("restore_workspace") for x in t])
-    row("  old instance destroyed", [x.part("destroy_instances") for x in t])
-    row("  agent install", [x.part("install_agent") for x in t])
-    row("  on-start launched", [x.part("run_on_start") for x in t])
-    row("  records (events, projection)", [x.part("record_batch") for x in t])
-    row("service ready after the answer", [x.service_ready for x in t])
-    overhead = []
-    for n, x in zip(names, t, strict=True):
-        provider = args.boot_delay if "resume" in n else x.part("stop_instance")
-        overhead.append(x.total - provider - x.part("snapshot_workspace", "restore_workspace"))
-    row("Dumont's overhead (total − provider − data)", overhead)
+    overhead = [
+        x.total
+        - (args.boot_delay if "resume" in n else x.part("stop_instance"))
+        - x.part("snapshot_workspace", "restore_workspace")
+        for n, x in zip(names, t, strict=True)
+    ]
+    starts = ("start_instance", "provision_instance", "attach_ssh_keys", "wait_until_ready")
+    rows = [
+        ("request → answer (API waits for it)", [x.total for x in t]),
+        ("  snapshot", [x.part("snapshot_workspace") for x in t]),
+        ("  provider stop", [x.part("stop_instance") for x in t]),
+        ("  provider start/create → SSH answers", [x.part(*starts) for x in t]),
+        ("    of which the sim's boot delay", [args.boot_delay * ("resume" in n) for n in names]),
+        ("  restore", [x.part("restore_workspace") for x in t]),
+        ("  old instance destroyed", [x.part("destroy_instances") for x in t]),
+        ("  agent install", [x.part("install_agent") for x in t]),
+        ("  on-start launched", [x.part("run_on_start") for x in t]),
+        ("  records (events, projection)", [x.part("record_batch") for x in t]),
+        ("service ready after the answer", [x.service_ready for x in t]),
+        ("Dumont's overhead (total − provider − data)", overhead),
+    ]
     for label, values in rows:
         print(f"{label:<44}" + "".join(f"{v:22.2f} s" for v in values))
     resume_overhead = overhead[names.index("resume, same host")]

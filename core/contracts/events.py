@@ -45,7 +45,3 @@ class EventType(StrEnum):
     RESTORE_FAILED = "restore_failed"
     ALERT_FIRING = "alert_firing"
     ALERT_RESOLVED = "alert_resolved"
-
-    def is_agent(self) -> bool:
-        """About the agent, not a change of the machine's state."""
-        return self in (EventType.AGENT_INSTALLED, EventType.AGENT_INSTALL_FAILED)

@@ -3,13 +3,14 @@ the restore's progress, then say where the machine is and how it came back."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from core.contracts.states import UP_STATES
 from dumont.client import DumontClient
 from dumont.commands.hibernation import (
+    RECENT_EVENTS,
     JsonOption,
     MachineId,
     NoWait,
@@ -33,21 +34,33 @@ RESUME = Operation(
 Reason = Annotated[str | None, typer.Option(help="Recorded with the event.")]
 
 
-def _run(
-    client: DumontClient,
+def _act(
     machine_id: str,
     operation: Operation,
     reason: str | None,
+    *,
+    no_wait: bool,
     timeout: float,
-) -> None:
-    mark = newest_event_id(client, machine_id)
-    client.machine_action(machine_id, operation.verb, wait=False, reason=reason)
-    doing = "Pausing" if operation is PAUSE else "Resuming"
-    console.print(f"{doing} [bold]{machine_id}[/]")
-    try:
-        follow(client, machine_id, operation, mark, timeout)
-    except KeyboardInterrupt:
-        raise fail(f"stopped following; {machine_id} keeps on", 130) from None
+    as_json: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """Send the action and follow it; the machine and its recent events once it is done, or
+    None when the API's answer was printed as JSON instead."""
+    with DumontClient(load_client_config()) as client:
+        if as_json or no_wait:
+            answer = client.machine_action(
+                machine_id, operation.verb, wait=not no_wait, reason=reason
+            )
+            print_json(answer)
+            return None
+        mark = newest_event_id(client, machine_id)
+        client.machine_action(machine_id, operation.verb, wait=False, reason=reason)
+        doing = "Pausing" if operation is PAUSE else "Resuming"
+        console.print(f"{doing} [bold]{machine_id}[/]")
+        try:
+            follow(client, machine_id, operation, mark, timeout)
+        except KeyboardInterrupt:
+            raise fail(f"stopped following; {machine_id} keeps on", 130) from None
+        return client.get_machine(machine_id), client.machine_events(machine_id, RECENT_EVENTS)
 
 
 @reports_errors
@@ -61,12 +74,10 @@ def pause(
     """Snapshot the workspace (a safety copy in object storage), then stop the instance: GPU
     billing stops, the disk stays on the host, and `dumont machines resume` brings it back in
     seconds."""
-    with DumontClient(load_client_config()) as client:
-        if as_json or no_wait:
-            print_json(client.machine_action(machine_id, "pause", wait=not no_wait, reason=reason))
-            return
-        _run(client, machine_id, PAUSE, reason, timeout)
-        machine = client.get_machine(machine_id)
+    done = _act(machine_id, PAUSE, reason, no_wait=no_wait, timeout=timeout, as_json=as_json)
+    if done is None:
+        return
+    machine, _ = done
     console.print(
         f"[green]{machine_id} is paused[/]: {machine.get('status_reason') or 'instance stopped'}",
         soft_wrap=True,
@@ -84,20 +95,13 @@ def resume(
 ) -> None:
     """Start a paused machine on its host, or, when the host cannot take it back, on a new offer
     with the pause's snapshot restored; print how it came back and how to SSH in."""
-    with DumontClient(load_client_config()) as client:
-        if as_json or no_wait:
-            print_json(client.machine_action(machine_id, "resume", wait=not no_wait, reason=reason))
-            return
-        _run(client, machine_id, RESUME, reason, timeout)
-        machine = client.get_machine(machine_id)
-        how = next(
-            (
-                e.get("reason")
-                for e in client.machine_events(machine_id, 20)
-                if e.get("event_type") in ("resumed", "woke")
-            ),
-            None,
-        )
+    done = _act(machine_id, RESUME, reason, no_wait=no_wait, timeout=timeout, as_json=as_json)
+    if done is None:
+        return
+    machine, events = done
+    how = next(
+        (e.get("reason") for e in events if e.get("event_type") in ("resumed", "woke")), None
+    )
     console.print(
         f"[green]{machine_id} is running[/]" + (f": {how}" if how else ""), soft_wrap=True
     )

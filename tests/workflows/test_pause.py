@@ -38,12 +38,16 @@ async def until(handle: MachineHandle, state: MachineState) -> MachineSnapshot:
     raise AssertionError(f"machine is {snapshot.state}, never became {state}")
 
 
-async def paused_with_host_taken(cloud: FakeCloud, handle: MachineHandle) -> str:
+async def paused_with_host_taken(
+    env: WorkflowEnvironment, cloud: FakeCloud, task_queue: str
+) -> tuple[MachineHandle, str]:
+    """A machine running, then paused, its host taken: the handle and the stopped instance."""
+    handle = await start_machine(env.client, task_queue)
     await until(handle, S.RUNNING)
     await handle.execute_update(MachineWorkflow.pause, ActionInput())
     [stopped] = cloud.live()
     cloud.hosts_taken.add(stopped.instance_id)
-    return stopped.instance_id
+    return handle, stopped.instance_id
 
 
 async def test_no_host_and_no_offer_stays_paused_on_the_stopped_instance(
@@ -51,8 +55,7 @@ async def test_no_host_and_no_offer_stays_paused_on_the_stopped_instance(
 ) -> None:
     cloud = FakeCloud(POLICY)
     async with fake_worker(dev_env.client, cloud) as task_queue:
-        handle = await start_machine(dev_env.client, task_queue)
-        old = await paused_with_host_taken(cloud, handle)
+        handle, old = await paused_with_host_taken(dev_env, cloud, task_queue)
         cloud.offers = []  # nothing else on the market
         with pytest.raises(WorkflowUpdateFailedError) as failed:
             await handle.execute_update(MachineWorkflow.resume, ActionInput())
@@ -73,8 +76,7 @@ async def test_an_instance_gone_with_no_offer_leaves_the_machine_hibernated(
 ) -> None:
     cloud = FakeCloud(POLICY)
     async with fake_worker(dev_env.client, cloud) as task_queue:
-        handle = await start_machine(dev_env.client, task_queue)
-        old = await paused_with_host_taken(cloud, handle)
+        handle, old = await paused_with_host_taken(dev_env, cloud, task_queue)
         cloud.offers = []
         cloud.instances[old].status = InstanceStatus.GONE  # the provider lost it meanwhile
         with pytest.raises(WorkflowUpdateFailedError):
@@ -92,8 +94,7 @@ async def test_a_destroy_while_moving_to_a_new_host_leaves_nothing(
 ) -> None:
     cloud = FakeCloud(POLICY, boot_seconds=lambda attempt: 3600 if attempt > 1 else 0)
     async with fake_worker(dev_env.client, cloud) as task_queue:
-        handle = await start_machine(dev_env.client, task_queue)
-        await paused_with_host_taken(cloud, handle)
+        handle, _ = await paused_with_host_taken(dev_env, cloud, task_queue)
         await handle.start_update(
             MachineWorkflow.resume, ActionInput(), wait_for_stage=WorkflowUpdateStage.ACCEPTED
         )

@@ -158,7 +158,7 @@ def in_progress(action: Action, state: MachineState) -> MachineState | None:
 def is_joining(action: Action, state: MachineState) -> bool:
     """A request for an action already under way: it waits for that action's outcome (a
     resume of a machine that is waking joins the wake)."""
-    return IN_PROGRESS.get(action) is state or (action is Action.RESUME and state is S.WAKING)
+    return in_progress(action, state) is state
 
 
 def rejection(action: Action, state: MachineState) -> str | None:
