@@ -28,6 +28,8 @@ from sqlmodel import Field, SQLModel
 from core.db_types import UtcDateTime, timestamp_field
 from core.db_types import utcnow as utcnow  # what the rows' writers stamp with
 from core.offers.table import OfferReservation as OfferReservation  # on the same metadata
+from core.serverless.table import ServerlessColdStart as ServerlessColdStart
+from core.serverless.table import ServerlessEndpoint as ServerlessEndpoint
 
 
 class User(SQLModel, table=True):

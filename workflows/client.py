@@ -45,6 +45,14 @@ from core.contracts.hibernation import (
     WakeResult,
 )
 from core.contracts.machine import ActionInput, ActionResult, MachineSpec, SshKeysChanged
+from core.contracts.serverless import (
+    ColdStartGaveUp,
+    ServerlessInput,
+    ServerlessResult,
+    TrafficReport,
+    WakeForRequestInput,
+    WakeForRequestResult,
+)
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineInput, MachineResult
 from workflows.machine import MachineWorkflow
@@ -322,6 +330,32 @@ class MachineClient:
         return await self._update(
             machine_id, MachineWorkflow.wake, input, wait=wait, update_id=update_id
         )
+
+    async def serverless_mode(self, machine_id: str, input: ServerlessInput) -> ServerlessResult:
+        """Turn serverless mode on or off (or change its idle timeout)."""
+        result = await self._update(
+            machine_id, MachineWorkflow.serverless_mode, input, wait=True, update_id=None
+        )
+        assert result is not None
+        return result
+
+    async def wake_for_request(
+        self, machine_id: str, input: WakeForRequestInput
+    ) -> WakeForRequestResult:
+        """Until the machine is up for a held request: resumed if it was paused."""
+        result = await self._update(
+            machine_id, MachineWorkflow.wake_for_request, input, wait=True, update_id=None
+        )
+        assert result is not None
+        return result
+
+    async def report_traffic(self, machine_id: str, report: TrafficReport) -> None:
+        with _translated(machine_id):
+            await self._handle(machine_id).signal(MachineWorkflow.serverless_traffic, report)
+
+    async def cold_start_gave_up(self, machine_id: str, input: ColdStartGaveUp) -> None:
+        with _translated(machine_id):
+            await self._handle(machine_id).signal(MachineWorkflow.serverless_gave_up, input)
 
     async def report_agent(self, machine_id: str, report: AgentReport) -> None:
         """Tell the machine what its agent did (or that it fell silent)."""

@@ -30,6 +30,10 @@ class EventType(StrEnum):
     RESUMING = "resuming"
     RESUMED = "resumed"  # the reason says how: on its host, or on a new one from the snapshot
     RESUME_FAILED = "resume_failed"
+    SERVERLESS_ENABLED = "serverless_enabled"
+    SERVERLESS_DISABLED = "serverless_disabled"
+    # A gateway answered held requests 503: the resume or the service took too long.
+    COLD_START_FAILED = "cold_start_failed"
     HIBERNATING = "hibernating"
     PRE_HIBERNATE_DONE = "pre_hibernate_done"
     PRE_HIBERNATE_FAILED = "pre_hibernate_failed"

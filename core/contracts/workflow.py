@@ -11,6 +11,7 @@ from core.contracts.hibernation import HibernationConfig, HibernationStatus
 from core.contracts.machine import InstanceInfo, LifecyclePolicy, MachineSpec
 from core.contracts.pause import PauseStatus
 from core.contracts.records import PendingRecord
+from core.contracts.serverless import ServerlessStatus
 from core.contracts.states import MachineState
 
 
@@ -35,6 +36,7 @@ class MachineSnapshot:
     config: HibernationConfig = field(default_factory=HibernationConfig)
     hibernation: HibernationStatus = field(default_factory=HibernationStatus)
     pause: PauseStatus = field(default_factory=PauseStatus)
+    serverless: ServerlessStatus = field(default_factory=ServerlessStatus)
     # Writes the database does not have yet, oldest first (see core/contracts/records.py).
     outbox: list[PendingRecord] = field(default_factory=list)
     # The owner's SSH keys as last read: a boot while the database is out attaches these.

@@ -12,8 +12,16 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts.activities import ActivityName
+    from core.contracts.errors import ErrorType
     from core.contracts.events import EventType
-    from core.contracts.hibernation import PreHibernateInput, WakeInput
+    from core.contracts.hibernation import (
+        PreHibernateInput,
+        RestoreDone,
+        RestoreInput,
+        SnapshotInput,
+        SnapshotTaken,
+        WakeInput,
+    )
     from core.contracts.machine import InstanceInfo, MachineSpec
     from core.contracts.snapshots import (
         RestoreRequest,
@@ -24,8 +32,9 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts.states import MachineState
     from workflows.machine import activities
     from workflows.machine.idleness import Idleness, IdleWork
-    from workflows.machine.kernel import MachineKernel, failure
+    from workflows.machine.kernel import MachineKernel, failure, reject
     from workflows.machine.provisioning import NotRented, Provisioning
+    from workflows.machine.transitions import Action
 
 S = MachineState
 
@@ -240,4 +249,49 @@ class Hibernation:
             RestoreResult,
             k.policy,
             summary=f"restore {snapshot_id}",
+        )
+
+    # --- the snapshot and restore updates ----------------------------------------------
+
+    async def snapshot_requested(self, input: SnapshotInput) -> SnapshotTaken:
+        k, s = self.k, self.k.s
+        await k.ready()
+        async with k.lock:
+            k.validate(Action.SNAPSHOT)  # again: the state may have changed meanwhile
+            try:
+                result = await self.take_snapshot()
+            except ActivityError as err:
+                _, message = failure(err)
+                await k.record_event(EventType.SNAPSHOT_FAILED, message)
+                reject(f"snapshot failed: {message}", ErrorType.ACTION_FAILED)
+            await k.record_event(
+                EventType.SNAPSHOT_TAKEN, input.reason, snapshot_id=result.snapshot_id
+            )
+        await k.answered()
+        return SnapshotTaken(
+            machine_id=s.machine_id,
+            snapshot_id=result.snapshot_id,
+            root_hash=result.root_hash,
+            logical_bytes=result.logical_bytes,
+            uploaded_bytes=result.uploaded_bytes,
+        )
+
+    async def restore_requested(self, input: RestoreInput) -> RestoreDone:
+        k, s = self.k, self.k.s
+        await k.ready()
+        async with k.lock:
+            k.validate(Action.RESTORE)  # again: the state may have changed meanwhile
+            snapshot_id = input.snapshot_id or s.hibernation.snapshot_id
+            assert snapshot_id is not None
+            try:
+                restored = await self.restore(snapshot_id)
+            except ActivityError as err:
+                _, message = failure(err)
+                await k.record_event(EventType.RESTORE_FAILED, message, snapshot_id=snapshot_id)
+                reject(f"restore failed: {message}", ErrorType.ACTION_FAILED)
+            reason = f"{input.reason}: {restored.summary()}" if input.reason else restored.summary()
+            await k.record_event(EventType.RESTORED, reason, snapshot_id=snapshot_id)
+        await k.answered()
+        return RestoreDone(
+            machine_id=s.machine_id, snapshot_id=snapshot_id, root_hash=restored.root_hash
         )

@@ -1,7 +1,8 @@
-"""Idleness: multi-signal and failing safe. A machine whose agent says nothing goes on (GPU
-under its threshold, nobody typing) for `pause_after_minutes`, after a setup grace period, is
-hibernated; a hibernated machine becomes `deleted` after `delete_after_minutes`. An agent
-offline or a GPU unread counts as busy."""
+"""Idleness: multi-signal and failing safe (the rules themselves are core/idle_rules.py). A
+machine whose agent says nothing goes on (GPU under its threshold, nobody typing) for
+`pause_after_minutes`, after a setup grace period, is hibernated; a hibernated machine becomes
+`deleted` after `delete_after_minutes`. In serverless mode requests through the gateway count
+too, and an idle machine is paused after the mode's `idle_timeout_minutes` instead."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from enum import Enum
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from core import idle_rules
     from core.contracts.agent import AgentReport
+    from core.contracts.serverless import TrafficReport
     from core.contracts.states import MachineState
     from workflows.machine.kernel import MachineKernel
 
@@ -26,6 +29,7 @@ class IdleWork(Enum):
     IDLE = "idle"  # running with nothing going on since the deadline: show it idle
     BUSY = "busy"  # idle, but something is going on again
     HIBERNATE = "hibernate"
+    PAUSE = "pause"  # serverless mode: idle past its timeout
     DELETE = "delete"
 
 
@@ -56,36 +60,44 @@ class Idleness:
         self.recompute()
 
     def is_busy(self, report: AgentReport) -> bool:
-        """Fails safe: an agent offline or a GPU unread is busy; so is recent SSH input."""
-        if not report.online:
-            return True
-        if report.busy is not None:
-            return report.busy
-        if report.gpu_busy is not False:
-            return True
-        interval = timedelta(seconds=self.k.policy.agent_interval_seconds)
-        return report.last_input_at is not None and report.last_input_at >= report.at - interval
+        return idle_rules.agent_is_busy(report, self.k.policy.agent_interval_seconds)
+
+    def on_traffic(self, report: TrafficReport) -> None:
+        """A serverless gateway's report: requests keep the machine busy until their last byte."""
+        idle_rules.apply_traffic(self.k.s.serverless, report, workflow.now())
+        self.recompute()
+
+    @property
+    def serverless(self) -> bool:
+        return self.k.s.serverless.config.enabled
 
     def idle_from(self) -> datetime | None:
-        """When idleness starts to count: idle since then, and past the setup grace period."""
+        """When idleness starts to count: idle since then, past the setup grace period and, in
+        serverless mode, past the last request."""
         s = self.k.s
         h = s.hibernation
         if h.idle_since is None or not s.state.keeps_idleness():
             return None
-        if h.grace_until is not None and h.grace_until > h.idle_since:
-            return h.grace_until
-        return h.idle_since
+        quiet = idle_rules.traffic_quiet_from(s.serverless) if self.serverless else None
+        return idle_rules.idle_start(h.idle_since, h.grace_until, quiet)
+
+    def sleep_minutes(self) -> int | None:
+        """Idle minutes before the machine is put to sleep (None: it is not)."""
+        s = self.k.s
+        if self.serverless:
+            return s.serverless.config.idle_timeout_minutes
+        return s.config.pause_after_minutes if s.config.enabled else None
 
     def recompute(self) -> None:
         """Absolute deadlines from the state: after every message and transition."""
         s = self.k.s
         h = s.hibernation
         config = s.config
-        start = self.idle_from()
+        minutes = self.sleep_minutes()
         h.hibernate_at = None
-        if start is not None and config.enabled:
-            h.hibernate_at = start + timedelta(minutes=config.pause_after_minutes)
-            if h.retry_at is not None:
+        if minutes is not None:
+            h.hibernate_at = idle_rules.sleep_due_at(self.idle_from(), minutes)
+            if h.hibernate_at is not None and h.retry_at is not None:
                 h.hibernate_at = max(h.hibernate_at, h.retry_at)
         h.delete_at = None
         if s.state is S.HIBERNATED and h.hibernated_at is not None:
@@ -109,7 +121,7 @@ class Idleness:
             if s.state is S.RUNNING:
                 return IdleWork.IDLE
             if h.hibernate_at is not None and now >= h.hibernate_at:
-                return IdleWork.HIBERNATE
+                return IdleWork.PAUSE if self.serverless else IdleWork.HIBERNATE
         if s.state is S.HIBERNATED and h.delete_at is not None and now >= h.delete_at:
             return IdleWork.DELETE
         return None

@@ -24,11 +24,11 @@ with workflow.unsafe.imports_passed_through():
     # passed-through module (the outbox's records travel in the carried state).
     import core.contracts.pause  # noqa: F401
     import core.contracts.records  # noqa: F401
+    import core.contracts.serverless  # noqa: F401
     import core.contracts.service  # noqa: F401
     from core.contracts.activities import ActivityName, LifecyclePolicyInput
     from core.contracts.agent import AgentReport
     from core.contracts.errors import ErrorType
-    from core.contracts.events import EventType
     from core.contracts.hibernation import (
         ConfigureInput,
         ConfigureResult,
@@ -49,16 +49,25 @@ with workflow.unsafe.imports_passed_through():
         LifecyclePolicy,
         SshKeysChanged,
     )
+    from core.contracts.serverless import (
+        ColdStartGaveUp,
+        ServerlessInput,
+        ServerlessResult,
+        TrafficReport,
+        WakeForRequestInput,
+        WakeForRequestResult,
+    )
     from core.contracts.states import MachineState
     from core.contracts.workflow import MachineInput, MachineResult, MachineSnapshot
     from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
     from workflows.machine import activities
     from workflows.machine.agent import AgentCare
     from workflows.machine.hibernation import Hibernation
-    from workflows.machine.idleness import Idleness
+    from workflows.machine.idleness import Idleness, IdleWork
     from workflows.machine.kernel import MachineKernel, failure, reject
     from workflows.machine.pause import Pause
     from workflows.machine.provisioning import Provisioning
+    from workflows.machine.serverless import Serverless
     from workflows.machine.service import Service
     from workflows.machine.transitions import TARGET, Action, is_joining, rejection
 
@@ -80,6 +89,7 @@ class MachineWorkflow:
         self.hibernation = Hibernation(self.k, self.provisioning, self.idleness)
         self.pause_resume = Pause(self.k, self.provisioning, self.hibernation)
         self.service = Service(self.k)
+        self.serverless = Serverless(self.k, self.idleness, self.pause_resume)
 
     # --- run ---------------------------------------------------------------------------
 
@@ -120,7 +130,11 @@ class MachineWorkflow:
             if self.agent.work_due():
                 await self.agent.upkeep()
                 continue
-            if self.idleness.work() is not None:
+            idle_work = self.idleness.work()
+            if idle_work is IdleWork.PAUSE:
+                await self.serverless.upkeep()
+                continue
+            if idle_work is not None:
                 await self.hibernation.upkeep()
                 continue
             if self.pause_resume.work_due():
@@ -238,6 +252,36 @@ class MachineWorkflow:
         self.k.validate(action)
         self.provisioning.validate_supported(action)
 
+    # --- serverless --------------------------------------------------------------------
+
+    @workflow.update
+    async def serverless_mode(self, input: ServerlessInput) -> ServerlessResult:
+        return await self.serverless.configure(input)
+
+    @serverless_mode.validator
+    def _validate_serverless_mode(self, input: ServerlessInput) -> None:
+        if self.k.s.state.is_ending() or self.k.destroy_requested:
+            reject(f"machine is {self.k.s.state}")
+        if input.idle_timeout_minutes < 1:
+            reject("idle_timeout_minutes must be at least 1", ErrorType.INVALID_INPUT)
+
+    @workflow.signal
+    def serverless_traffic(self, report: TrafficReport) -> None:
+        self.serverless.on_traffic(report)
+
+    @workflow.update
+    async def wake_for_request(self, input: WakeForRequestInput) -> WakeForRequestResult:
+        return await self.serverless.wake_for_request(input)
+
+    @wake_for_request.validator
+    def _validate_wake_for_request(self, input: WakeForRequestInput) -> None:
+        if not self.serverless.waits_in(self.k.s.state) or self.k.destroy_requested:
+            reject(self.k.s.reason or f"machine is {self.k.s.state}")
+
+    @workflow.signal
+    async def serverless_gave_up(self, input: ColdStartGaveUp) -> None:
+        await self.serverless.gave_up(input)
+
     # --- hibernation updates -----------------------------------------------------------
 
     @workflow.update
@@ -304,27 +348,7 @@ class MachineWorkflow:
 
     @workflow.update
     async def snapshot(self, input: SnapshotInput) -> SnapshotTaken:
-        k, s = self.k, self.k.s
-        await k.ready()
-        async with k.lock:
-            k.validate(Action.SNAPSHOT)  # again: the state may have changed meanwhile
-            try:
-                result = await self.hibernation.take_snapshot()
-            except ActivityError as err:
-                _, message = failure(err)
-                await k.record_event(EventType.SNAPSHOT_FAILED, message)
-                reject(f"snapshot failed: {message}", ErrorType.ACTION_FAILED)
-            await k.record_event(
-                EventType.SNAPSHOT_TAKEN, input.reason, snapshot_id=result.snapshot_id
-            )
-        await k.answered()
-        return SnapshotTaken(
-            machine_id=s.machine_id,
-            snapshot_id=result.snapshot_id,
-            root_hash=result.root_hash,
-            logical_bytes=result.logical_bytes,
-            uploaded_bytes=result.uploaded_bytes,
-        )
+        return await self.hibernation.snapshot_requested(input)
 
     @snapshot.validator
     def _validate_snapshot(self, input: SnapshotInput) -> None:
@@ -332,24 +356,7 @@ class MachineWorkflow:
 
     @workflow.update
     async def restore(self, input: RestoreInput) -> RestoreDone:
-        k, s = self.k, self.k.s
-        await k.ready()
-        async with k.lock:
-            k.validate(Action.RESTORE)  # again: the state may have changed meanwhile
-            snapshot_id = input.snapshot_id or s.hibernation.snapshot_id
-            assert snapshot_id is not None
-            try:
-                restored = await self.hibernation.restore(snapshot_id)
-            except ActivityError as err:
-                _, message = failure(err)
-                await k.record_event(EventType.RESTORE_FAILED, message, snapshot_id=snapshot_id)
-                reject(f"restore failed: {message}", ErrorType.ACTION_FAILED)
-            reason = f"{input.reason}: {restored.summary()}" if input.reason else restored.summary()
-            await k.record_event(EventType.RESTORED, reason, snapshot_id=snapshot_id)
-        await k.answered()
-        return RestoreDone(
-            machine_id=s.machine_id, snapshot_id=snapshot_id, root_hash=restored.root_hash
-        )
+        return await self.hibernation.restore_requested(input)
 
     @restore.validator
     def _validate_restore(self, input: RestoreInput) -> None:
