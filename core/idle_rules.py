@@ -59,6 +59,6 @@ def idle_start(
     return max(t for t in (idle_since, grace_until, quiet_from) if t is not None)
 
 
-def sleep_due_at(start: datetime | None, minutes: int) -> datetime | None:
+def sleep_due_at(start: datetime | None, seconds: int) -> datetime | None:
     """When a machine idle from `start` is put to sleep (paused or hibernated)."""
-    return None if start is None else start + timedelta(minutes=minutes)
+    return None if start is None else start + timedelta(seconds=seconds)

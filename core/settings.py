@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     # before it wakes the pause's snapshot on a new offer instead.
     resume_same_host_seconds: int = Field(default=60, ge=5, le=3600)
 
+    # Serverless mode and its gateway
+    # The lowest `idle_timeout_minutes` the API takes (the seed's 5; tests lower it).
+    serverless_min_idle_minutes: float = Field(default=5, gt=0, le=60)
+    # A gateway tells each machine's workflow about its traffic at most this often; open
+    # requests hold the machine up for three intervals past the last report.
+    gateway_report_seconds: int = Field(default=30, ge=1, le=600)
+    # Where clients reach the gateway (the answers' `gateway_url`); unset, the API's address.
+    gateway_public_url: str | None = None
+    # `dumont gateway`: the port of a gateway in its own process.
+    gateway_port: int = 8600
+
     # The CLI
     api_url: str | None = None
     token: SecretStr | None = None

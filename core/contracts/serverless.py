@@ -18,7 +18,7 @@ from datetime import datetime
 from core.contracts.machine import InstanceInfo
 from core.contracts.states import MachineState
 
-# The seed's bounds for `idle_timeout_minutes`.
+# The seed's bounds for `idle_timeout_minutes` (the API's; the workflow takes seconds).
 IDLE_TIMEOUT_MINUTES_MIN = 5
 IDLE_TIMEOUT_MINUTES_MAX = 60
 IDLE_TIMEOUT_MINUTES_DEFAULT = 15
@@ -27,9 +27,9 @@ IDLE_TIMEOUT_MINUTES_DEFAULT = 15
 @dataclass(kw_only=True)
 class ServerlessConfig:
     enabled: bool = False
-    # Minutes without a request, GPU load or SSH input before the machine is paused. The API
-    # keeps the seed's 5-60; tests may go lower through the workflow directly.
-    idle_timeout_minutes: int = IDLE_TIMEOUT_MINUTES_DEFAULT
+    # Time without a request, GPU load or SSH input before the machine is paused. The API
+    # keeps the seed's 5-60 minutes; tests may go lower (DUMONT_SERVERLESS_MIN_IDLE_MINUTES).
+    idle_timeout_seconds: int = IDLE_TIMEOUT_MINUTES_DEFAULT * 60
 
 
 @dataclass(kw_only=True)
@@ -49,7 +49,7 @@ class ServerlessInput:
     """Update `serverless`: turn the mode on or off, or change its idle timeout."""
 
     enabled: bool
-    idle_timeout_minutes: int = IDLE_TIMEOUT_MINUTES_DEFAULT
+    idle_timeout_seconds: int = IDLE_TIMEOUT_MINUTES_DEFAULT * 60
     reason: str | None = None
 
 

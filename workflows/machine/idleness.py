@@ -81,22 +81,22 @@ class Idleness:
         quiet = idle_rules.traffic_quiet_from(s.serverless) if self.serverless else None
         return idle_rules.idle_start(h.idle_since, h.grace_until, quiet)
 
-    def sleep_minutes(self) -> int | None:
-        """Idle minutes before the machine is put to sleep (None: it is not)."""
+    def sleep_seconds(self) -> int | None:
+        """Idle time before the machine is put to sleep (None: it is not)."""
         s = self.k.s
         if self.serverless:
-            return s.serverless.config.idle_timeout_minutes
-        return s.config.pause_after_minutes if s.config.enabled else None
+            return s.serverless.config.idle_timeout_seconds
+        return s.config.pause_after_minutes * 60 if s.config.enabled else None
 
     def recompute(self) -> None:
         """Absolute deadlines from the state: after every message and transition."""
         s = self.k.s
         h = s.hibernation
         config = s.config
-        minutes = self.sleep_minutes()
+        seconds = self.sleep_seconds()
         h.hibernate_at = None
-        if minutes is not None:
-            h.hibernate_at = idle_rules.sleep_due_at(self.idle_from(), minutes)
+        if seconds is not None:
+            h.hibernate_at = idle_rules.sleep_due_at(self.idle_from(), seconds)
             if h.hibernate_at is not None and h.retry_at is not None:
                 h.hibernate_at = max(h.hibernate_at, h.retry_at)
         h.delete_at = None

@@ -35,6 +35,10 @@ _RESUMABLE = frozenset({S.PAUSED, S.HIBERNATED, S.DELETED})
 _UNDER_WAY = frozenset({S.PAUSING, S.RESUMING, S.WAKING, S.STARTING, S.RESTARTING})
 
 
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
 class Serverless:
     def __init__(self, kernel: MachineKernel, idleness: Idleness, pause: Pause) -> None:
         self.k = kernel
@@ -47,13 +51,13 @@ class Serverless:
         k, s = self.k, self.k.s
         before = s.serverless.config
         s.serverless.config = ServerlessConfig(
-            enabled=input.enabled, idle_timeout_minutes=input.idle_timeout_minutes
+            enabled=input.enabled, idle_timeout_seconds=input.idle_timeout_seconds
         )
         self.idleness.recompute()
         if before.enabled != input.enabled:
             if input.enabled:
                 event = EventType.SERVERLESS_ENABLED
-                why = f"pauses after {input.idle_timeout_minutes} min without requests"
+                why = f"pauses after {_duration(input.idle_timeout_seconds)} without requests"
             else:
                 event, why = EventType.SERVERLESS_DISABLED, "idle machines hibernate again"
             await k.record_event(event, f"{input.reason}: {why}" if input.reason else why)
@@ -71,8 +75,8 @@ class Serverless:
         async with k.lock:
             if self.idleness.work() is not IdleWork.PAUSE:  # again: the state may have moved
                 return
-            minutes = s.serverless.config.idle_timeout_minutes
-            why = f"serverless: no requests for {minutes} min"
+            idle = _duration(s.serverless.config.idle_timeout_seconds)
+            why = f"serverless: no requests for {idle}"
             await k.cancellable(lambda: k.guarded(Action.PAUSE, lambda: self.pause.pause(why)))
             if s.state.is_up():  # the pause failed (its snapshot): try again later
                 h = s.hibernation

@@ -262,8 +262,8 @@ class MachineWorkflow:
     def _validate_serverless_mode(self, input: ServerlessInput) -> None:
         if self.k.s.state.is_ending() or self.k.destroy_requested:
             reject(f"machine is {self.k.s.state}")
-        if input.idle_timeout_minutes < 1:
-            reject("idle_timeout_minutes must be at least 1", ErrorType.INVALID_INPUT)
+        if input.idle_timeout_seconds < 1:
+            reject("idle_timeout_seconds must be at least 1", ErrorType.INVALID_INPUT)
 
     @workflow.signal
     def serverless_traffic(self, report: TrafficReport) -> None:
