@@ -17,6 +17,8 @@ from fastapi.routing import APIRoute
 
 from api.compat import compat_router
 from api.errors import install_error_handlers
+from api.gateway.app import Gateway
+from api.gateway.mount import GatewayDispatch
 from api.ingest.service import start_ingest
 from api.openapi import install_openapi
 from api.routes import agent, api_router
@@ -41,6 +43,7 @@ def operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = temporal
         app.state.providers = providers
         app.state.ingest = start_ingest(engine, temporal)
+        app.state.gateway = gateway
+        await gateway.start(engine, temporal)
         # What startup built (routes, schemas, the SDKs' modules: ~200,000 objects) lives as
         # long as the process: out of the collector's sight, a full collection no longer
         # stalls every request in flight for ~100 ms.
@@ -65,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await gateway.stop()
             await app.state.ingest.writer.stop()
             await providers.aclose()
             engine.dispose()
@@ -81,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(compat_router)
     app.include_router(agent.router)
+    # /serverless/{machine_id}/... (api/gateway): ahead of the API's routing, not a route.
+    app.add_middleware(GatewayDispatch, gateway=gateway)
 
     @app.get("/health", tags=["health"])
     def health(request: Request) -> dict[str, str | bool]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from dumont.commands import alerts, machines, sim, snapshots, ssh_keys, token
+from dumont.commands.gateway import gateway
 from dumont.commands.offers import offers
 from dumont.dev import dev
 
@@ -21,6 +22,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(snapshots.app, name="snapshots")
 app.add_typer(sim.app, name="sim")
+app.command("gateway")(gateway)
 
 
 def main() -> None:
