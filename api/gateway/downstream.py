@@ -47,6 +47,11 @@ class Downstream:
         if self._on_gone is not None:
             self._on_gone()
 
+    @property
+    def has_body(self) -> bool:
+        """Body left to forward (read ahead, or still to read)."""
+        return bool(self._chunks) or not self.body_done
+
     async def body(self) -> AsyncIterator[bytes]:
         """The request body, for the upstream request (what was read ahead first)."""
         await self.stop_watching()

@@ -56,7 +56,7 @@ async def forward(
     headers: RawHeaders,
     extra_headers: RawHeaders,
 ) -> None:
-    content = None if downstream.body_done else downstream.body()
+    content = downstream.body() if downstream.has_body else None
     request = http.build_request(method, url, headers=headers, content=content)
     try:
         response = await http.send(request, stream=True)
