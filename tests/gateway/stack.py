@@ -171,9 +171,10 @@ class Stack:
     async def until_served(self, machine: Machine) -> None:
         """Until the service answers through the gateway (it starts after the boot)."""
         async with asyncio.timeout(WAIT_SECONDS), httpx.AsyncClient(timeout=30) as http:
-            while (
-                await http.get(f"{machine.url}/health", headers=machine.auth())
-            ).status_code != 200:
+            while True:
+                answer = await http.get(f"{machine.url}/health", headers=machine.auth())
+                if answer.status_code == 200:
+                    return
                 await asyncio.sleep(0.2)
 
     async def pause(self, machine: Machine) -> None:
