@@ -391,6 +391,10 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
         functools.partial(serverless_scenarios.serverless, policy=POLICY),
         "ts",
     ),
+    "machine_idle_after_boot": (
+        functools.partial(serverless_scenarios.idle_after_boot, policy=POLICY),
+        "ts",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""The serverless scenario the recorder (record.py) records, on fake activities."""
+"""The serverless and idle-after-boot scenarios the recorder (record.py) records, on fake
+activities."""
 
 from __future__ import annotations
 
@@ -65,5 +66,38 @@ async def serverless(env: WorkflowEnvironment, policy: LifecyclePolicy) -> list[
             ColdStartGaveUp(gateway_id="gw-1", reason="no answer within 300 s", held=2),
         )
         await handle.execute_update(MachineWorkflow.serverless_mode, ServerlessInput(enabled=False))
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        return await _history(handle)
+
+
+async def idle_after_boot(
+    env: WorkflowEnvironment, policy: LifecyclePolicy
+) -> list[tuple[str, str]]:
+    """The agent reports idle while it is installed, and never again: the machine hibernates;
+    woken in serverless mode by a held request, it pauses again; destroy."""
+    cloud = FakeCloud(policy)
+    machine: list[WorkflowHandle[MachineWorkflow, Any]] = []
+
+    async def agent_reports_idle() -> None:
+        at = await env.get_current_time()
+        report = AgentReport(online=True, at=at, gpu_busy=False, busy=False, gpu_utilization=1.0)
+        await machine[0].signal(MachineWorkflow.agent_report, report)
+        await signals_processed(machine[0])
+
+    cloud.during_install = agent_reports_idle
+    async with fake_worker(env.client, cloud) as task_queue:
+        machine.append(await start_machine(env.client, task_queue))
+        handle = machine[0]
+        await _running(handle)
+        await env.sleep(timedelta(minutes=6))
+        state = await handle.query(MachineWorkflow.state)
+        assert state.state is S.HIBERNATED, state.state
+        await handle.execute_update(
+            MachineWorkflow.serverless_mode, ServerlessInput(enabled=True, idle_timeout_seconds=300)
+        )
+        await handle.execute_update(MachineWorkflow.wake_for_request, WakeForRequestInput())
+        await env.sleep(timedelta(minutes=8))
+        state = await handle.query(MachineWorkflow.state)
+        assert state.state is S.PAUSED, state.state
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
         return await _history(handle)
