@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,16 +141,6 @@ class Scenario:
         cols.append(self.column("oracle", self.oracle_hours, None))
         return cols
 
-    def first_report_after_running(self) -> dict[str, float]:
-        """Billed hours had the agent's first report after each boot reached the workflow
-        after `running` (today it comes before, and starts no idle clock)."""
-        late = replace(cadence(), first_report_before_running=False)
-        return {
-            label: self.replay(mode, late).billed_seconds / 3600
-            for label, mode in self.modes()
-            if label != f"serverless {IDLE_TIMEOUT_MINUTES_MIN} min"
-        }
-
 
 def summary(sc: Scenario) -> str:
     p = sc.params
@@ -193,9 +183,7 @@ def table(sc: Scenario, cols: list[Column], target: float) -> list[str]:
     return lines
 
 
-def verdict(
-    sc: Scenario, cols: list[Column], best: int | None, late: dict[str, float]
-) -> list[str]:
+def verdict(sc: Scenario, cols: list[Column], best: int | None) -> list[str]:
     default = next(c for c in cols if c.label == DEFAULT_LABEL)
     assert default.outcome is not None and default.share_percent is not None
     o, a = default.outcome, sc.args
@@ -220,31 +208,19 @@ def verdict(
         meets = f"the largest timeout that meets it: {best} min{floor}"
     why = "" if met else "every idle stretch costs the idle timeout itself; "
     lines.append(f"  {why}{meets}")
-    billed = {c.label: c.billed_hours for c in cols}
-    lines.append(
-        "  had the agent's first report after each boot come after `running`: "
-        + ", ".join(f"{k} {v:.1f} h (vs {billed[k]:.1f} h)" for k, v in late.items())
-    )
     return lines
 
 
 def probe(args: argparse.Namespace) -> list[str]:
     """One short request (its GPU work between two agent samples) to a paused machine, then
-    nothing for a day: hours billed, with the agent's first report before `running` (as today)
-    and after it."""
+    nothing for a day: the hours billed (the agent's only report comes while the resume's hooks
+    run; before patch idle-after-boot this machine stayed up for the rest of the day)."""
     trace = [Request(0.0, 1.0), Request(3600.0, 1.0)]
-    billed = [
-        Replay(trace, serverless(args, DEFAULT_TIMEOUT), 86400.0, replace(cadence(), **kw))
-        .run()
-        .billed_seconds
-        / 3600
-        for kw in ({}, {"first_report_before_running": False})
-    ]
+    replay = Replay(trace, serverless(args, DEFAULT_TIMEOUT), 86400.0, cadence())
+    billed = replay.run().billed_seconds / 3600
     return [
         "Probe: a paused machine gets one 1 s request, then none for the rest of the day: "
-        f"{billed[0]:.1f} h billed as the boot runs today (the agent's first report reaches the "
-        "workflow before `running`, which clears the idle clock, and no transition follows), "
-        f"{billed[1]:.1f} h had it come after `running`"
+        f"{billed:.1f} h billed"
     ]
 
 
@@ -271,7 +247,6 @@ def main() -> None:
         sc = Scenario(args, name, trace)
         cols = sc.columns()
         best = sc.largest_timeout_meeting(args.target)
-        late = sc.first_report_after_running()
         if args.json:
             default = next(c for c in cols if c.label == DEFAULT_LABEL)
             results[name] = {
@@ -282,11 +257,10 @@ def main() -> None:
                 "columns": [asdict(c) for c in cols],
                 "target_met": (default.share_percent or 0) >= args.target,
                 "largest_timeout_minutes_meeting_target": best,
-                "first_report_after_running_hours": late,
             }
             continue
         print()
-        print("\n".join(table(sc, cols, args.target) + verdict(sc, cols, best, late)))
+        print("\n".join(table(sc, cols, args.target) + verdict(sc, cols, best)))
     if args.json:
         print(json.dumps({"args": vars(args), "scenarios": results}, indent=2))
     else:

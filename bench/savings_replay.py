@@ -62,9 +62,6 @@ class Cadence:
     agent_interval_seconds: int = 30
     idle_grace_seconds: int = 120
     gateway_report_seconds: int = 30
-    # The agent's first report after a boot reaches the workflow before `running` (True, as
-    # the boot's hooks run today) or after it.
-    first_report_before_running: bool = True
 
 
 @dataclass
@@ -217,15 +214,14 @@ class Replay:
                         start_wake(now)
                 else:  # up: the agent's first report, `running` (grace), held requests
                     told = None  # the install resets what the workflow was told
-                    if c.first_report_before_running:
-                        on_report(now)  # still waking: no idle clock starts
+                    on_report(now)  # while the boot's hooks run: no idle clock starts
                     state = State.UP
                     hib.idle_since, hib.grace_until = (
                         None,
                         now + timedelta(seconds=c.idle_grace_seconds),
                     )
-                    if not c.first_report_before_running:
-                        on_report(now)
+                    if told is False:  # `running` (patch idle-after-boot): the agent said idle
+                        hib.idle_since = now
                     next_tick = now + interval
                     for request in held:
                         out.longest_wait_seconds = max(
