@@ -91,10 +91,13 @@ async def _open(
             # The same pairing asyncssh makes for a plain forward, so EOF, flow control and
             # close behave as they do there.
             _, peer = await loop.create_connection(SSHForwarder, sock=sock)
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:  # refused, or TimeoutError
             sock.close()
-            failures.append(f"{address}: {getattr(exc, 'strerror', None) or 'timed out'}")
+            failures.append(f"{address}: {exc.strerror or 'timed out'}")
             continue
+        except BaseException:  # cancelled: the SSH connection went away meanwhile
+            sock.close()
+            raise
         # asyncssh types its own forwarder as a plain protocol, not as a session.
         return cast(asyncssh.SSHTCPSession[bytes], SSHForwarder(peer))
     raise asyncssh.ChannelOpenError(

@@ -71,6 +71,7 @@ class Gateway:
     """Counts open sessions the way the gateway does: around the proxy call."""
 
     port: int = 0
+    server: uvicorn.Server | None = None
     open_sessions: int = 0
     ended: asyncio.Queue[WebSocketOutcome | BaseException] = field(default_factory=asyncio.Queue)
 
@@ -103,7 +104,7 @@ def _proxy_app(upstream_port: int, gateway: Gateway) -> Starlette:
 
 
 @asynccontextmanager
-async def _serving(app: Starlette) -> AsyncIterator[int]:
+async def _serving(app: Starlette) -> AsyncIterator[uvicorn.Server]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:
@@ -111,7 +112,7 @@ async def _serving(app: Starlette) -> AsyncIterator[int]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        yield int(server.servers[0].sockets[0].getsockname()[1])
+        yield server
     finally:
         server.should_exit = True
         await task
@@ -130,8 +131,8 @@ async def _stack(upstream_port: int | None = None) -> AsyncIterator[tuple[Servic
         max_size=None,
     ) as server:
         service.port = upstream_port or server.sockets[0].getsockname()[1]
-        async with _serving(_proxy_app(service.port, gateway)) as port:
-            gateway.port = port
+        async with _serving(_proxy_app(service.port, gateway)) as gateway.server:
+            gateway.port = int(gateway.server.servers[0].sockets[0].getsockname()[1])
             yield service, gateway
 
 
@@ -207,6 +208,22 @@ async def test_a_client_that_vanishes_closes_the_service_side() -> None:
         # (1005, passed on as 1000), other servers as 1006 (passed on as 1001, going away).
         assert (await service.closes.get())[0] in (1000, 1001)
         outcome = await gateway.outcome()
+    assert outcome.closed_by == "client"
+    assert gateway.open_sessions == 0 and _proxy_tasks() == []
+
+
+async def test_a_gateway_shutting_down_closes_both_sides_as_a_restart() -> None:
+    async with _stack() as (service, gateway):
+        async with connect(f"ws://127.0.0.1:{gateway.port}/", proxy=None) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            assert gateway.server is not None
+            gateway.server.should_exit = True
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert await service.closes.get() == (1012, "")
+        outcome = await gateway.outcome()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # service restart
     assert outcome.closed_by == "client"
     assert gateway.open_sessions == 0 and _proxy_tasks() == []
 
