@@ -93,7 +93,6 @@ def _upsert(
     now = datetime.now(UTC)
     config = {name: getattr(body, name) for name in _CONFIG_FIELDS} | {"port": port}
     row = session.get(ServerlessEndpoint, machine.id)
-    key = None
     if row is None:
         key = new_endpoint_key()
         row = ServerlessEndpoint(
@@ -108,10 +107,12 @@ def _upsert(
         session.add(row)
         try:
             session.commit()
+            return row, key
         except IntegrityError:
             session.rollback()
-            return _upsert(session, machine, body, port)
-        return row, key
+            row = session.get(ServerlessEndpoint, machine.id)
+            if row is None:  # not a concurrent enable
+                raise
     if not row.enabled:  # figures count from the latest enable
         row.enabled_at = now
     for name, value in config.items():

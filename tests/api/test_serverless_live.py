@@ -57,7 +57,11 @@ async def test_enable_pause_resume_disable_and_the_key(
     assert refused_pause.status_code == 409 and "enable it first" in refused_pause.text
 
     seed = {"instance_id": machine_id, "idle_timeout_minutes": 15, "keep_alive_paths": ["/health"]}
-    enabled = await ok(api, "POST", f"{BASE}/enable", json=seed)
+    # Two first enables at once: one endpoint, one key, shown to one of them.
+    both = await asyncio.gather(*(ok(api, "POST", f"{BASE}/enable", json=seed) for _ in "ab"))
+    [enabled] = [answer for answer in both if answer["endpoint_key"] is not None]
+    assert [answer["key_prefix"] for answer in both] == [enabled["key_prefix"]] * 2
+    assert api.count(ServerlessEndpoint) == 1
     key = enabled["endpoint_key"]
     assert key.startswith("dsk_") and enabled["key_prefix"] == key[:12]
     assert enabled["enabled"] is True and enabled["state"] == "running"
