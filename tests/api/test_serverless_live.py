@@ -128,8 +128,11 @@ async def test_enable_pause_resume_disable_and_the_key(
     refused_pause = await api.call("POST", f"{BASE}/pause/{machine_id}")
     assert refused_pause.status_code == 409 and "enable it first" in refused_pause.text
 
-    # On again: the figures start over, the (rotated) key is kept.
-    back = await ok(api, "POST", f"{BASE}/enable", json=seed)
+    # On again: the figures start over, the (rotated) key is kept. A test setting lowers the
+    # seed's 5-minute floor (the document still says 5).
+    api.settings.serverless_min_idle_minutes = 0.1
+    back = await ok(api, "POST", f"{BASE}/enable", json={**seed, "idle_timeout_minutes": 0.25})
+    assert (await workflow_state(dev_env, machine_id)).serverless.config.idle_timeout_seconds == 15
     assert back["endpoint_key"] is None and back["key_prefix"] == rotated["key_prefix"]
     assert back["enabled_at"] > enabled["enabled_at"] and back["cycles"] == 0
     assert key_matches(new_key, stored_hash(api, machine_id))
