@@ -110,9 +110,11 @@ def enable(
     ] = False,
     as_json: PrintJson = False,
 ) -> None:
-    """Turn serverless mode on, or set its whole configuration again (options left out take
-    their defaults; the key is kept). Prints the gateway URL, and the endpoint key the first
-    time."""
+    """Turn serverless mode on (or configure it again); print the gateway URL and,
+    the first time, the endpoint key.
+
+    Enabling again sets the whole configuration (options left out take their defaults) and
+    keeps the key."""
     body: dict[str, Any] = {
         "instance_id": machine_id,
         "idle_timeout_minutes": int(idle_timeout) if idle_timeout.is_integer() else idle_timeout,
