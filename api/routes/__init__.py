@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import alerts, machines, metrics, offers, snapshot_retention, snapshots, ssh_keys
+from api.routes import (
+    alerts,
+    machines,
+    metrics,
+    offers,
+    serverless,
+    snapshot_retention,
+    snapshots,
+    ssh_keys,
+)
 
 api_router = APIRouter()
 api_router.include_router(machines.router)
@@ -15,3 +24,4 @@ api_router.include_router(metrics.router)
 api_router.include_router(snapshots.router)
 api_router.include_router(snapshot_retention.router)
 api_router.include_router(alerts.router)
+api_router.include_router(serverless.router)

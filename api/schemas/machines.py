@@ -151,6 +151,8 @@ class MachineOut(BaseModel):
     report_interval_seconds: int | None = None
     # What auto-hibernation saved on this machine so far (net of snapshot storage), USD.
     savings_usd: float = 0.0
+    # In serverless mode: paused when idle, resumed by a request to its gateway URL.
+    serverless: bool = False
     # The service as declared (env values are never stored, so never shown).
     env_names: list[str] = Field(default_factory=list)
     on_start: str | None = None

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import HTTPException, status
 from fastapi.concurrency import run_in_threadpool
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from api.deps import MachineAction
 from api.pagination import Pager, newest_first
@@ -23,7 +23,7 @@ from core.contracts.machine import MachineKind, MachineSpec
 from core.contracts.providers import ProviderFeature
 from core.contracts.states import MachineState
 from core.machine_ids import new_machine_id
-from core.models import Event, Machine
+from core.models import Event, Machine, ServerlessEndpoint
 from core.settings import Settings
 from providers.registry import declared_unsupported
 from workflows.client import LifecycleAction, MachineClient, MachineExists
@@ -141,14 +141,26 @@ async def create_machine(
     return machine
 
 
+def serverless_machine_ids(session: Session, machine_ids: list[str]) -> set[str]:
+    """Those of the machines in serverless mode."""
+    query = select(ServerlessEndpoint.machine_id).where(
+        col(ServerlessEndpoint.machine_id).in_(machine_ids), col(ServerlessEndpoint.enabled)
+    )
+    return set(session.exec(query))
+
+
 def machines_out(session: Session, settings: Settings, machines: list[Machine]) -> list[MachineOut]:
     """The machines as the API shows them, with what hibernation saved on each."""
     if not machines:
         return []
     savings = savings_of(session, settings, machines[0].owner_id, machines)
+    serverless = serverless_machine_ids(session, [m.id for m in machines])
     return [
         MachineOut.model_validate(m).model_copy(
-            update={"savings_usd": round(savings[m.id].net_usd, 6)}
+            update={
+                "savings_usd": round(savings[m.id].net_usd, 6),
+                "serverless": m.id in serverless,
+            }
         )
         for m in machines
     ]

@@ -16,6 +16,8 @@ class AgentStatus:
 
     online: bool | None = None  # None: no report since the last install
     gpu_busy: bool | None = None
+    # The newest report's whole verdict (`AgentReport.busy`).
+    busy: bool | None = None
     gpu_utilization: float | None = None
     active_users: int | None = None
     last_input_at: datetime | None = None

@@ -26,7 +26,8 @@ class ServerlessEndpoint(SQLModel, table=True):
     keep_alive_paths: list[str] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
-    idle_timeout_minutes: int = Field(default=15)
+    # Any number in the API's bounds (7.5 is half past seven minutes).
+    idle_timeout_minutes: float = Field(default=15)
     max_pending_requests: int = Field(default=100)
     resume_timeout_seconds: int = Field(default=300)
     public: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})

@@ -43,6 +43,8 @@ FAILED_STATES = frozenset({"error", "destroyed", "deleted"})
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DESTROYED = "destroyed"
+# After the status of a machine in serverless mode (`dumont serverless status ID`).
+SERVERLESS_MARK = " [magenta]serverless[/]"
 NoWait = Annotated[
     bool, typer.Option("--no-wait", help="Return once the action is accepted, not when done.")
 ]
@@ -199,7 +201,7 @@ def list_machines(
         rows.add_row(
             m["id"],
             m.get("name") or "-",
-            status_text(m["status"]),
+            status_text(m["status"]) + (SERVERLESS_MARK if m.get("serverless") else ""),
             gpu_text(m["gpu_name"], m.get("num_gpus")),
             money(m.get("price_per_hour")),
             savings_text(m.get("savings_usd")),
@@ -229,6 +231,8 @@ def show(
     details.add_row("id", machine["id"])
     details.add_row("name", machine.get("name") or "-")
     details.add_row("status", status_text(machine["status"]))
+    if machine.get("serverless"):
+        details.add_row("serverless", f"on (`dumont serverless status {machine['id']}`)")
     if machine.get("status_reason"):
         details.add_row("reason", machine["status_reason"])
     details.add_row("gpu", gpu_text(machine["gpu_name"], machine.get("num_gpus")))

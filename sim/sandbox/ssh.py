@@ -1,4 +1,5 @@
-"""A machine's SSH server: exec, interactive shell with a pty, and SFTP, over asyncssh.
+"""A machine's SSH server: exec, interactive shell with a pty, SFTP and local port forwarding
+to the machine's own loopback (forwarding.py), over asyncssh.
 
 Only the public keys currently attached to the machine are let in (checked on each login, so a
 key attached while running works at once). Every session is a real subprocess started through
@@ -17,13 +18,13 @@ import pty
 import signal
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
 
-from sim.sandbox import processes
+from sim.sandbox import forwarding, processes
 from sim.sandbox.layout import MachineLayout
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,12 @@ class _Auth(asyncssh.SSHServer):
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         offered = " ".join(key.export_public_key("openssh").decode().split()[:2])
         return offered in self._machine.authorized_keys()
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Awaitable[asyncssh.SSHTCPSession[bytes]]:
+        # `ssh -L` / `-W`: only to the machine's own loopback, reached inside its network.
+        return forwarding.connection_requested(self._machine.layout, dest_host, dest_port)
 
 
 class _MappedSFTP(asyncssh.SFTPServer):

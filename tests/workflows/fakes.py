@@ -113,6 +113,8 @@ class FakeCloud:
         self.on_starts: list[RunOnStartInput] = []
         # Every on-start "exits at once" with this output, when set.
         self.on_start_error = on_start_error
+        # Snapshots wait for this, when set (a pause caught while `pausing`).
+        self.snapshot_gate: asyncio.Event | None = None
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -334,6 +336,8 @@ class FakeCloud:
     @activity.defn(name=ActivityName.SNAPSHOT_WORKSPACE)
     async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
         self.calls.append(f"snapshot {request.snapshot_id}")
+        if self.snapshot_gate is not None:
+            await self.snapshot_gate.wait()
         if self.snapshot_error is not None:
             raise ApplicationError(self.snapshot_error, type=ErrorType.SNAPSHOT_FAILED)
         files = dict(self._running().workspace)

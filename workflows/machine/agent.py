@@ -59,6 +59,7 @@ class AgentCare:
         agent.last_report_at = report.at
         agent.online = report.online
         agent.gpu_busy = report.gpu_busy
+        agent.busy = report.busy
         agent.gpu_utilization = report.gpu_utilization
         agent.active_users = report.active_users
         agent.last_input_at = report.last_input_at

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts.agent import AgentReport
     from core.contracts.serverless import TrafficReport
     from core.contracts.states import MachineState
-    from workflows.machine.kernel import MachineKernel
+    from workflows.machine.kernel import IDLE_AFTER_BOOT_PATCH, MachineKernel
 
 S = MachineState
 # The states a boot ends from: create and start, restart, wake, resume.
@@ -49,7 +49,26 @@ class Idleness:
             # period for setup.
             h.idle_since = h.retry_at = None
             h.grace_until = workflow.now() + timedelta(seconds=self.k.policy.idle_grace_seconds)
+            # The agent's first report comes while the boot's hooks still run, and the API
+            # sends only transitions: before this patch an agent that said "idle" then was
+            # never heard again, and the machine never went to sleep.
+            if self._agent_idle() and workflow.patched(IDLE_AFTER_BOOT_PATCH):
+                h.idle_since = workflow.now()
         self.recompute()
+
+    def _agent_idle(self) -> bool:
+        """What the agent said last, from this boot's install on: idle (unknown is busy)."""
+        agent = self.k.s.agent
+        if agent.online is not True or agent.last_report_at is None:
+            return False
+        said = AgentReport(
+            online=True,
+            at=agent.last_report_at,
+            gpu_busy=agent.gpu_busy,
+            busy=agent.busy,
+            last_input_at=agent.last_input_at,
+        )
+        return not self.is_busy(said)
 
     def on_report(self, report: AgentReport) -> None:
         h = self.k.s.hibernation

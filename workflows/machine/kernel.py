@@ -46,6 +46,7 @@ S = MachineState
 OUTBOX_PATCH = "event-outbox"
 LEAN_BOOT_PATCH = "lean-boot"
 ON_START_PATCH = "on-start"
+IDLE_AFTER_BOOT_PATCH = "idle-after-boot"
 
 # Told of every transition (the state before, the state after), before it is recorded.
 OnTransition = Callable[[MachineState, MachineState], None]

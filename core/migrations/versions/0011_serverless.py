@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("port", _TEXT(length=16), nullable=False),
         sa.Column("readiness_path", _TEXT(length=1024), nullable=True),
         sa.Column("keep_alive_paths", sa.JSON(), nullable=False),
-        sa.Column("idle_timeout_minutes", sa.Integer(), nullable=False),
+        sa.Column("idle_timeout_minutes", sa.Float(), nullable=False),
         sa.Column("max_pending_requests", sa.Integer(), nullable=False),
         sa.Column("resume_timeout_seconds", sa.Integer(), nullable=False),
         sa.Column("public", sa.Boolean(), server_default=sa.false(), nullable=False),

@@ -46,7 +46,7 @@ from core.contracts.workflow import MachineSnapshot
 from tests.conftest import binary
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import SPEC, fake_worker, signals_processed, start_machine
-from tests.workflows.histories import other_scenarios, pause_scenarios
+from tests.workflows.histories import other_scenarios, pause_scenarios, serverless_scenarios
 from workflows.machine import MachineWorkflow
 
 HERE = Path(__file__).parent
@@ -385,6 +385,14 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "machine_pause_resume": (functools.partial(pause_scenarios.pause_resume, policy=POLICY), "ts"),
     "machine_paused_too_long": (
         functools.partial(pause_scenarios.paused_too_long, policy=POLICY),
+        "ts",
+    ),
+    "machine_serverless": (
+        functools.partial(serverless_scenarios.serverless, policy=POLICY),
+        "ts",
+    ),
+    "machine_idle_after_boot": (
+        functools.partial(serverless_scenarios.idle_after_boot, policy=POLICY),
         "ts",
     ),
 }
