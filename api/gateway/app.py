@@ -11,7 +11,6 @@ its way up holds it (hold.py), a stopped or failed one answers 503 with why."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -30,18 +29,14 @@ from api.gateway.background import Background
 from api.gateway.downstream import ClientGone, Downstream
 from api.gateway.forward import NotSent, forward, new_client
 from api.gateway.headers import header, upstream_request_headers
-from api.gateway.hold import Holds, Release
+from api.gateway.hold import HOLDS, Holds, Release
 from api.gateway.routes import Route, RouteTable, load_route
-from api.gateway.seams import (
-    TunnelUnavailable,
-    WebSocketTarget,
-    default_tunnels,
-    default_websockets,
-)
+from api.gateway.seams import SshTunnelSeam, TunnelUnavailable
 from api.gateway.signals import on_stop_signal
 from api.gateway.target import Target, parse_target
 from api.gateway.traffic import Traffic
 from api.gateway.waker import SHUTDOWN, Waker
+from api.gateway.ws_session import websocket_session
 from api.temporal import TemporalConnector
 from core.contracts.serverless import TrafficReport
 from core.contracts.states import MachineState
@@ -52,13 +47,6 @@ from workflows.client import MachineClient
 log = logging.getLogger(__name__)
 
 S = MachineState
-# States whose requests wait for the machine (each ends up, paused or hibernated).
-HOLDS = frozenset(
-    {
-        S.PAUSING, S.PAUSED, S.RESUMING, S.HIBERNATING, S.HIBERNATED, S.DELETED,
-        S.WAKING, S.STARTING, S.RESTARTING,
-    }
-)  # fmt: skip
 GONE = frozenset({S.DESTROYING, S.DESTROYED})
 COLD_START = (b"x-dumont-cold-start", b"true")
 
@@ -73,8 +61,7 @@ class Gateway:
         self.gateway_id = new_gateway_id()
         self.http = new_client()
         self.background = Background()
-        self.tunnels = default_tunnels(settings)
-        self.websockets = default_websockets()
+        self.tunnels = SshTunnelSeam(settings)
         self.routes = RouteTable(self._load_route)
         self.traffic = Traffic(
             gateway_id=self.gateway_id,
@@ -178,7 +165,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = parse_target(scope)
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send, target)
+            await websocket_session(self, scope, receive, send, target)
             return
         if target is None:
             await send_refusal(send, answers.not_found())
@@ -191,7 +178,7 @@ class Gateway:
         finally:
             await downstream.close()
 
-    async def _route(self, machine_id: str) -> Route | Refusal:
+    async def route(self, machine_id: str) -> Route | Refusal:
         try:
             route = await self.routes.get(machine_id)
         except Exception:  # noqa: BLE001 - the database is down and nothing is cached
@@ -201,7 +188,7 @@ class Gateway:
         return route if route is not None else answers.not_found()
 
     async def _http(self, scope: Scope, send: Send, target: Target, downstream: Downstream) -> None:
-        route = await self._route(target.machine_id)
+        route = await self.route(target.machine_id)
         if isinstance(route, Refusal):
             await send_refusal(send, route)
             return
@@ -231,9 +218,11 @@ class Gateway:
             except NotSent:
                 # Paused or moved under us, or the service is restarting: the request was not
                 # sent, so it may wait like any held one.
+                if route.via_ssh:
+                    await self.tunnels.drop(route.machine_id)
                 route = await self.routes.refresh(target.machine_id) or route
         elif route.state not in HOLDS:
-            await send_refusal(send, _not_serving(route))
+            await send_refusal(send, not_serving(route))
             return
         released = await self.holds.wait(route, downstream)
         if released is None:
@@ -241,7 +230,7 @@ class Gateway:
         if isinstance(released, Refusal):
             await send_refusal(send, released)
             return
-        extra = _cold_start_headers(released)
+        extra = cold_start_headers(released)
         try:
             await self._forward(scope, send, downstream, released.route, target, outgoing, extra)
         except NotSent as err:
@@ -312,56 +301,6 @@ class Gateway:
             {"status": "paused", "machine_id": route.machine_id, "state": route.state.value},
         )
 
-    async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, target: Target | None
-    ) -> None:
-        """The same route, key and hold as HTTP, then the WebSocket seam."""
-        refusal: Refusal | None = None
-        route = await self._route(target.machine_id) if target else answers.not_found()
-        if isinstance(route, Refusal):
-            refusal = route
-        elif not route.public and not (check := check_key(scope["headers"], route.key_hash)).ok:
-            refusal = Refusal(status=401, detail=check.detail)
-        if refusal is not None or not isinstance(route, Route) or target is None:
-            await _reject_websocket(scope, send, refusal or answers.not_found())
-            return
-        extra: list[tuple[bytes, bytes]] = []
-        if not route.up:
-            if route.state not in HOLDS:
-                await _reject_websocket(scope, send, _not_serving(route))
-                return
-            released = await self.holds.wait(route, Downstream(receive, has_body=False))
-            if released is None:
-                return
-            if isinstance(released, Refusal):
-                await _reject_websocket(scope, send, released)
-                return
-            route, extra = released.route, _cold_start_headers(released)
-        try:
-            address = await self.address_of(route)
-        except TunnelUnavailable as err:
-            await _reject_websocket(scope, send, Refusal(status=503, detail=str(err)))
-            return
-        outgoing = upstream_request_headers(
-            scope["headers"],
-            client_ip=scope["client"][0] if scope.get("client") else None,
-            scheme=scope.get("scheme", "ws"),
-            drop_authorization=check_key(scope["headers"], route.key_hash).drop_authorization,
-        )
-        ws_target = WebSocketTarget(
-            machine_id=route.machine_id,
-            address=address,
-            path=target.path_qs,
-            headers=outgoing,
-            subprotocols=list(scope.get("subprotocols") or []),
-            cold_start_headers=extra,
-        )
-        self.traffic.opened(route.machine_id)
-        try:
-            await self.websockets(scope, receive, send, ws_target)
-        finally:
-            self.traffic.closed(route.machine_id)
-
 
 def _has_body(scope: Scope) -> bool:
     headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -371,13 +310,13 @@ def _has_body(scope: Scope) -> bool:
     return header(headers, b"transfer-encoding") is not None
 
 
-def _cold_start_headers(released: Release) -> list[tuple[bytes, bytes]]:
+def cold_start_headers(released: Release) -> list[tuple[bytes, bytes]]:
     if not released.resumed:
         return []
     return [COLD_START, (b"x-dumont-resume-ms", str(released.held_ms).encode())]
 
 
-def _not_serving(route: Route) -> Refusal:
+def not_serving(route: Route) -> Refusal:
     if route.state in GONE:
         return answers.not_found("machine is destroyed")
     why = f"machine is {route.state.value}"
@@ -386,18 +325,3 @@ def _not_serving(route: Route) -> Refusal:
     if route.state.is_up():  # up, but its port has no public address
         why = f"machine serves no port {route.port}"
     return Refusal(status=503, detail=why)
-
-
-async def _reject_websocket(scope: Scope, send: Send, refusal: Refusal) -> None:
-    """An HTTP answer to the handshake where the server can send one, else a close."""
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = json.dumps({"detail": refusal.detail}).encode()
-        headers = [(b"content-type", b"application/json")]
-        if refusal.retry_after is not None:
-            headers.append((b"retry-after", str(refusal.retry_after).encode()))
-        await send(
-            {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
-        )
-        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
-    else:
-        await send({"type": "websocket.close", "code": 1008, "reason": refusal.detail[:120]})

@@ -11,13 +11,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from api.gateway.answers import RETRY_QUEUE_FULL, RETRY_RESUME_FAILED, Refusal
-from api.gateway.downstream import ClientGone, Downstream
+from api.gateway.downstream import ClientGone
 from api.gateway.routes import Route
 from api.gateway.waker import WakeOutcome
+from core.contracts.states import MachineState
 
 log = logging.getLogger(__name__)
+
+S = MachineState
+# States whose requests wait for the machine (each ends up, paused or hibernated).
+HOLDS = frozenset(
+    {
+        S.PAUSING, S.PAUSED, S.RESUMING, S.HIBERNATING, S.HIBERNATED, S.DELETED,
+        S.WAKING, S.STARTING, S.RESTARTING,
+    }
+)  # fmt: skip
 
 Wake = Callable[[Route, Callable[[], int]], Awaitable[WakeOutcome]]
 
@@ -39,6 +50,12 @@ class _Held:
 class _Queue:
     held: list[_Held] = field(default_factory=list)
     waker: asyncio.Task[None] | None = None
+
+
+class Watched(Protocol):
+    """The held client's side: it calls `on_gone` if the client disconnects."""
+
+    def watch(self, on_gone: Callable[[], None]) -> None: ...
 
 
 class Holds:
@@ -71,7 +88,7 @@ class Holds:
                 if not future.done():
                     future.set_result(None)
 
-    async def wait(self, route: Route, downstream: Downstream) -> Release | Refusal | None:
+    async def wait(self, route: Route, downstream: Watched) -> Release | Refusal | None:
         """Hold the request until its machine is up: where to send it, why not, or None when
         the client went away meanwhile."""
         if self.closing is not None:

@@ -1,7 +1,7 @@
 """Where the gateway meets the parts built beside it: forwarding over Dumont's SSH connection
 (`via_ssh`, api/gateway/ssh_tunnel.py) and WebSocket proxying (api/gateway/websocket.py). The
 gateway does everything before them (the route, the key, the hold queue, traffic accounting)
-and hands over a target; until those modules exist, the defaults below refuse clearly."""
+and hands over a target."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from api.gateway.headers import RawHeaders
 from api.gateway.routes import Route
+from api.gateway.ssh_tunnel import SshTunnelError, SshTunnels
+from api.gateway.websocket import proxy_websocket as relay
 from core.settings import Settings
 
 
 class TunnelUnavailable(Exception):
-    """The service cannot be reached over SSH (no tunnel support, or the SSH connection
-    failed); the message says why."""
+    """The service cannot be reached over SSH (the SSH connection failed); the message says
+    why."""
 
 
 class Tunnels(Protocol):
@@ -26,15 +29,44 @@ class Tunnels(Protocol):
         over SSH (`route.ssh_host`, `route.ssh_port`)."""
         ...
 
+    async def drop(self, machine_id: str) -> None:
+        """Forget the machine's tunnel (its forward failed to connect)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
-class NoTunnels:
+class SshTunnelSeam:
+    """`Tunnels` over api/gateway/ssh_tunnel.py: one SSH connection per machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._tunnels: SshTunnels | None = None
+
+    def _get(self) -> SshTunnels:
+        if self._tunnels is None:  # reads Dumont's key: only once a via_ssh route needs it
+            self._tunnels = SshTunnels.from_settings(self._settings)
+        return self._tunnels
+
     async def local_address(self, route: Route) -> str:
-        raise TunnelUnavailable("via_ssh forwarding is not available in this gateway")
+        if not route.ssh_host or not route.ssh_port:
+            raise TunnelUnavailable("the machine has no SSH address")
+        port = int(route.port.split("/", 1)[0])
+        try:
+            host, local = await self._get().address(
+                route.machine_id, route.ssh_host, route.ssh_port, port
+            )
+        except SshTunnelError as err:
+            raise TunnelUnavailable(f"the machine's SSH connection failed: {err}") from err
+        return f"{host}:{local}"
+
+    async def drop(self, machine_id: str) -> None:
+        if self._tunnels is not None:
+            await self._tunnels.drop(machine_id)
 
     async def aclose(self) -> None:
-        return None
+        if self._tunnels is not None:
+            await self._tunnels.aclose()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -43,38 +75,12 @@ class WebSocketTarget:
     address: str  # "host:port" of the service
     path: str  # path and query, as the service sees them
     headers: RawHeaders  # the client's, filtered as for HTTP (no endpoint key, X-Forwarded-*)
-    subprotocols: list[str]
-    cold_start_headers: RawHeaders  # to add to the handshake's answer
 
 
-class WebSocketProxy(Protocol):
-    async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, target: WebSocketTarget
-    ) -> None:
-        """Accept the client's WebSocket, connect to the target and pump both ways until
-        either side closes. The gateway counts the session as an open request meanwhile."""
-        ...
-
-
-async def no_websockets(
+async def proxy_websocket(
     scope: Scope, receive: Receive, send: Send, target: WebSocketTarget
 ) -> None:
-    await send({"type": "websocket.close", "code": 1011, "reason": "WebSockets not supported"})
-
-
-def default_tunnels(settings: Settings) -> Tunnels:
-    try:
-        from api.gateway import ssh_tunnel  # type: ignore[attr-defined]
-    except ImportError:
-        return NoTunnels()
-    tunnels: Tunnels = ssh_tunnel.SshTunnels(settings)
-    return tunnels
-
-
-def default_websockets() -> WebSocketProxy:
-    try:
-        from api.gateway import websocket  # type: ignore[attr-defined]
-    except ImportError:
-        return no_websockets
-    proxy: WebSocketProxy = websocket.proxy_websocket
-    return proxy
+    """Relay the client's WebSocket to the service until either side closes
+    (api/gateway/websocket.py); the gateway counts it as an open request meanwhile."""
+    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in target.headers]
+    await relay(WebSocket(scope, receive, send), f"ws://{target.address}{target.path}", headers)

@@ -26,6 +26,7 @@ from api.gateway.answers import (
 )
 from api.gateway.background import Background
 from api.gateway.routes import Route, RouteTable
+from api.gateway.seams import TunnelUnavailable
 from api.temporal import TemporalUnavailable
 from core.contracts.serverless import ColdStartGaveUp, WakeForRequestInput
 from core.contracts.states import MachineState
@@ -169,9 +170,13 @@ class Waker:
             return woken, result.resumed
 
     async def _until_ready(self, route: Route) -> None:
-        address = await self._address_of(route)
-        url = f"http://{address}{route.readiness_path}"
         while True:
+            try:
+                address = await self._address_of(route)
+            except TunnelUnavailable:  # SSH not answering yet
+                await asyncio.sleep(READY_POLL_SECONDS)
+                continue
+            url = f"http://{address}{route.readiness_path}"
             try:
                 request = self._http.build_request("GET", url, timeout=_PROBE_TIMEOUT)
                 response = await self._http.send(request, stream=True)

@@ -102,7 +102,11 @@ class Stack:
                 return snapshot
             assert snapshot.state is not S.ERROR, snapshot.reason
             await asyncio.sleep(0.1)
-        raise AssertionError(f"never {wanted}: {snapshot}")
+        assert snapshot is not None
+        raise AssertionError(
+            f"never {wanted}: {snapshot.state} ({snapshot.reason}), "
+            f"{snapshot.hibernation}, {snapshot.serverless}, {snapshot.agent}"
+        )
 
     def events(self, machine_id: str) -> list[Event]:
         with Session(self.engine) as session:

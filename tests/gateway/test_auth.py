@@ -38,7 +38,9 @@ async def test_without_the_key_401_and_the_machine_stays_paused(stack: Stack) ->
         assert "resuming" not in stack.event_types(machine.id)
 
         # The key as a Bearer token wakes it; the service sees neither the key nor that header.
-        woken = await http.get(f"{machine.url}/a", headers={"Authorization": f"Bearer {machine.key}"})
+        woken = await http.get(
+            f"{machine.url}/a", headers={"Authorization": f"Bearer {machine.key}"}
+        )
         seen = headers_seen(woken)
         assert "authorization" not in seen and "x-dumont-key" not in seen
         assert woken.headers["x-dumont-cold-start"] == "true"
