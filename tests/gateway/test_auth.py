@@ -15,7 +15,7 @@ S = MachineState
 
 def headers_seen(answer: httpx.Response) -> dict[str, str]:
     assert answer.status_code == 200, answer.text
-    return {name: value for name, value in answer.json()["headers"]}
+    return dict(answer.json()["headers"])
 
 
 async def test_without_the_key_401_and_the_machine_stays_paused(stack: Stack) -> None:

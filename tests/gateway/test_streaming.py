@@ -24,7 +24,9 @@ async def test_answers_and_uploads_stream_through(stack: Stack) -> None:
         async def upload() -> AsyncIterator[bytes]:
             yield b"x" * 1000
             # Only once the service has the first part does the client send the second.
-            while (await http.get(f"{machine.url}/received")).text != "1000":
+            while True:
+                if (await http.get(f"{machine.url}/received")).text == "1000":
+                    break
                 await asyncio.sleep(0.05)
             yield b"y" * 24
 
