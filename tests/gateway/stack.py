@@ -44,7 +44,7 @@ from workflows.machine import MachineWorkflow
 
 SERVICE = (Path(__file__).parent / "service.py").read_text()
 PORT = 8000
-WAIT_SECONDS = 40
+WAIT_SECONDS = 120
 ON_START = (
     f'cat > "$HOME/service.py" <<\'EOF\'\n{SERVICE}\nEOF\nexec python3 "$HOME/service.py" {PORT}'
 )
@@ -112,6 +112,15 @@ class Stack:
         with Session(self.engine) as session:
             query = select(Event).where(Event.machine_id == machine_id).order_by(col(Event.id))
             return list(session.exec(query).all())
+
+    async def until_event(self, machine_id: str, event_type: str) -> Event:
+        """The machine's newest event of that type, once it is recorded."""
+        async with asyncio.timeout(WAIT_SECONDS):
+            while True:
+                found = [e for e in self.events(machine_id) if e.event_type == event_type]
+                if found:
+                    return found[-1]
+                await asyncio.sleep(0.1)
 
     def event_types(self, machine_id: str) -> list[str]:
         return [e.event_type for e in self.events(machine_id)]
