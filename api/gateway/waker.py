@@ -155,6 +155,10 @@ class Waker:
                     Refusal(status=503, detail=detail, retry_after=RETRY_RESUME_FAILED)
                 ) from err
             except (StillRunning, TemporalUnavailable, RPCError) as err:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # The SDK turns a cancelled wait into its own error: this is the shutdown.
+                    raise asyncio.CancelledError from err
                 detail = f"the control plane did not answer: {err}"
                 raise _Failed(
                     Refusal(status=503, detail=detail, retry_after=RETRY_UNAVAILABLE)
