@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,6 +33,11 @@ COMMANDS = {
 }  # fmt: skip
 
 
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:  # its output, for a failure's post-mortem
+        return subprocess.Popen(argv, env=env, stdout=sink, stderr=sink)
+
+
 @asynccontextmanager
 async def process(stack: Stack, kind: str, port: int) -> AsyncIterator[subprocess.Popen[bytes]]:
     """The gateway (or the API) in a process of its own, on the stack's database and Temporal,
@@ -47,9 +53,7 @@ async def process(stack: Stack, kind: str, port: int) -> AsyncIterator[subproces
         "DUMONT_API_PORT": str(port),
     }
     argv = [part.format(port=port) for part in COMMANDS[kind]]
-    log = open(settings.data_dir / f"{kind.replace(' ', '-')}-{port}.log", "ab")  # noqa: SIM115
-    child = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-    log.close()
+    child = _spawn(argv, env, settings.data_dir / f"{kind.replace(' ', '-')}-{port}.log")
     try:
         async with asyncio.timeout(WAIT_SECONDS), httpx.AsyncClient(timeout=5) as http:
             while True:
