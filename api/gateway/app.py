@@ -187,6 +187,14 @@ class Gateway:
             return Refusal(status=503, detail=detail, retry_after=RETRY_UNAVAILABLE)
         return route if route is not None else answers.not_found()
 
+    async def _refreshed(self, route: Route) -> Route:
+        """The route as the database has it now (the cached one if it cannot say)."""
+        try:
+            return await self.routes.refresh(route.machine_id) or route
+        except Exception:  # noqa: BLE001 - the database is down: go on with what we know
+            log.warning("route of %s not refreshed", route.machine_id, exc_info=True)
+            return route
+
     async def _http(self, scope: Scope, send: Send, target: Target, downstream: Downstream) -> None:
         route = await self.route(target.machine_id)
         if isinstance(route, Refusal):
@@ -220,7 +228,7 @@ class Gateway:
                 # sent, so it may wait like any held one.
                 if route.via_ssh:
                     await self.tunnels.drop(route.machine_id)
-                route = await self.routes.refresh(target.machine_id) or route
+                route = await self._refreshed(route)
         elif route.state not in HOLDS:
             await send_refusal(send, not_serving(route))
             return
@@ -289,7 +297,7 @@ class Gateway:
                 )
                 return
             except NotSent:
-                route = await self.routes.refresh(target.machine_id) or route
+                route = await self._refreshed(route)
                 if route.up:
                     await send_refusal(
                         send, Refusal(status=502, detail="the service is not answering")
