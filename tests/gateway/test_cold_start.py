@@ -87,3 +87,15 @@ async def test_fifty_requests_while_paused_are_all_answered_and_past_the_limit_5
     [row] = cold_starts(stack, machine)
     assert (row.outcome, row.held) == ("ok", 50)
     await stack.destroy(machine)
+
+
+async def test_a_via_ssh_endpoint_is_held_and_answered_over_ssh(stack: Stack) -> None:
+    machine = await stack.serverless_machine(via_ssh=True)
+    await stack.pause(machine)
+    async with httpx.AsyncClient(timeout=120, headers=machine.auth()) as http:
+        answer = await http.get(f"{machine.url}/over-ssh")
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-dumont-cold-start"] == "true"
+        assert answer.json()["path"] == "/over-ssh"
+        assert (await http.get(f"{machine.url}/again")).status_code == 200
+    await stack.destroy(machine)
