@@ -27,7 +27,7 @@ from api.gateway.answers import RETRY_UNAVAILABLE, Refusal, send_json, send_refu
 from api.gateway.auth import check_key
 from api.gateway.background import Background
 from api.gateway.downstream import ClientGone, Downstream
-from api.gateway.forward import NotSent, forward, new_client
+from api.gateway.forward import NoAnswer, NotSent, forward, new_client
 from api.gateway.headers import header, upstream_request_headers
 from api.gateway.hold import HOLDS, Holds, Release
 from api.gateway.routes import Route, RouteTable, load_route
@@ -274,6 +274,8 @@ class Gateway:
                 headers=headers,
                 extra_headers=extra,
             )
+        except NoAnswer as err:
+            await send_refusal(send, Refusal(status=502, detail=str(err)))
         finally:
             if counted:
                 self.traffic.closed(route.machine_id)

@@ -29,11 +29,16 @@ except ImportError:
 
 # No read or write timeout: a stream (or a long inference) may stay quiet for minutes.
 TIMEOUT = httpx.Timeout(None, connect=5.0, pool=30.0)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=200, keepalive_expiry=30)
 
 
 class NotSent(Exception):
     """The service could not be reached; nothing of the request was sent."""
+
+
+class NoAnswer(Exception):
+    """The request may have reached the service, which gave no answer (502)."""
 
 
 class UpstreamBroke(Exception):
@@ -65,12 +70,21 @@ async def forward(
     headers: RawHeaders,
     extra_headers: RawHeaders,
 ) -> None:
-    content = downstream.body() if downstream.has_body else None
+    has_body = downstream.has_body
+    content = downstream.body() if has_body else None
     request = http.build_request(method, url, headers=headers, content=content)
     try:
         response = await http.send(request, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout) as err:
         raise NotSent(str(err) or type(err).__name__) from err
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
+        # Dropped before any answer: a port mapping that accepts, then resets, for a stopped
+        # instance. Only a request that is safe to repeat may be tried again.
+        if method in SAFE_METHODS and not has_body:
+            raise NotSent(str(err) or type(err).__name__) from err
+        raise NoAnswer(f"the service closed the connection without answering: {err}") from err
+    except httpx.HTTPError as err:
+        raise NoAnswer(f"the service did not answer: {err or type(err).__name__}") from err
     try:
         await send(
             {

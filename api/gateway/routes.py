@@ -1,7 +1,8 @@
 """Where each machine's requests go: its state and its service's public address (the `Machine`
 projection) with its endpoint's configuration (`ServerlessEndpoint`), read from the database
 and kept in memory. A cached route is answered at once and refreshed in the background when it
-is older than `max_age` (stale-while-revalidate), or at once after an upstream connect error.
+is older than `max_age` (stale-while-revalidate); one much older (the machine quiet, maybe paused
+meanwhile) is read before it is used, and one is read at once after an upstream connect error.
 
 A wake's answer carries the machine's instance before its projection is written: the route is
 pinned to it until the database has a newer row (or `PIN_SECONDS` passed), so the requests that
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 S = MachineState
 PIN_SECONDS = 30.0
+# An entry older than this many `max_age`s is read again before it is used.
+STALE_FACTOR = 5
 _MAX_ENTRIES = 10_000
 
 
@@ -138,7 +141,12 @@ class RouteTable:
         entry = self._entries.get(machine_id)
         if entry is None:
             return await self.refresh(machine_id)
-        if time.monotonic() - entry.fetched > self.max_age and machine_id not in self._loading:
+        age = time.monotonic() - entry.fetched
+        if age > self.max_age * STALE_FACTOR:
+            # Quiet for a while (the machine may have paused since): read it first. Under
+            # steady traffic the background refreshes keep every entry younger than this.
+            return await self.refresh(machine_id)
+        if age > self.max_age and machine_id not in self._loading:
             self._start_load(machine_id)  # answered from the cache meanwhile
         return entry.route
 

@@ -46,9 +46,14 @@ async def test_a_request_while_paused_is_held_and_answered_after_the_resume(stac
     [row] = cold_starts(stack, machine)
     assert (row.outcome, row.held) == ("ok", 1)
     assert row.resume_ms and row.ready_ms is not None and row.total_ms
-    assert "held by gateway" in (stack.events(machine.id)[-1].reason or "") or any(
-        "held by gateway" in (e.reason or "") for e in stack.events(machine.id)
-    )
+    assert any("held by gateway" in (e.reason or "") for e in stack.events(machine.id))
+
+    # Paused again before the gateway read it: the stale address refuses, the request waits.
+    await stack.pause(machine, gateway_knows=False)
+    async with httpx.AsyncClient(timeout=120) as http:
+        again = await http.get(f"{machine.url}/after-pause", headers=machine.auth())
+    assert again.status_code == 200, again.text
+    assert again.headers["x-dumont-cold-start"] == "true"
     await stack.destroy(machine)
 
 
