@@ -229,7 +229,7 @@ class Gateway:
                 if route.via_ssh:
                     await self.tunnels.drop(route.machine_id)
                 route = await self._refreshed(route)
-        elif route.state not in HOLDS:
+        if not route.up and route.state not in HOLDS:
             await send_refusal(send, not_serving(route))
             return
         released = await self.holds.wait(route, downstream)
