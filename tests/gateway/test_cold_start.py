@@ -13,15 +13,26 @@ from sqlmodel import Session, col, select
 
 from core.contracts.states import MachineState
 from core.models import ServerlessColdStart
-from tests.gateway.stack import Machine, Stack
+from tests.gateway.stack import WAIT_SECONDS, Machine, Stack
 
 S = MachineState
 
 
-def cold_starts(stack: Stack, machine: Machine) -> list[ServerlessColdStart]:
+def recorded(stack: Stack, machine: Machine) -> list[ServerlessColdStart]:
     with Session(stack.engine) as session:
         query = select(ServerlessColdStart).where(ServerlessColdStart.machine_id == machine.id)
         return list(session.exec(query.order_by(col(ServerlessColdStart.id))).all())
+
+
+async def cold_starts(stack: Stack, machine: Machine, count: int = 1) -> list[ServerlessColdStart]:
+    """The machine's cold start rows once `count` are written (after the answers: in the
+    background)."""
+    for _ in range(WAIT_SECONDS * 10):
+        rows = recorded(stack, machine)
+        if len(rows) >= count:
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{len(recorded(stack, machine))} cold start rows, never {count}")
 
 
 async def test_a_request_while_paused_is_held_and_answered_after_the_resume(stack: Stack) -> None:
@@ -43,7 +54,7 @@ async def test_a_request_while_paused_is_held_and_answered_after_the_resume(stac
         assert warm.status_code == 200 and "x-dumont-cold-start" not in warm.headers
 
     assert (await stack.state(machine.id)).state.is_up()
-    [row] = cold_starts(stack, machine)
+    [row] = await cold_starts(stack, machine)
     assert (row.outcome, row.held) == ("ok", 1)
     assert row.resume_ms and row.ready_ms is not None and row.total_ms
     assert any("held by gateway" in (e.reason or "") for e in stack.events(machine.id))
@@ -89,7 +100,7 @@ async def test_fifty_requests_while_paused_are_all_answered_and_past_the_limit_5
 
     resumes = [e for e in stack.event_types(machine.id) if e == "resumed"]
     assert resumes == ["resumed"]  # fifty requests, one resume
-    [row] = cold_starts(stack, machine)
+    [row] = await cold_starts(stack, machine)
     assert (row.outcome, row.held) == ("ok", 50)
     await stack.destroy(machine)
 

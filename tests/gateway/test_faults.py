@@ -30,7 +30,7 @@ async def test_a_failed_resume_answers_503_and_the_machine_says_why(stack: Stack
             paused = await stack.until_state(machine.id, S.PAUSED)
             assert "resume failed" in (paused.reason or "")
             assert "resume_failed" in stack.event_types(machine.id)
-            assert [row.outcome for row in cold_starts(stack, machine)] == ["failed"]
+            assert [row.outcome for row in await cold_starts(stack, machine)] == ["failed"]
 
             # The host back: the next request resumes it.
             await stack.sim.admin.return_host(int(machine.instance_id))
@@ -51,7 +51,7 @@ async def test_past_the_resume_timeout_503_and_the_events_say_why(stack: Stack) 
     assert late.status_code == 503, late.text
     assert int(late.headers["retry-after"]) > 0
     assert late.json()["detail"] == "the service did not answer /never-ready within 3 s"
-    [row] = cold_starts(stack, machine)
+    [row] = await cold_starts(stack, machine)
     assert (row.outcome, row.held) == ("timed_out", 1) and row.resume_ms is not None
     event = await stack.until_event(machine.id, "cold_start_failed")
     assert event.reason == "1 held request(s) answered 503: " + late.json()["detail"]

@@ -77,7 +77,7 @@ async def test_a_machine_that_does_not_serve_says_why(
 async def test_a_websocket_session_is_relayed_and_counts_while_open(stack: Stack) -> None:
     async def echo(ws: ServerConnection) -> None:
         async for message in ws:
-            await ws.send(f"echo {message}")
+            await ws.send(f"echo {message!s}" if isinstance(message, str) else message)
 
     async with serve(echo, "127.0.0.1", 0) as server:
         host, port = next(iter(server.sockets)).getsockname()[:2]
