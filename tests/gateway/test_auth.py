@@ -8,6 +8,8 @@ from __future__ import annotations
 import httpx
 
 from core.contracts.states import MachineState
+from core.db import session_scope
+from core.models import ServerlessEndpoint
 from tests.gateway.stack import Stack
 
 S = MachineState
@@ -77,4 +79,31 @@ async def test_headers_on_their_way_through_and_a_public_endpoint(stack: Stack) 
     assert seen["x-forwarded-host"] == stack.url.removeprefix("http://")
     for hop in ("x-hop", "proxy-authorization", "te"):
         assert hop not in seen, hop
+    await stack.destroy(machine)
+
+
+async def test_the_enable_routes_url_and_key_reach_the_service(stack: Stack) -> None:
+    """As a user would: enable through the API, then call the gateway URL it answers."""
+    machine = await stack.serverless_machine()  # its own key replaced by the route's below
+    await stack.api("POST", "/api/v1/serverless/disable", json={"instance_id": machine.id})
+    with session_scope(stack.engine) as session:
+        row = session.get(ServerlessEndpoint, machine.id)
+        assert row is not None
+        session.delete(row)  # as if never enabled: the route makes a new key
+    enabled = await stack.api(
+        "POST",
+        "/api/v1/serverless/enable",
+        json={"instance_id": machine.id, "keep_alive_paths": ["/health"]},
+    )
+    url, key = enabled["gateway_url"], enabled["endpoint_key"]
+    assert url.rstrip("/") == machine.url and key
+    await stack.gateway.routes.refresh(machine.id)
+    async with httpx.AsyncClient(timeout=60) as http:
+        assert (await http.get(f"{url}v1/models")).status_code == 401
+        assert (
+            await http.get(f"{url}v1/models", headers={"X-Dumont-Key": machine.key})
+        ).status_code == 401
+        answer = await http.get(f"{url}v1/models", headers={"X-Dumont-Key": key})
+        assert answer.status_code == 200 and answer.json()["path"] == "/v1/models"
+        assert (await http.get(f"{url}health")).text == "ok"  # keep-alive, no key
     await stack.destroy(machine)
