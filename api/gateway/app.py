@@ -31,7 +31,7 @@ from api.gateway.forward import NoAnswer, NotSent, forward, new_client
 from api.gateway.headers import header, upstream_request_headers
 from api.gateway.hold import HOLDS, Holds, Release
 from api.gateway.routes import Route, RouteTable, load_route
-from api.gateway.seams import SshTunnelSeam, TunnelUnavailable
+from api.gateway.seams import SshTunnelSeam, Tunnels, TunnelUnavailable
 from api.gateway.signals import on_stop_signal
 from api.gateway.target import Target, parse_target
 from api.gateway.traffic import Traffic
@@ -61,7 +61,7 @@ class Gateway:
         self.gateway_id = new_gateway_id()
         self.http = new_client()
         self.background = Background()
-        self.tunnels = SshTunnelSeam(settings)
+        self.tunnels: Tunnels = SshTunnelSeam(settings)
         self.routes = RouteTable(self._load_route)
         self.traffic = Traffic(
             gateway_id=self.gateway_id,
