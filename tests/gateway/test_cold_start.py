@@ -7,10 +7,12 @@ longer counts toward the limit."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 from sqlmodel import Session, col, select
 
+from core.contracts.hibernation import ConfigureInput
 from core.contracts.states import MachineState
 from core.models import ServerlessColdStart
 from tests.gateway.stack import WAIT_SECONDS, Machine, Stack
@@ -114,4 +116,27 @@ async def test_a_via_ssh_endpoint_is_held_and_answered_over_ssh(stack: Stack) ->
         assert answer.headers["x-dumont-cold-start"] == "true"
         assert answer.json()["path"] == "/over-ssh"
         assert (await http.get(f"{machine.url}/again")).status_code == 200
+    await stack.destroy(machine)
+
+
+async def test_a_request_while_pausing_resumes_the_machine_once_the_pause_is_done(
+    stack: Stack,
+) -> None:
+    machine = await stack.serverless_machine()
+    # A pre-pause hook that waits for a file: the pause stays under way until the test says.
+    hook = 'while [ ! -e "$HOME/pause-may-go-on" ]; do sleep 0.1; done'
+    await stack.machines.configure(machine.id, ConfigureInput(pre_hibernate_command=hook))
+    await stack.machines.act(machine.id, "pause", reason="test", wait=False)
+    await stack.until_state(machine.id, S.PAUSING)
+    await stack.gateway.routes.refresh(machine.id)
+    async with httpx.AsyncClient(timeout=120, headers=machine.auth()) as http:
+        held = asyncio.create_task(http.get(f"{machine.url}/while-pausing"))
+        await stack.gateway.holds.until_pending(machine.id, 1)
+        instance = await stack.sim.admin.instance(int(machine.instance_id))
+        await asyncio.to_thread((Path(instance["home_path"]) / "pause-may-go-on").touch)
+        answer = await held
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-dumont-cold-start"] == "true"
+    kinds = stack.event_types(machine.id)
+    assert kinds.index("paused") < kinds.index("resuming") < kinds.index("resumed")
     await stack.destroy(machine)
