@@ -125,10 +125,10 @@ async def first_byte_ms(url: str, headers: dict[str, str], repeats: int = 30) ->
         for _ in range(repeats):
             started = time.perf_counter()
             async with http.stream("GET", url) as response:
-                async for _chunk in response.aiter_raw():
-                    times.append((time.perf_counter() - started) * 1000)
-                    break
-                async for _chunk in response.aiter_raw():
+                chunks = response.aiter_raw()
+                await anext(chunks)
+                times.append((time.perf_counter() - started) * 1000)
+                async for _chunk in chunks:
                     pass
     return statistics.median(times)
 

@@ -28,7 +28,12 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     )
     parser.add_argument("--seed", type=int, default=1, help="which market (ignored once saved)")
     parser.add_argument("--isolation", choices=("auto", "namespace", "plain"), default="auto")
-    parser.add_argument("--network", choices=("auto", "netns", "host"), default="auto")
+    parser.add_argument(
+        "--network",
+        choices=("auto", "netns", "host"),
+        default=os.environ.get("DUMONT_SIM_NETWORK", "auto"),
+        help="machines' networks (DUMONT_SIM_NETWORK, e.g. for `dumont dev`)",
+    )
     parser.add_argument("--rate-limit", action="store_true", help="enforce vast.ai's intervals")
     parser.add_argument("--rate-limit-scale", type=float, default=1.0)
     parser.add_argument("--stop-grace", type=float, default=1.0)
