@@ -17,6 +17,7 @@ import secrets
 import socket
 from datetime import datetime
 
+import httpx
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -27,7 +28,7 @@ from api.gateway.answers import RETRY_UNAVAILABLE, Refusal, send_json, send_refu
 from api.gateway.auth import check_key
 from api.gateway.background import Background
 from api.gateway.downstream import ClientGone, Downstream
-from api.gateway.forward import NoAnswer, NotSent, forward, new_client
+from api.gateway.forward import NoAnswer, NotSent, forward
 from api.gateway.headers import header, upstream_request_headers
 from api.gateway.hold import HOLDS, Holds, Release
 from api.gateway.routes import Route, RouteTable, load_route
@@ -35,6 +36,7 @@ from api.gateway.seams import SshTunnelSeam, Tunnels, TunnelUnavailable
 from api.gateway.signals import on_stop_signal
 from api.gateway.target import Target, parse_target
 from api.gateway.traffic import Traffic
+from api.gateway.upstream import UpstreamPool
 from api.gateway.waker import SHUTDOWN, Waker
 from api.gateway.ws_session import websocket_session
 from api.temporal import TemporalConnector
@@ -59,7 +61,9 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.gateway_id = new_gateway_id()
-        self.http = new_client()
+        self.upstream = UpstreamPool()
+        # The readiness probes' client (rare, off the hot path).
+        self.http = httpx.AsyncClient(trust_env=False, follow_redirects=False)
         self.background = Background()
         self.tunnels: Tunnels = SshTunnelSeam(settings)
         self.routes = RouteTable(self._load_route)
@@ -110,6 +114,7 @@ class Gateway:
         await self.background.drain(5)
         await self.tunnels.aclose()
         await self.http.aclose()
+        await self.upstream.aclose()
 
     @property
     def closing(self) -> bool:
@@ -266,11 +271,12 @@ class Gateway:
             self.traffic.opened(route.machine_id)
         try:
             await forward(
-                self.http,
+                self.upstream,
                 send,
                 downstream,
                 method=scope["method"],
-                url=f"http://{address}{target.path_qs}",
+                address=address,
+                target=target.path_qs,
                 headers=headers,
                 extra_headers=extra,
             )
