@@ -34,6 +34,8 @@ class Background:
 
     async def first(self, work: Awaitable[T]) -> T:
         """`work`'s result, unless a task fails before it is ready: then that task's error."""
+        if self._failure is not None and asyncio.iscoroutine(work):
+            work.close()  # never started: closed, not left for the collector to warn about
         self._raise_failure()
         job = asyncio.ensure_future(work)
         failed = asyncio.ensure_future(self._failed.wait())
