@@ -82,12 +82,17 @@ def upstream_request_headers(
     return out
 
 
+# The server in front (uvicorn) always sends its own; two of each would confuse clients. nginx
+# hides the service's the same way.
+_OWN = frozenset({b"date", b"server"})
+
+
 def downstream_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     """What the client receives of the service's answer: all but the hop-by-hop headers (the
-    body is re-framed for the client's own connection)."""
+    body is re-framed for the client's own connection) and `Date` / `Server`."""
     raw = [(name.lower(), value) for name, value in headers]
     listed = _connection_tokens(raw) if any(n == b"connection" for n, _ in raw) else set()
-    return [(name, value) for name, value in raw if not _is_hop(name, listed)]
+    return [(n, v) for n, v in raw if not (_is_hop(n, listed) or n in _OWN)]
 
 
 def header(headers: RawHeaders, name: bytes) -> bytes | None:

@@ -80,9 +80,6 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         host=host,
         port=port,
         lifespan="on",
-        # The service's own Server and Date headers go through unchanged.
-        server_header=False,
-        date_header=False,
         log_level="info",
     )
     uvicorn.Server(config).run()

@@ -39,6 +39,9 @@ def test_hop_by_hop_headers_stay_on_their_connection() -> None:
     ]
     answer = [(b"Content-Type", b"text/plain"), (b"Connection", b"close, X-A"), (b"X-A", b"1")]
     assert downstream_response_headers(answer) == [(b"content-type", b"text/plain")]
+    # The server in front sends its own Date and Server: the client sees one of each.
+    stamped = [(b"Date", b"Thu, 03 Dec 2026 15:51:42 GMT"), (b"Server", b"BaseHTTP/0.6")]
+    assert downstream_response_headers(stamped) == []
 
 
 def test_the_key_in_either_header_and_the_services_own_authorization() -> None:
