@@ -9,7 +9,6 @@ every second; each test picks its machine's idle timeout through `MachineClient`
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -37,6 +35,7 @@ from core.serverless.keys import hash_endpoint_key, key_prefix, new_endpoint_key
 from core.settings import Settings
 from tests.api.conftest import make_settings
 from tests.fixtures.s3 import running_s3
+from tests.fixtures.serving import listening_socket, serving
 from tests.fixtures.sim import SimHandle, running_sim
 from tests.fixtures.worker import running_worker
 from workflows.client import MachineClient, MachineHandle
@@ -204,32 +203,9 @@ class Stack:
         await self.machines.act(machine.id, "destroy", reason="test done", wait=True)
 
 
-def _listening_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    return sock
-
-
-@asynccontextmanager
-async def serving(app: Any, sock: socket.socket) -> AsyncIterator[uvicorn.Server]:
-    """`app` under uvicorn on `sock` in this loop, lifespan included."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        yield server
-    finally:
-        server.should_exit = True
-        await task
-
-
 @asynccontextmanager
 async def running_stack(root: Path, temporal: Client) -> AsyncIterator[Stack]:
-    sock = _listening_socket()
+    sock = listening_socket()
     host, port = sock.getsockname()
     url = f"http://{host}:{port}"
     async with running_sim(root / "sim") as sim:

@@ -7,15 +7,14 @@ caller noticing, HEAD answers end at their head, and an address nobody listens o
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from api.gateway.upstream import ConnectFailed, UpstreamPool
 from tests.api.conftest import closed_port
+from tests.fixtures.serving import port_of, serving
 
 Scope = dict[str, Any]
 PEERS: list[tuple[str, int]] = []
@@ -45,19 +44,10 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
 
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
     # A keep-alive timeout of one second: idle connections are closed by the server.
-    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=1, lifespan="off")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
-        await asyncio.sleep(0.01)
-    PEERS.clear()
-    yield f"127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    await serving
+    async with serving(app, timeout_keep_alive=1, lifespan="off") as running:
+        PEERS.clear()
+        yield f"127.0.0.1:{port_of(running)}"
 
 
 async def read(pool: UpstreamPool, address: str, method: str, path: str, **kw: Any) -> Any:

@@ -24,6 +24,7 @@ from websockets.typing import Subprotocol
 
 from api.gateway.websocket import WebSocketOutcome, proxy_websocket
 from sim.sandbox.network import free_port
+from tests.fixtures.serving import port_of, serving
 
 BIG = bytes(range(256)) * (3 * 4096)  # 3 MiB, above websockets' 1 MiB default
 
@@ -104,21 +105,6 @@ def _proxy_app(upstream_port: int, gateway: Gateway) -> Starlette:
 
 
 @asynccontextmanager
-async def _serving(app: Starlette) -> AsyncIterator[uvicorn.Server]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        yield server
-    finally:
-        server.should_exit = True
-        await task
-
-
-@asynccontextmanager
 async def _stack(upstream_port: int | None = None) -> AsyncIterator[tuple[Service, Gateway]]:
     service, gateway = Service(), Gateway()
     async with serve(
@@ -131,8 +117,8 @@ async def _stack(upstream_port: int | None = None) -> AsyncIterator[tuple[Servic
         max_size=None,
     ) as server:
         service.port = upstream_port or server.sockets[0].getsockname()[1]
-        async with _serving(_proxy_app(service.port, gateway)) as gateway.server:
-            gateway.port = int(gateway.server.servers[0].sockets[0].getsockname()[1])
+        async with serving(_proxy_app(service.port, gateway), lifespan="auto") as gateway.server:
+            gateway.port = port_of(gateway.server)
             yield service, gateway
 
 
