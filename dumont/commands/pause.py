@@ -3,6 +3,7 @@ the restore's progress, then say where the machine is and how it came back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -52,15 +53,33 @@ def _act(
             )
             print_json(answer)
             return None
-        mark = newest_event_id(client, machine_id)
-        client.machine_action(machine_id, operation.verb, wait=False, reason=reason)
-        doing = "Pausing" if operation is PAUSE else "Resuming"
-        console.print(f"{doing} [bold]{machine_id}[/]")
-        try:
-            follow(client, machine_id, operation, mark, timeout)
-        except KeyboardInterrupt:
-            raise fail(f"stopped following; {machine_id} keeps on", 130) from None
+        send_and_follow(
+            client,
+            machine_id,
+            operation,
+            lambda: client.machine_action(machine_id, operation.verb, wait=False, reason=reason),
+            timeout,
+        )
         return client.get_machine(machine_id), client.machine_events(machine_id, RECENT_EVENTS)
+
+
+def send_and_follow(
+    client: DumontClient,
+    machine_id: str,
+    operation: Operation,
+    send: Callable[[], object],
+    timeout: float,
+) -> None:
+    """Send a pause or resume without waiting for it, then follow the machine's events until
+    it is done (the machines' and the serverless commands alike)."""
+    mark = newest_event_id(client, machine_id)
+    send()
+    doing = "Pausing" if operation is PAUSE else "Resuming"
+    console.print(f"{doing} [bold]{machine_id}[/]")
+    try:
+        follow(client, machine_id, operation, mark, timeout)
+    except KeyboardInterrupt:
+        raise fail(f"stopped following; {machine_id} keeps on", 130) from None
 
 
 @reports_errors

@@ -19,13 +19,11 @@ from dumont.commands.hibernation import (
     NoWait,
     Operation,
     Timeout,
-    follow,
-    newest_event_id,
     savings_text,
 )
-from dumont.commands.pause import PAUSE, RESUME, Reason
+from dumont.commands.pause import PAUSE, RESUME, Reason, send_and_follow
 from dumont.config import load_client_config
-from dumont.output import console, fail, print_json, reports_errors, status_text, when
+from dumont.output import console, print_json, reports_errors, status_text, when
 
 app = typer.Typer(
     help="Serverless mode: pause a machine when idle, resume it on the first request.",
@@ -238,13 +236,14 @@ def _act(
                     soft_wrap=True,
                 )
             return
-        mark = newest_event_id(client, machine_id)
-        _post(client, f"{operation.verb}/{machine_id}", params=params | {"wait": "false"})
-        console.print(f"{'Pausing' if operation is PAUSE else 'Resuming'} [bold]{machine_id}[/]")
-        try:
-            follow(client, machine_id, operation, mark, timeout)
-        except KeyboardInterrupt:
-            raise fail(f"stopped following; {machine_id} keeps on", 130) from None
+        path = f"{operation.verb}/{machine_id}"
+        send_and_follow(
+            client,
+            machine_id,
+            operation,
+            lambda: _post(client, path, params=params | {"wait": "false"}),
+            timeout,
+        )
         answer = client.request("GET", f"{PATH}/status/{machine_id}")
     if operation is PAUSE:
         console.print(
