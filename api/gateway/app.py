@@ -218,12 +218,7 @@ class Gateway:
                 )
                 return
             drop_authorization = check.drop_authorization
-        outgoing = upstream_request_headers(
-            headers,
-            client_ip=scope["client"][0] if scope.get("client") else None,
-            scheme=scope.get("scheme", "http"),
-            drop_authorization=drop_authorization,
-        )
+        outgoing = _outgoing(scope, drop_authorization=drop_authorization)
         if route.up:
             try:
                 await self._forward(scope, send, downstream, route, target, outgoing, [])
@@ -293,12 +288,7 @@ class Gateway:
         balancer's health check must not keep a GPU billing, nor wake one."""
         if route.up:
             check = check_key(scope["headers"], route.key_hash)
-            outgoing = upstream_request_headers(
-                scope["headers"],
-                client_ip=scope["client"][0] if scope.get("client") else None,
-                scheme=scope.get("scheme", "http"),
-                drop_authorization=check.drop_authorization,
-            )
+            outgoing = _outgoing(scope, drop_authorization=check.drop_authorization)
             try:
                 await self._forward(
                     scope, send, downstream, route, target, outgoing, [], counted=False
@@ -316,6 +306,16 @@ class Gateway:
             200,
             {"status": "paused", "machine_id": route.machine_id, "state": route.state.value},
         )
+
+
+def _outgoing(scope: Scope, *, drop_authorization: bool) -> list[tuple[bytes, bytes]]:
+    """The headers the service receives for this request."""
+    return upstream_request_headers(
+        scope["headers"],
+        client_ip=scope["client"][0] if scope.get("client") else None,
+        scheme=scope.get("scheme", "http"),
+        drop_authorization=drop_authorization,
+    )
 
 
 def _has_body(scope: Scope) -> bool:
