@@ -32,6 +32,7 @@ from activities.service import ServiceActivities
 from activities.snapshots import SnapshotActivities
 from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID, MonitorInput
 from core.db import make_engine, migrate
+from core.installation import with_installation
 from core.offers.reservations import OfferReservations
 from core.policies import lifecycle_policy
 from core.settings import Settings
@@ -188,6 +189,7 @@ async def run(settings: Settings) -> None:
     identity = ensure_identity(settings.ssh_key_path)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
+    settings = with_installation(settings, engine)
     registry = ProviderRegistry.from_settings(settings)
     store = ObjectStore.from_settings(settings)
     try:

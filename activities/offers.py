@@ -21,13 +21,28 @@ def offer_query(spec: MachineSpec, *, limit: int) -> OfferQuery:
         min_disk_gb=float(spec.disk_gb),
         sort="price",
         limit=limit,
+        provider_data=catalogue_choice(spec),
     )
+
+
+def catalogue_choice(spec: MachineSpec) -> dict[str, str]:
+    """The spec's machine-type catalogue fields as the search's `provider_data` (GCP reads
+    them; a marketplace ignores them)."""
+    chosen = {"machine_type": spec.machine_type, "zone": spec.zone}
+    data = {key: value for key, value in chosen.items() if value}
+    if spec.spot:
+        data["spot"] = "true"
+    return data
 
 
 def describe_search(spec: MachineSpec, *, excluded: int = 0) -> str:
     gpu = spec.kind is MachineKind.GPU
     machine = f"{spec.num_gpus}x {spec.gpu_name or 'any GPU'}" if gpu else "a CPU machine"
+    if spec.machine_type:
+        machine = spec.machine_type + (" (Spot)" if spec.spot else "")
     parts = [machine, f"{spec.disk_gb} GB disk"]
+    if spec.zone:
+        parts.append(f"zone {spec.zone}")
     if spec.region:
         parts.append(f"region {spec.region}")
     if spec.max_price is not None:

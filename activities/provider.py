@@ -7,8 +7,10 @@ treat "already gone" as done, and waits pick up from the provider's current answ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from temporalio import activity
@@ -42,9 +44,10 @@ from providers.base import (
     AccountSshKeys,
     CreateRequest,
     InstanceSshKeys,
-    MarketplaceProvider,
+    MachineCatalogue,
     Offer,
     OfferMarketplace,
+    OfferQuery,
     OfferUnavailable,
     Provider,
     ProviderInstance,
@@ -59,6 +62,10 @@ from providers.base import (
 
 # Offers searched beyond those a provision may try: others may claim some first.
 CLAIM_SLACK = 20
+
+
+async def _nothing() -> set[str]:
+    return set()
 
 
 class ProviderLookup(Protocol):
@@ -101,20 +108,28 @@ def instance_info(
     )
 
 
-def marketplace_for(provider: Provider, spec: MachineSpec) -> MarketplaceProvider:
-    """`provider` as the offer source for `spec`, or `Unsupported` saying why it cannot be."""
+OfferSearch = Callable[[OfferQuery], Awaitable[list[Offer]]]
+
+
+def offers_for(provider: Provider, spec: MachineSpec) -> tuple[OfferSearch, bool]:
+    """Where `provider` gets offers for `spec`, and whether they are live offers others may
+    rent first (a marketplace) rather than a catalogue; `Unsupported` saying why it cannot."""
     kind = _KIND_FEATURE[spec.kind]
     if not supports(provider, kind):
         raise unsupported(provider, kind)
-    if not isinstance(provider, OfferMarketplace):
-        # Offers from a catalogue of machine types come with the first provider that sells one.
-        reason = unsupported_reason(provider, ProviderFeature.OFFER_MARKETPLACE)
-        raise Unsupported(
-            f"cannot provision on {provider.name}: {reason or 'it has no offer marketplace'}"
-            " (offers from a catalogue of machine types are not supported yet)",
-            feature=ProviderFeature.OFFER_MARKETPLACE,
-        )
-    return provider
+    if isinstance(provider, OfferMarketplace):
+        return provider.search_offers, True
+    if isinstance(provider, MachineCatalogue):
+        return provider.catalogue_offers, False
+    reasons = [
+        unsupported_reason(provider, feature)
+        for feature in (ProviderFeature.OFFER_MARKETPLACE, ProviderFeature.MACHINE_CATALOGUE)
+    ]
+    said = "; ".join(r for r in reasons if r) or "it has no offers"
+    raise Unsupported(
+        f"cannot provision on {provider.name}: {said}",
+        feature=ProviderFeature.OFFER_MARKETPLACE,
+    )
 
 
 class ProviderActivities:
@@ -148,11 +163,13 @@ class ProviderActivities:
         earlier try of this same attempt already made."""
         spec = input.spec
         with provider_errors():
-            provider = marketplace_for(self._provider(spec.provider), spec)
+            provider = self._provider(spec.provider)
+            search, live = offers_for(provider, spec)
             # Independent reads, at once: each is a round trip, and they add up in every create.
             labelled, held, _ = await asyncio.gather(
                 provider.find_by_exact_label(input.label),
-                self._held_by_others(provider.name, input.label),
+                # A catalogue's offers are never rented away: nothing to claim or hold.
+                self._held_by_others(provider.name, input.label) if live else _nothing(),
                 self._ensure_account_key(provider),
             )
             for existing in labelled:
@@ -164,9 +181,7 @@ class ProviderActivities:
             # together all search at once).
             limit = self._offers_per_attempt + len(excluded) + len(held) + CLAIM_SLACK
             query = offer_query(spec, limit=limit)
-            matching = [
-                o for o in await provider.search_offers(query) if o.offer_id not in excluded
-            ]
+            matching = [o for o in await search(query) if o.offer_id not in excluded]
             if not matching:
                 raise ApplicationError(
                     "no offer matches: " + describe_search(spec, excluded=len(excluded)),
@@ -177,7 +192,7 @@ class ProviderActivities:
             for offer in in_rental_order([o for o in matching if o.offer_id not in held]):
                 if tried == self._offers_per_attempt:
                     break
-                if not await self._claim(provider.name, offer.offer_id, input.label):
+                if live and not await self._claim(provider.name, offer.offer_id, input.label):
                     continue  # another provision claimed it since the read: not a try
                 tried += 1
                 activity.heartbeat(offer.offer_id)
@@ -192,9 +207,13 @@ class ProviderActivities:
                     provider_data=dict(offer.provider_data),
                 )
                 try:
-                    created = await provider.create_instance(request)
-                except OfferUnavailable:
-                    activity.logger.info("offer %s was taken; trying the next", offer.offer_id)
+                    # A create may wait on the provider's operation (GCE: until it runs).
+                    async with heartbeating(partial(str, offer.offer_id)):
+                        created = await provider.create_instance(request)
+                except OfferUnavailable as exc:
+                    activity.logger.info(
+                        "offer %s unavailable (%s); trying the next", offer.offer_id, exc
+                    )
                     continue
                 return instance_info(provider, created, input.label, offer)
         # Retryable: the next try searches again and sees fresh offers.
@@ -303,7 +322,8 @@ class ProviderActivities:
         with provider_errors():
             if not isinstance(provider, Stoppable):
                 raise unsupported(provider, ProviderFeature.STOP_START)
-            await provider.stop_instance(instance_id)
+            async with heartbeating():  # GCE answers once its stop operation is done
+                await provider.stop_instance(instance_id)
         while True:
             current = await self._current(provider, instance_id)
             if current.status in (InstanceStatus.STOPPED, InstanceStatus.FAILED):
@@ -317,7 +337,8 @@ class ProviderActivities:
         with provider_errors():
             if not isinstance(provider, Stoppable):
                 raise unsupported(provider, ProviderFeature.STOP_START)
-            await provider.start_instance(input.instance.instance_id)
+            async with heartbeating():  # GCE answers once its start operation is done
+                await provider.start_instance(input.instance.instance_id)
         return await self._status(provider, input.instance.instance_id)
 
     @activity.defn(name=ActivityName.REBOOT_INSTANCE)

@@ -24,6 +24,7 @@ from api.openapi import install_openapi
 from api.routes import agent, api_router
 from api.temporal import TemporalConnector, TemporalUnavailable
 from core.db import make_engine, migrate
+from core.installation import with_installation
 from core.settings import Settings, get_settings
 from providers.registry import ProviderRegistry
 
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await temporal.client()
         except TemporalUnavailable as exc:
             log.warning("%s; starting anyway, will connect on first use", exc)
-        providers = ProviderRegistry.from_settings(settings)
+        providers = ProviderRegistry.from_settings(with_installation(settings, engine))
         app.state.settings = settings
         app.state.engine = engine
         app.state.temporal = temporal

@@ -27,6 +27,7 @@ from sqlmodel import Field, SQLModel
 
 from core.db_types import UtcDateTime, timestamp_field
 from core.db_types import utcnow as utcnow  # what the rows' writers stamp with
+from core.installation import Installation as Installation
 from core.offers.table import OfferReservation as OfferReservation  # on the same metadata
 from core.serverless.table import ServerlessColdStart as ServerlessColdStart
 from core.serverless.table import ServerlessEndpoint as ServerlessEndpoint
@@ -86,6 +87,10 @@ class Machine(SQLModel, table=True):
     max_price: float | None = None
     min_reliability: float | None = None
     min_vram_gb: float | None = None
+    # A machine-type catalogue's choice (GCP): see MachineSpec.
+    machine_type: str | None = Field(default=None, max_length=64)
+    zone: str | None = Field(default=None, max_length=64)
+    spot: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
 
     status: str = Field(default="starting", max_length=32, index=True)
     status_reason: str | None = Field(default=None, max_length=2000)

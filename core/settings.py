@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     temporal_metrics_port: int = 7244
     s3_port: int = 9000
     sim_port: int = 8500
+    sim_gce_port: int = 8501  # the sim's Compute Engine endpoint
 
     # Object storage
     s3_endpoint: str | None = None
@@ -71,6 +73,24 @@ class Settings(BaseSettings):
     vast_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DUMONT_VAST_API_KEY", "VAST_API_KEY")
     )
+
+    # Google Compute Engine (the real one, or the GCE-compatible endpoint in sim/)
+    gcp_project: str | None = Field(
+        default=None, validation_alias=AliasChoices("DUMONT_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT")
+    )
+    # Unset: Google's own endpoint. `dumont dev` points it at the sim (with its http:// scheme).
+    gcp_endpoint: str | None = None
+    # "default": Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS names a
+    # service-account key file); "anonymous": none, for the local cloud only.
+    gcp_credentials: Literal["default", "anonymous"] = "default"
+    # Dumont logs in to GCP VMs as this metadata user (GCE images refuse root), on this port.
+    gcp_ssh_user: str = Field(default="dumont", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    gcp_ssh_port: int = Field(default=22, ge=1, le=65535)
+
+    # This installation, on every instance it creates (GCE labels, vast.ai labels), so two
+    # installations sharing a cloud account never touch each other's instances. Unset, the
+    # database's own (made once, core/installation.py).
+    installation_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{2,29}$")
 
     # Machine lifecycle
     boot_timeout_seconds: int = Field(default=900, ge=10)

@@ -107,6 +107,7 @@ def print_summary(stack: Stack, env_path: Path) -> None:
     table.add_row("Temporal Web UI", stack.temporal_ui_url)
     table.add_row("S3 endpoint", f"{stack.s3_endpoint}  (bucket {stack.settings.s3_bucket})")
     table.add_row("Sim marketplace", f"{stack.sim_url}  (VAST_URL)")
+    table.add_row("Sim Compute Engine", f"{stack.sim_gce_url}  (DUMONT_GCP_ENDPOINT)")
     table.add_row("Database", _without_password(stack.database_url))
     table.add_row("Logs", str(stack.data_dir / "logs"))
     table.add_row("Token", stack.token)
@@ -179,6 +180,10 @@ def dev(
     sim_port: Annotated[
         int | None, typer.Option(help="Sim marketplace port [env: DUMONT_SIM_PORT; 8500]")
     ] = None,
+    sim_gce_port: Annotated[
+        int | None,
+        typer.Option(help="Sim Compute Engine port [env: DUMONT_SIM_GCE_PORT; 8501]"),
+    ] = None,
 ) -> None:
     """Start the whole product on this machine: Temporal, S3, the sim, the worker and the API."""
     settings = _settings(
@@ -191,6 +196,7 @@ def dev(
             "temporal_metrics_port": temporal_metrics_port,
             "s3_port": s3_port,
             "sim_port": sim_port,
+            "sim_gce_port": sim_gce_port,
         },
     )
     # Ports are checked before anything is written or started.

@@ -51,7 +51,24 @@ def port_claims(s: Settings) -> list[PortClaim]:
         ),
         PortClaim(s.s3_port, "S3", "DUMONT_S3_PORT", "--s3-port"),
         PortClaim(s.sim_port, "sim", "DUMONT_SIM_PORT", "--sim-port"),
+        PortClaim(s.sim_gce_port, "sim GCE", "DUMONT_SIM_GCE_PORT", "--sim-gce-port"),
     ]
+
+
+# The project the sim's GCE answers for in `dumont dev` (any name works there).
+DEV_GCP_PROJECT = "dumont-dev"
+
+
+def gce_ssh_port() -> int:
+    """Where the sim's GCE machines listen for SSH on their own loopback addresses: 22 as on
+    GCE when this process may bind it, else 2222 (the provider is told either way)."""
+    if os.geteuid() == 0:
+        return 22
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 2222
+    return 22 if start <= 22 else 2222
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,10 @@ class Stack:
         return f"http://{LOOPBACK}:{self.settings.sim_port}"
 
     @property
+    def sim_gce_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.settings.sim_gce_port}"
+
+    @property
     def database_url(self) -> str:
         return self.settings.resolved_database_url
 
@@ -109,6 +130,11 @@ class Stack:
             "DUMONT_S3_BUCKET": self.settings.s3_bucket,
             "VAST_URL": self.sim_url,
             "VAST_API_KEY": self.secrets.vast_api_key,
+            # The official client speaks plain HTTP to an endpoint with its scheme in it.
+            "DUMONT_GCP_ENDPOINT": self.sim_gce_url,
+            "DUMONT_GCP_PROJECT": DEV_GCP_PROJECT,
+            "DUMONT_GCP_CREDENTIALS": "anonymous",
+            "DUMONT_GCP_SSH_PORT": str(gce_ssh_port()),
             "DUMONT_SIM_ADMIN_TOKEN": self.secrets.sim_admin_token,
             "DUMONT_DATA_DIR": str(self.data_dir),
         }
@@ -168,6 +194,8 @@ class Stack:
             sys.executable, "-m", "sim",
             "--data-dir", str(self.data_dir / "sim"),
             "--port", str(s.sim_port),
+            "--gce-port", str(s.sim_gce_port),
+            "--gce-ssh-port", str(gce_ssh_port()),
         ]  # fmt: skip
         env = self.service_env()
         # The sim's secrets go through its environment: on a command line `ps` shows them, and

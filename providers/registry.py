@@ -15,10 +15,11 @@ from providers.base import (
     supports,
     unsupported,
 )
+from providers.gcp import GcpProvider
 from providers.vast import VastProvider
 
 # Every provider Dumont knows; the settings decide which of them are configured.
-PROVIDER_CLASSES: tuple[type[Provider], ...] = (VastProvider,)
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (VastProvider, GcpProvider)
 
 
 def declared_unsupported(name: str, feature: ProviderFeature) -> str | None:

@@ -1,4 +1,5 @@
-"""`/api/v1/offers`: what a provider's marketplace has now, filtered and sorted."""
+"""`/api/v1/offers`: what a provider offers now (a marketplace's live offers, a catalogue's
+machine types), filtered and sorted."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ async def list_offers(
     in that ranking, which the market changes between requests."""
     page = Pager(request, response, filters.limit, filters.cursor)
     wanted = min(page.offset + filters.limit + 1, MAX_RANK)
+    search, kind = service.offer_search(providers, filters.provider)
     query = OfferQuery(
+        kind=kind,
         gpu_name=filters.gpu,
         num_gpus=filters.num_gpus,
         max_price=filters.max_price,
@@ -52,7 +55,4 @@ async def list_offers(
         sort=filters.sort,
         limit=wanted,
     )
-    # Only a provider with an offer marketplace is asked; catalogue providers join here with
-    # the GCP provider.
-    found = service.marketplace(providers, filters.provider)
-    return page.window(await found.search_offers(query))
+    return page.window(await search(query))

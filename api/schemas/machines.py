@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
+from api.schemas.provider_choice import ProviderChoice, check_gcp_image, on_gcp
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind
 from core.contracts.service import (
@@ -33,10 +34,10 @@ from core.metrics.liveness import offline_after
 GPU_FIELDS = ("gpu_name", "num_gpus", "min_vram_gb")
 
 
-class MachineCreate(ApiInput):
+class MachineCreate(ProviderChoice, ApiInput):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    # First: the fields after it are checked against it.
+    # First after the provider's (ProviderChoice): the fields after it are checked against it.
     kind: MachineKind = Field(default=MachineKind.GPU, description="`cpu`: a machine with no GPU")
     gpu_name: str | None = Field(
         default=None,
@@ -93,14 +94,25 @@ class MachineCreate(ApiInput):
 
     @field_validator("ports", mode="before")
     @classmethod
-    def _ports(cls, value: object) -> object:
+    def _ports(cls, value: object, info: ValidationInfo) -> object:
+        if value and on_gcp(info):
+            raise ValueError("GCP machines do not publish ports yet")
         # Before pydantic's coercion, which would take `true` for port 1 and 8000.5 for 8000.
         return parse_ports(value) if isinstance(value, list) else value
 
     @field_validator("env")
     @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+    def _env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if value and on_gcp(info):
+            raise ValueError("GCP machines do not take environment variables yet")
         check_env(value)
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str, info: ValidationInfo) -> str:
+        if on_gcp(info):
+            check_gcp_image(value)
         return value
 
     @field_validator("on_start")
@@ -137,6 +149,10 @@ class MachineOut(BaseModel):
     image: str
     disk_gb: int
     region: str | None
+    provider: str = "vast"
+    machine_type: str | None = None
+    zone: str | None = None
+    spot: bool = False
     price_per_hour: float | None
     geolocation: str | None
     instance_id: str | None

@@ -31,8 +31,6 @@ from workflows.client import LifecycleAction, MachineClient, MachineExists
 log = logging.getLogger(__name__)
 
 MACHINES_PATH = "/api/v1/machines"
-# Where new machines run: the only provider there is, until a request can name one.
-PROVIDER = "vast"
 
 
 def machine_url(machine_id: str) -> str:
@@ -51,6 +49,9 @@ def spec_of(machine: Machine) -> MachineSpec:
         min_reliability=machine.min_reliability,
         min_vram_gb=machine.min_vram_gb,
         provider=machine.provider,
+        machine_type=machine.machine_type,
+        zone=machine.zone,
+        spot=machine.spot,
         ports=list(machine.declared_ports or []),
         on_start=machine.on_start,
     )
@@ -93,7 +94,7 @@ async def create_machine(
     owner_id: str,
     body: MachineCreate,
 ) -> Machine:
-    unsupported = unsupported_kind_reason(PROVIDER, body.kind)
+    unsupported = unsupported_kind_reason(body.provider, body.kind)
     if unsupported is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, unsupported)
     # The service's env values go to the workflow only: the row and the event keep the names.
@@ -105,7 +106,6 @@ async def create_machine(
     machine = Machine(
         id=new_machine_id(),
         owner_id=owner_id,
-        provider=PROVIDER,
         status=MachineState.STARTING.value,
         **{**asked, **service, "num_gpus": body.num_gpus or 0},
     )

@@ -29,6 +29,11 @@ class MachineSpec:
     min_reliability: float | None = None
     min_vram_gb: float | None = None
     provider: str = "vast"
+    # A provider with a machine-type catalogue (GCP): which type, which zone (None: any, the
+    # cheapest first; a stockout moves on), and Spot (preemptible, cheaper) or on-demand.
+    machine_type: str | None = None
+    zone: str | None = None
+    spot: bool = False
     # A service on the machine: container ports to publish ("8000/tcp"), environment variables
     # for its processes, and a command Dumont runs after every boot (create, start, resume,
     # wake) once the workspace is in place. Limits are in core/contracts/service.py.

@@ -7,7 +7,8 @@ from enum import StrEnum
 
 
 class ProviderFeature(StrEnum):
-    OFFER_MARKETPLACE = "offer_marketplace"  # live offers to search (vast.ai); else a catalogue
+    OFFER_MARKETPLACE = "offer_marketplace"  # live offers to search (vast.ai)
+    MACHINE_CATALOGUE = "machine_catalogue"  # machine types with list prices (GCP)
     STOP_START = "stop_start"  # stop keeping the disk, start again on the same host
     REBOOT = "reboot"
     INSTANCE_SSH_KEYS = "instance_ssh_keys"  # keys attached to a running instance

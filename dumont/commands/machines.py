@@ -105,8 +105,21 @@ def wait_until_up(
 @app.command("create")
 @reports_errors
 def create(
-    gpu: Annotated[str, typer.Option(help='GPU model, e.g. "RTX 4090".')],
-    image: Annotated[str, typer.Option(help="Docker image to run.")],
+    gpu: Annotated[
+        str | None, typer.Option(help='GPU model, e.g. "RTX 4090" (vast.ai machines).')
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(help="Docker image to run (vast.ai); a VM image on GCP [debian-12]."),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option(help="vast (GPU machines) or gcp (CPU VMs on Compute Engine).")
+    ] = "vast",
+    machine_type: Annotated[
+        str | None, typer.Option(help="GCP machine type, e.g. e2-medium [the cheapest].")
+    ] = None,
+    zone: Annotated[str | None, typer.Option(help="GCP zone, e.g. us-central1-a.")] = None,
+    spot: Annotated[bool, typer.Option(help="A GCP Spot VM (cheaper, may be preempted).")] = False,
     disk: Annotated[int, typer.Option(help="Disk size in GB.")] = 50,
     region: Annotated[
         str | None, typer.Option(help="NA, SA, EU, AS, OC, AF or an ISO country code.")
@@ -123,12 +136,22 @@ def create(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to be up.")] = 900,
     as_json: JsonOption = False,
 ) -> None:
-    """Rent a GPU machine and follow it until it is up, then print how to SSH in."""
+    """Rent a machine (a vast.ai GPU machine, or a GCP CPU VM) and follow it until it is up,
+    then print how to SSH in."""
+    on_gcp = provider == "gcp"
+    if not on_gcp and (gpu is None or image is None):
+        raise fail("a vast.ai machine needs --gpu and --image (or use --provider gcp)", 2)
+    image = image or "debian-12"
     body = {
+        "provider": provider,
+        "kind": "cpu" if on_gcp else "gpu",
+        "machine_type": machine_type,
+        "zone": zone,
+        "spot": spot or None,
         "gpu_name": gpu,
         "image": image,
         "disk_gb": disk,
-        "num_gpus": num_gpus,
+        "num_gpus": None if on_gcp else num_gpus,
         "region": region,
         "max_price": max_price,
         "min_reliability": min_reliability,
@@ -146,7 +169,8 @@ def create(
                 console.print(f"{machine_id}: {status_text(machine['status'])}")
             return
         if not as_json:
-            console.print(f"Created [bold]{machine_id}[/] ({gpu_text(gpu, num_gpus)}, {image})")
+            what = machine_type or "a CPU VM" if on_gcp else gpu_text(gpu or "", num_gpus)
+            console.print(f"Created [bold]{machine_id}[/] ({what}, {image})")
         try:
             machine = wait_until_up(client, machine_id, timeout, quiet=as_json)
         except KeyboardInterrupt:

@@ -5,6 +5,7 @@ starts from contributing/PROVIDERS.md."""
 from providers.base.capabilities import (
     AccountSshKeys,
     InstanceSshKeys,
+    MachineCatalogue,
     MarketplaceProvider,
     OfferMarketplace,
     Rebootable,
@@ -37,6 +38,7 @@ __all__ = [
     "CreateRequest",
     "InstanceNotFound",
     "InstanceSshKeys",
+    "MachineCatalogue",
     "InvalidRequest",
     "MarketplaceProvider",
     "Offer",

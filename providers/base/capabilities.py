@@ -21,6 +21,14 @@ class OfferMarketplace(Protocol):
 
 
 @runtime_checkable
+class MachineCatalogue(Protocol):
+    """Machine types at list prices, in zones (GCP): offers that are never taken by someone
+    else, though a zone may be out of capacity at create time."""
+
+    async def catalogue_offers(self, query: OfferQuery) -> list[Offer]: ...
+
+
+@runtime_checkable
 class Stoppable(Protocol):
     """Stop keeping the disk, and start again on the same host."""
 

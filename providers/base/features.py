@@ -9,6 +9,7 @@ from core.contracts.providers import ProviderFeature
 from providers.base.capabilities import (
     AccountSshKeys,
     InstanceSshKeys,
+    MachineCatalogue,
     OfferMarketplace,
     Rebootable,
     Stoppable,
@@ -20,6 +21,7 @@ from providers.base.provider import Provider
 # have no methods of their own: they are declarations only.
 CAPABILITIES: Mapping[ProviderFeature, type] = {
     ProviderFeature.OFFER_MARKETPLACE: OfferMarketplace,
+    ProviderFeature.MACHINE_CATALOGUE: MachineCatalogue,
     ProviderFeature.STOP_START: Stoppable,
     ProviderFeature.REBOOT: Rebootable,
     ProviderFeature.INSTANCE_SSH_KEYS: InstanceSshKeys,

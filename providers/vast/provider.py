@@ -29,6 +29,7 @@ from providers.base import (
 )
 from providers.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from providers.vast.errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
+from providers.vast.labels import InstallationLabels
 from providers.vast.wire import (
     PROVIDER_NAME,
     account_keys,
@@ -59,6 +60,7 @@ class VastProvider:
     name = PROVIDER_NAME
     UNSUPPORTED: ClassVar[dict[ProviderFeature, str]] = {
         ProviderFeature.CPU_MACHINES: "vast.ai rents GPU machines only",
+        ProviderFeature.MACHINE_CATALOGUE: "vast.ai sells live offers, not machine types",
     }
 
     def __init__(
@@ -70,8 +72,10 @@ class VastProvider:
         max_retries: int = 3,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        installation: str | None = None,
     ) -> None:
         self._api_key = api_key
+        self._labels = InstallationLabels(installation)
         self._retry = retry or RetryPolicy(max_retries=max_retries)
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -88,7 +92,11 @@ class VastProvider:
     def from_settings(cls, settings: Settings) -> VastProvider | Unconfigured:
         if settings.vast_api_key is None:
             return Unconfigured(cls.name, "set VAST_API_KEY (or DUMONT_VAST_API_KEY)")
-        return cls(settings.vast_url, settings.vast_api_key.get_secret_value())
+        return cls(
+            settings.vast_url,
+            settings.vast_api_key.get_secret_value(),
+            installation=settings.installation_id,
+        )
 
     def __repr__(self) -> str:
         return f"VastProvider({str(self._client.base_url)!r})"
@@ -134,7 +142,7 @@ class VastProvider:
             "client_id": "me",
             "image": request.image,
             "disk": float(request.disk_gb),
-            "label": request.label,
+            "label": self._labels.written(request.label),
             "env": create_env(request.env, request.ports),
             "onstart": request.onstart,
             "runtype": SSH_RUNTYPE,
@@ -191,7 +199,7 @@ class VastProvider:
         ]
 
     async def find_by_exact_label(self, label: str) -> list[ProviderInstance]:
-        return await self.list_instances({"label": {"eq": label}})
+        return await self.list_instances({"label": {"in": self._labels.candidates(label)}})
 
     async def list_instances(
         self, select_filters: JsonObject | None = None
@@ -215,7 +223,7 @@ class VastProvider:
             rows = body.get("instances")
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise self._unexpected("list instances", body)
-            instances.extend(parse_instance(row) for row in rows)
+            instances.extend(self._parse(row) for row in rows)
             token = body.get("next_token")
             if not token:
                 return instances
@@ -241,7 +249,12 @@ class VastProvider:
             return None  # destroyed, or never ours
         if not isinstance(row, dict):
             raise self._unexpected(f"get instance {instance_id}", body)
-        return parse_instance(row)
+        return self._parse(row)
+
+    def _parse(self, row: JsonObject) -> ProviderInstance:
+        instance = parse_instance(row)
+        instance.label = self._labels.read(instance.label)
+        return instance
 
     # --- lifecycle ------------------------------------------------------------------------
 
