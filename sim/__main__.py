@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
 
 from sim.config import SimConfig
-from sim.server import create_app
+from sim.server import create_apps
 
 
 def parse_args(argv: list[str] | None = None) -> SimConfig:
@@ -38,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     parser.add_argument("--rate-limit-scale", type=float, default=1.0)
     parser.add_argument("--stop-grace", type=float, default=1.0)
     parser.add_argument("--offers", type=int, default=320)
+    parser.add_argument("--gce-port", type=int, default=0, help="Compute Engine API; 0: free")
+    parser.add_argument(
+        "--gce-ssh-port",
+        type=int,
+        default=None,
+        help="GCE machines' SSH port on their own addresses (default 22 if bindable, else 2222)",
+    )
     args = parser.parse_args(argv)
     if not args.api_key:
         parser.error("--api-key (or DUMONT_SIM_API_KEY) is required")
@@ -55,27 +64,55 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         rate_limit_scale=args.rate_limit_scale,
         stop_grace=args.stop_grace,
         offer_count=args.offers,
+        gce_port=args.gce_port,
+        gce_ssh_port=args.gce_ssh_port,
     )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    return sock
+
+
+class _Follower(uvicorn.Server):
+    """The GCE server: the vast server owns the signals and the lifespan; this one stops
+    when told to."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def serve(config: SimConfig) -> None:
-    # Bind first so the port is known (and connections queue) before the app has restored.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    sock.listen(512)
-    port = sock.getsockname()[1]
+    # Bind first so the ports are known (and connections queue) before the apps have restored.
+    sock = _listen(config.host, config.port)
+    gce_sock = _listen(config.host, config.gce_port)
+    port, gce_port = sock.getsockname()[1], gce_sock.getsockname()[1]
+    apps = create_apps(config, on_ready=lambda: announce())
 
     def announce() -> None:
-        # The socket is already listening: calls made now queue until uvicorn accepts them.
-        sys.stdout.write(f"sim ready on http://{config.host}:{port} data_dir={config.data_dir}\n")
+        # The sockets are already listening: calls made now queue until uvicorn accepts them.
+        sys.stdout.write(
+            f"sim ready on http://{config.host}:{port} gce=http://{config.host}:{gce_port} "
+            f"gce_ssh_port={apps.sim.gce.ssh_port} data_dir={config.data_dir}\n"
+        )
         sys.stdout.flush()
 
-    app = create_app(config, on_ready=announce)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Config(apps.vast, log_level="warning", access_log=False, lifespan="on")
     )
-    await server.serve(sockets=[sock])
+    gce_server = _Follower(
+        uvicorn.Config(apps.gce, log_level="warning", access_log=False, lifespan="off")
+    )
+    gce_task = asyncio.create_task(gce_server.serve(sockets=[gce_sock]))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        gce_server.should_exit = True
+        await gce_task
 
 
 def main(argv: list[str] | None = None) -> None:

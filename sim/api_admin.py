@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, Field
 
 from sim.errors import VastError
+from sim.gce.admin import gce_admin_router
 from sim.ratelimit import RateLimiter
 from sim.runtime import Sim
 from sim.views import instance_json
@@ -172,4 +173,5 @@ def admin_router(sim: Sim) -> APIRouter:
         machines.set_gpu_load(instance_id, body.utilization, body.memory_used_mb)
         return instance_with_paths(instance_id)
 
+    router.include_router(gce_admin_router(sim.gce))
     return router

@@ -31,3 +31,7 @@ class SimConfig:
     # docker stop's grace: SIGTERM, then SIGKILL after this many seconds.
     stop_grace: float = 1.0
     offer_count: int = 320
+    # The Compute Engine endpoint's own port (0: a free one) and the port every GCE
+    # machine's SSH server takes on its own loopback address (None: 22 if bindable, else 2222).
+    gce_port: int = 0
+    gce_ssh_port: int | None = None

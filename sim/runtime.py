@@ -7,6 +7,7 @@ import logging
 from sim.catalogue import build_catalogue
 from sim.config import SimConfig
 from sim.faults import Faults
+from sim.gce.instances import GceCloud
 from sim.machines import Machines
 from sim.networks import Networks
 from sim.ratelimit import RateLimiter
@@ -40,6 +41,13 @@ class Sim:
             namespace=self.namespace,
             boot_delay=config.boot_delay,
             stop_grace=config.stop_grace,
+        )
+        self.gce = GceCloud(
+            config.data_dir.resolve(),
+            namespace=self.namespace,
+            boot_delay=lambda: self.machines.boot_delay,
+            stop_grace=config.stop_grace,
+            ssh_port=config.gce_ssh_port,
         )
         self.faults = Faults()
         self.limiter = RateLimiter(config.rate_limit_scale) if config.rate_limit else None

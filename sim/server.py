@@ -1,10 +1,12 @@
-"""The sim's FastAPI app: vast.ai's routes, the admin API, and the fault/latency/limit layer."""
+"""The sim's FastAPI apps: vast.ai's routes, the admin API, and the fault/latency/limit layer;
+and the Compute Engine app (sim/gce), served on its own socket over the same Sim."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -14,23 +16,40 @@ from sim.api_admin import admin_router
 from sim.api_vast import caller_key, vast_router
 from sim.config import SimConfig
 from sim.errors import VastError
+from sim.gce.app import create_gce_app
+from sim.gce.errors import GceError
 from sim.runtime import Sim
 
 ADMIN_PREFIX = "/sim/admin"
 
 
+@dataclass
+class SimApps:
+    vast: FastAPI
+    # Has no lifespan: the vast app's restores and shuts down the GCE machines as well.
+    gce: FastAPI
+    sim: Sim
+
+
 def create_app(config: SimConfig, on_ready: Callable[[], None] | None = None) -> FastAPI:
-    """The app for `config`; `on_ready` is called once every saved instance is restored."""
+    """The vast app for `config` (GCE machines are restored, their endpoint not served)."""
+    return create_apps(config, on_ready).vast
+
+
+def create_apps(config: SimConfig, on_ready: Callable[[], None] | None = None) -> SimApps:
+    """Both apps for `config`; `on_ready` is called once every saved instance is restored."""
     sim = Sim(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await sim.machines.restore()
+        await sim.gce.restore()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            await sim.gce.shutdown()
             await sim.machines.shutdown()
 
     app = FastAPI(
@@ -41,6 +60,10 @@ def create_app(config: SimConfig, on_ready: Callable[[], None] | None = None) ->
     @app.exception_handler(VastError)
     async def vast_error(request: Request, exc: VastError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(GceError)
+    async def gce_error(request: Request, exc: GceError) -> JSONResponse:
+        return exc.response()  # from the admin API's GCE routes
 
     @app.middleware("http")
     async def faults_and_limits(
@@ -63,4 +86,4 @@ def create_app(config: SimConfig, on_ready: Callable[[], None] | None = None) ->
 
     app.include_router(vast_router(sim))
     app.include_router(admin_router(sim))
-    return app
+    return SimApps(vast=app, gce=create_gce_app(sim.gce), sim=sim)

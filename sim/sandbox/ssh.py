@@ -2,7 +2,9 @@
 to the machine's own loopback (forwarding.py), over asyncssh.
 
 Only the public keys currently attached to the machine are let in (checked on each login, so a
-key attached while running works at once). Every session is a real subprocess started through
+key attached while running works at once); any username will do, as on vast.ai. A machine may
+instead check (username, key) pairs itself (GCE's metadata users) and give each login user its
+own environment. Every session is a real subprocess started through
 `processes.spawn`, so it sees the machine's /workspace and carries the machine's markers.
 """
 
@@ -84,6 +86,8 @@ class _Auth(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         offered = " ".join(key.export_public_key("openssh").decode().split()[:2])
+        if self._machine.authorize is not None:
+            return self._machine.authorize(username, offered)
         return offered in self._machine.authorized_keys()
 
     def connection_requested(
@@ -156,19 +160,26 @@ class MachineSSH:
         layout: MachineLayout,
         environment: Callable[[], dict[str, str]],
         authorized_keys: Callable[[], set[str]],
+        *,
+        authorize: Callable[[str, str], bool] | None = None,
+        user_environment: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self.layout = layout
         self.environment = environment
         self.authorized_keys = authorized_keys
+        # (username, "ssh-ed25519 AAAA...") -> allowed; replaces the any-username key check.
+        self.authorize = authorize
+        # The login user's environment (USER, HOME, ...), replacing `environment`.
+        self.user_environment = user_environment
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.activity = InteractiveActivity(layout)
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
-    async def start(self, port: int) -> int:
-        """Listen on 127.0.0.1:`port` (0: any free port); returns the port."""
+    async def start(self, port: int, host: str = "127.0.0.1") -> int:
+        """Listen on `host`:`port` (0: any free port); returns the port."""
         self.activity.write()
         self._acceptor = await asyncssh.listen(
-            "127.0.0.1",
+            host,
             port,
             server_host_keys=[load_host_key(self.layout)],
             server_factory=lambda: _Auth(self),
@@ -197,7 +208,10 @@ class MachineSSH:
         self.connections.clear()
 
     def _env(self, process: asyncssh.SSHServerProcess[bytes]) -> dict[str, str]:
-        env = dict(self.environment())
+        if self.user_environment is not None:
+            env = dict(self.user_environment(str(process.get_extra_info("username") or "")))
+        else:
+            env = dict(self.environment())
         env["DUMONT_SIM_SSH_FILE"] = str(self.layout.ssh_file)
         for name, value in (process.env or {}).items():
             name_text = os.fsdecode(name) if isinstance(name, bytes) else str(name)
