@@ -42,7 +42,6 @@ class AgentInstallActivities:
         api_url: str,
         interval_seconds: int,
         workspace: str = "/workspace",
-        ssh_username: str = "root",
         connect_timeout_seconds: float = 20.0,
     ) -> None:
         self._providers = providers
@@ -51,7 +50,6 @@ class AgentInstallActivities:
         self._api_url = api_url
         self._interval = interval_seconds
         self._workspace = workspace
-        self._ssh_username = ssh_username
         self._connect_timeout = connect_timeout_seconds
 
     @activity.defn(name=ActivityName.INSTALL_AGENT)
@@ -71,6 +69,7 @@ class AgentInstallActivities:
             return InstallAgentResult(installed=False, detail=f"provider reports {shown}")
         host = current.ssh_host or info.ssh_host
         port = current.ssh_port or info.ssh_port
+        user = current.ssh_user or info.ssh_user  # the provider's word is the newer one
         if not host or not port:
             return InstallAgentResult(installed=False, detail="the instance has no SSH address")
         async with heartbeating():
@@ -78,7 +77,7 @@ class AgentInstallActivities:
                 async with asyncssh.connect(
                     host,
                     port,
-                    username=self._ssh_username,
+                    username=user,
                     client_keys=[self._key],
                     known_hosts=None,  # a fresh machine has a fresh host key; the provider vouches
                     agent_path=None,
@@ -98,7 +97,7 @@ class AgentInstallActivities:
                 raise ApplicationError(str(exc), type=ErrorType.AGENT_DEPLOY_FAILED) from None
             except (OSError, asyncssh.Error, TimeoutError) as exc:
                 raise ApplicationError(
-                    f"SSH to {host}:{port} failed: {type(exc).__name__}: {exc}".rstrip(": "),
+                    f"SSH to {user}@{host}:{port} failed: {type(exc).__name__}: {exc}".rstrip(": "),
                     type=ErrorType.MACHINE_UNREACHABLE,
                 ) from None
         activity.logger.info("agent installed on %s in %s", input.machine_id, install_dir)

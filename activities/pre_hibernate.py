@@ -38,7 +38,7 @@ class PreHibernateActivities:
         )
         try:
             async with connect_machine(
-                self._identity, instance.ssh_host, instance.ssh_port
+                self._identity, instance.ssh_host, instance.ssh_port, instance.ssh_user
             ) as conn:
                 try:
                     result = await asyncio.wait_for(

@@ -101,6 +101,7 @@ def instance_info(
         geolocation=instance.geolocation or (offer.geolocation if offer else None),
         ssh_host=instance.ssh_host,
         ssh_port=instance.ssh_port,
+        ssh_user=instance.ssh_user,
         provider_data=dict(instance.provider_data),
         unsupported=unsupported_map(provider),
         ports=dict(instance.ports),
@@ -140,7 +141,6 @@ class ProviderActivities:
         *,
         offers_per_attempt: int = 5,
         poll_seconds: float = 3.0,
-        ssh_username: str = "root",
         ssh_timeout_seconds: float = 10.0,
         reservations: OfferReservations | None = None,
     ) -> None:
@@ -150,7 +150,6 @@ class ProviderActivities:
         self._key = identity.load()
         self._offers_per_attempt = offers_per_attempt
         self._poll_seconds = poll_seconds
-        self._ssh_username = ssh_username
         self._ssh_timeout = ssh_timeout_seconds
 
     def _provider(self, name: str) -> Provider:
@@ -289,6 +288,7 @@ class ProviderActivities:
                 info,
                 ssh_host=current.ssh_host,
                 ssh_port=current.ssh_port,
+                ssh_user=current.ssh_user,
                 provider_data={**info.provider_data, **current.provider_data},
                 unsupported=unsupported_map(provider),
                 # Published only once the instance runs, and a start may move them.
@@ -299,7 +299,7 @@ class ProviderActivities:
                 problem = await ssh_answers(
                     current.ssh_host,
                     current.ssh_port,
-                    username=self._ssh_username,
+                    username=current.ssh_user,  # the instance's login, not a global one
                     key=self._key,
                     limit_seconds=self._ssh_timeout,
                 )

@@ -288,6 +288,7 @@ def _project_instance(machine: Machine, info: InstanceInfo | None) -> None:
     machine.geolocation = info.geolocation if info else None
     machine.ssh_host = info.ssh_host if info else None
     machine.ssh_port = info.ssh_port if info else None
+    machine.ssh_user = info.ssh_user if info else None
     machine.ports = dict(info.ports) if info and info.ports else None
     machine.disk_price_per_hour = info.disk_price_per_hour if info else None
 

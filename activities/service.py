@@ -92,7 +92,7 @@ class ServiceActivities:
             raise ApplicationError("the machine has no SSH address", type=ErrorType.INSTANCE_GONE)
         try:
             async with connect_machine(
-                self._identity, instance.ssh_host, instance.ssh_port
+                self._identity, instance.ssh_host, instance.ssh_port, instance.ssh_user
             ) as conn:
                 result = await asyncio.wait_for(
                     conn.run("sh -s", input=launch_script(input), check=False),

@@ -99,6 +99,8 @@ class Machine(SQLModel, table=True):
     geolocation: str | None = Field(default=None, max_length=200)
     ssh_host: str | None = Field(default=None, max_length=255)
     ssh_port: int | None = None
+    # The instance's login user; null on rows from before the column (vast's root).
+    ssh_user: str | None = Field(default=None, max_length=64)
 
     created_at: datetime = timestamp_field(nullable=False)
     updated_at: datetime = timestamp_field(nullable=False)

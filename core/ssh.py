@@ -42,10 +42,11 @@ class MachineUnreachable(RuntimeError):
 
 @contextlib.asynccontextmanager
 async def connect_machine(
-    identity: SshIdentity, host: str, port: int, user: str = "root", connect_seconds: float = 30.0
+    identity: SshIdentity, host: str, port: int, user: str, connect_seconds: float = 30.0
 ) -> AsyncIterator[asyncssh.SSHClientConnection]:
-    """An SSH session to a machine as Dumont. Host keys are not checked: a fresh instance has a
-    fresh key, and the provider's API is what vouches for the address."""
+    """An SSH session to a machine as Dumont, logged in as `user` (the instance's `ssh_user`;
+    no default: a provider other than vast may refuse root). Host keys are not checked: a
+    fresh instance has a fresh key, and the provider's API is what vouches for the address."""
     try:
         conn = await asyncssh.connect(
             host,

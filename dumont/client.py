@@ -184,7 +184,7 @@ class DumontClient:
 
     def wake(self, machine_id: str, body: dict[str, Any], *, wait: bool) -> JSON:
         """`{"success", "instance_id", "vast_instance_id", "ssh_host", "ssh_port",
-        "time_taken"}`, or the 202 answer (no wait)."""
+        "ssh_user", "time_taken"}`, or the 202 answer (no wait)."""
         return self.request(
             "POST",
             f"/api/instances/{machine_id}/wake",

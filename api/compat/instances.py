@@ -186,6 +186,7 @@ async def wake(
         vast_instance_id=int(provider_id) if provider_id.isdigit() else provider_id,
         ssh_host=result.instance.ssh_host,
         ssh_port=result.instance.ssh_port,
+        ssh_user=result.instance.ssh_user,
         time_taken=round(result.seconds, 3),
     )
 

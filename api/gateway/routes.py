@@ -53,6 +53,8 @@ class Route:
     readiness_path: str
     max_pending: int
     resume_timeout: float
+    # The machine's SSH login (its provider's `ssh_user`), for `via_ssh` forwards.
+    ssh_user: str = "root"
     updated_at: datetime | None = None
 
     @property
@@ -71,6 +73,7 @@ class Route:
             address=instance.ports.get(self.port) if instance else None,
             ssh_host=instance.ssh_host if instance else None,
             ssh_port=instance.ssh_port if instance else None,
+            ssh_user=instance.ssh_user if instance else self.ssh_user,
         )
 
 
@@ -103,6 +106,7 @@ def load_route(engine: Engine, machine_id: str) -> Route | None:
         address=(machine.ports or {}).get(port),
         ssh_host=machine.ssh_host,
         ssh_port=machine.ssh_port,
+        ssh_user=machine.ssh_user or "root",  # rows written before the column: vast's root
         key_hash=endpoint.key_hash,
         public=endpoint.public,
         via_ssh=endpoint.via_ssh,
@@ -203,6 +207,7 @@ class RouteTable:
             address=held.address,
             ssh_host=held.ssh_host,
             ssh_port=held.ssh_port,
+            ssh_user=held.ssh_user,
         )
 
     def _evict(self) -> None:

@@ -26,7 +26,7 @@ class TunnelUnavailable(Exception):
 class Tunnels(Protocol):
     async def local_address(self, route: Route) -> str:
         """A "host:port" on this host that reaches `route.port` on the machine's own loopback
-        over SSH (`route.ssh_host`, `route.ssh_port`)."""
+        over SSH (`route.ssh_host`, `route.ssh_port`, as `route.ssh_user`)."""
         ...
 
     async def drop(self, machine_id: str) -> None:
@@ -54,7 +54,7 @@ class SshTunnelSeam:
         port = int(route.port.split("/", 1)[0])
         try:
             host, local = await self._get().address(
-                route.machine_id, route.ssh_host, route.ssh_port, port
+                route.machine_id, route.ssh_host, route.ssh_port, port, user=route.ssh_user
             )
         except SshTunnelError as err:
             raise TunnelUnavailable(f"the machine's SSH connection failed: {err}") from err

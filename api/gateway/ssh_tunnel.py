@@ -4,7 +4,8 @@ A provider publishes a declared port on its public address (vast.ai maps it for 
 a service that must not be exposed binds the machine's loopback instead, and the gateway
 reaches it through a local port forward over SSH, as `ssh -L` does. One SSH connection per
 machine carries every forward to it and is kept between requests; it is rebuilt when the
-machine's SSH address changes (a resume on a new host) or the connection is gone.
+machine's SSH address or login user changes (a resume on a new host, or on another provider)
+or the connection is gone.
 
 A forward whose connection died unnoticed (a host that vanished without a reset is found by
 keepalives, within ~45 s) fails its first connection: the caller drops the machine's tunnel
@@ -39,22 +40,20 @@ class SshTunnelError(ConnectionError):
 class _Tunnel:
     host: str
     port: int
+    user: str
     conn: asyncssh.SSHClientConnection
     # remote port on the machine's loopback -> the local listener forwarding to it
     forwards: dict[int, asyncssh.SSHListener] = field(default_factory=dict)
 
-    def serves(self, host: str, port: int) -> bool:
-        return (self.host, self.port) == (host, port) and not self.conn.is_closed()
+    def serves(self, host: str, port: int, user: str) -> bool:
+        return (self.host, self.port, self.user) == (host, port, user) and not self.conn.is_closed()
 
 
 class SshTunnels:
     """Local addresses that forward to machines' loopback ports, one SSH connection each."""
 
-    def __init__(
-        self, identity: SshIdentity, *, user: str = "root", connect_seconds: float = 15.0
-    ) -> None:
+    def __init__(self, identity: SshIdentity, *, connect_seconds: float = 15.0) -> None:
         self._key = identity.load()
-        self._user = user
         self._connect_seconds = connect_seconds
         self._tunnels: dict[str, _Tunnel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -65,23 +64,24 @@ class SshTunnels:
         return cls(ensure_identity(settings.ssh_key_path))
 
     async def address(
-        self, machine_id: str, ssh_host: str, ssh_port: int, remote_port: int
+        self, machine_id: str, ssh_host: str, ssh_port: int, remote_port: int, *, user: str
     ) -> tuple[str, int]:
-        """A local (host, port) whose connections reach the machine's 127.0.0.1:`remote_port`.
-        Raises SshTunnelError when the machine's SSH server cannot be reached."""
+        """A local (host, port) whose connections reach the machine's 127.0.0.1:`remote_port`,
+        logged in as `user` (the machine's own, as its provider reports it). Raises
+        SshTunnelError when the machine's SSH server cannot be reached."""
         tunnel = self._tunnels.get(machine_id)
-        if tunnel is not None and tunnel.serves(ssh_host, ssh_port):
+        if tunnel is not None and tunnel.serves(ssh_host, ssh_port, user):
             listener = tunnel.forwards.get(remote_port)
             if listener is not None:
                 return _LOOPBACK, listener.get_port()
         # One connect per machine at a time: concurrent first requests share it.
         async with self._locks.setdefault(machine_id, asyncio.Lock()):
             tunnel = self._tunnels.get(machine_id)
-            if tunnel is not None and not tunnel.serves(ssh_host, ssh_port):
+            if tunnel is not None and not tunnel.serves(ssh_host, ssh_port, user):
                 await self._close(machine_id)
                 tunnel = None
             if tunnel is None:
-                tunnel = await self._connect(ssh_host, ssh_port)
+                tunnel = await self._connect(ssh_host, ssh_port, user)
                 self._tunnels[machine_id] = tunnel
             listener = tunnel.forwards.get(remote_port)
             if listener is None:
@@ -98,12 +98,12 @@ class SshTunnels:
             await self._close(machine_id)
         self._locks.clear()
 
-    async def _connect(self, host: str, port: int) -> _Tunnel:
+    async def _connect(self, host: str, port: int, user: str) -> _Tunnel:
         try:
             conn = await asyncssh.connect(
                 host,
                 port,
-                username=self._user,
+                username=user,
                 client_keys=[self._key],
                 known_hosts=None,  # a fresh machine has a fresh host key; the provider vouches
                 agent_path=None,
@@ -112,8 +112,8 @@ class SshTunnels:
                 keepalive_interval=_KEEPALIVE_SECONDS,
             )
         except (OSError, asyncssh.Error, TimeoutError) as exc:
-            raise SshTunnelError(f"cannot reach {host}:{port} over SSH: {exc}") from exc
-        return _Tunnel(host, port, conn)
+            raise SshTunnelError(f"cannot reach {user}@{host}:{port} over SSH: {exc}") from exc
+        return _Tunnel(host, port, user, conn)
 
     async def _forward(
         self, machine_id: str, tunnel: _Tunnel, remote_port: int

@@ -32,6 +32,8 @@ from core.metrics.liveness import offline_after
 
 # Fields about the GPU: a cpu machine has none of them.
 GPU_FIELDS = ("gpu_name", "num_gpus", "min_vram_gb")
+# Who a machine recorded before `ssh_user` existed logs in as (vast's containers: root).
+DEFAULT_SSH_USER = "root"
 
 
 class MachineCreate(ProviderChoice, ApiInput):
@@ -158,6 +160,9 @@ class MachineOut(BaseModel):
     instance_id: str | None
     ssh_host: str | None
     ssh_port: int | None
+    # Who `ssh` logs in as: root on vast, the instance's metadata user on GCE (null while the
+    # machine has no address).
+    ssh_user: str | None = None
     created_at: datetime
     updated_at: datetime
     # The agent's latest report.
@@ -186,6 +191,14 @@ class MachineOut(BaseModel):
             return {} if info.field_name == "published_ports" else []
         return value
 
+    @field_validator("ssh_user", mode="after")
+    @classmethod
+    def _root_when_unrecorded(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Rows from before the column hold NULL next to an address: those were root logins.
+        if value is None and info.data.get("ssh_host") is not None:
+            return DEFAULT_SSH_USER
+        return value
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def online(self) -> bool:
@@ -201,7 +214,7 @@ class MachineOut(BaseModel):
         """The command that logs in, once the machine has an address."""
         if self.ssh_host is None or self.ssh_port is None:
             return None
-        return f"ssh -p {self.ssh_port} root@{self.ssh_host}"
+        return f"ssh -p {self.ssh_port} {self.ssh_user or DEFAULT_SSH_USER}@{self.ssh_host}"
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -193,6 +193,7 @@ class WakeOut(BaseModel):
     vast_instance_id: int | str = Field(description="The new provider instance")
     ssh_host: str | None
     ssh_port: int | None
+    ssh_user: str = Field(default="root", description="Who to log in as over SSH")
     time_taken: float = Field(description="Seconds from the wake request to running")
 
 

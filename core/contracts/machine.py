@@ -56,6 +56,9 @@ class InstanceInfo:
     geolocation: str | None = None
     ssh_host: str | None = None
     ssh_port: int | None = None
+    # Who Dumont logs in as (the provider's `ProviderInstance.ssh_user`); the default keeps
+    # payloads recorded before the field existed decoding as the root logins they were.
+    ssh_user: str = "root"
     # Provider-specific fields (a GCE zone and machine type), opaque to everyone but the
     # provider that wrote them.
     provider_data: dict[str, str] = field(default_factory=dict)

@@ -81,6 +81,9 @@ class ProviderInstance:
     ssh_host: str | None
     ssh_port: int | None
     status_msg: str | None = None
+    # The login user the instance accepts Dumont's key for: root on vast's containers; the
+    # user named in the instance's `ssh-keys` metadata (passwordless sudo) on GCE.
+    ssh_user: str = "root"
     provider_data: dict[str, str] = field(default_factory=dict)
     # Each published container port ("8000/tcp") -> its public address ("203.0.113.7:41234");
     # SSH's port not included. Empty until the instance runs.

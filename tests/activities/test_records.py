@@ -31,6 +31,7 @@ INSTANCE = InstanceInfo(
     geolocation="Lisbon, PT",
     ssh_host="127.0.0.1",
     ssh_port=40022,
+    ssh_user="dumont",  # a provider whose instances refuse root
 )
 
 
@@ -72,7 +73,7 @@ def test_state_changes_write_events_and_projection_once(engine: Engine) -> None:
         0.42,
         "Lisbon, PT",
     )
-    assert (machine.ssh_host, machine.ssh_port) == ("127.0.0.1", 40022)
+    assert (machine.ssh_host, machine.ssh_port, machine.ssh_user) == ("127.0.0.1", 40022, "dumont")
     assert machine.gpu_name == "RTX 4090" and machine.owner_id == owner_id
     assert [(e.state, e.data["seq"]) for e in events] == [("starting", 1), ("running", 2)]
 
@@ -81,6 +82,7 @@ def test_state_changes_write_events_and_projection_once(engine: Engine) -> None:
         machine = session.get(Machine, "m1")
     assert machine is not None and machine.status == "destroyed"
     assert (machine.instance_id, machine.ssh_host, machine.price_per_hour) == (None, None, None)
+    assert machine.ssh_user is None
 
 
 def test_instances_are_recorded_once_and_marked_destroyed(engine: Engine) -> None:

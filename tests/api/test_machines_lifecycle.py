@@ -61,7 +61,7 @@ async def ssh_run(machine: dict[str, Any], key: asyncssh.SSHKey, command: str) -
     async with asyncssh.connect(
         machine["ssh_host"],
         machine["ssh_port"],
-        username="root",
+        username=machine["ssh_user"],
         client_keys=[key],
         known_hosts=None,
         login_timeout=10,
@@ -85,6 +85,7 @@ async def test_a_machine_from_create_to_destroy(live_api: Api, sim: SimHandle) -
 
     machine = await until_status(api, machine_id, "running")
     assert machine["instance_id"] and machine["price_per_hour"] > 0
+    assert machine["ssh_user"] == "root"  # what vast's containers take
     assert machine["ssh"] == f"ssh -p {machine['ssh_port']} root@{machine['ssh_host']}"
 
     # A key added while the machine runs reaches it.

@@ -29,7 +29,7 @@ async def ssh(user: ApiUser, machine_id: str, key: asyncssh.SSHKey, command: str
         )
     machine = response.json()
     async with asyncssh.connect(
-        machine["ssh_host"], machine["ssh_port"], username="root", client_keys=[key],
+        machine["ssh_host"], machine["ssh_port"], username=machine["ssh_user"], client_keys=[key],
         known_hosts=None,
     ) as conn:  # fmt: skip
         return str((await conn.run(command, check=True)).stdout)

@@ -52,14 +52,14 @@ async def test_a_loopback_only_service_answers_through_the_tunnel_across_drops_a
         ssh_port = await first.start()
         # The gateway's first requests to a machine arrive together: they share one tunnel.
         addresses = await asyncio.gather(
-            *(tunnels.address("m1", "127.0.0.1", ssh_port, port) for _ in range(8))
+            *(tunnels.address("m1", "127.0.0.1", ssh_port, port, user="root") for _ in range(8))
         )
         address = addresses[0]
         assert set(addresses) == {address} and address[0] == "127.0.0.1"
         # The service starts with the machine: until it listens, forwarded connections close.
         assert await until(lambda: _get_id(address), "the service answers") == own_id
         # Later calls reuse the same forward, over the same connection.
-        assert await tunnels.address("m1", "127.0.0.1", ssh_port, port) == address
+        assert await tunnels.address("m1", "127.0.0.1", ssh_port, port, user="root") == address
 
         # The SSH connection is cut under the tunnel: requests through it fail, the machine
         # cannot be reached while the network is down, and once it is back the next
@@ -67,15 +67,15 @@ async def test_a_loopback_only_service_answers_through_the_tunnel_across_drops_a
         first.cut()
         assert await _get_id(address) is None
         with pytest.raises(SshTunnelError):
-            await tunnels.address("m1", "127.0.0.1", ssh_port, port)
+            await tunnels.address("m1", "127.0.0.1", ssh_port, port, user="root")
         first.restore()
-        again = await tunnels.address("m1", "127.0.0.1", ssh_port, port)
+        again = await tunnels.address("m1", "127.0.0.1", ssh_port, port, user="root")
         assert await _get_id(again) == own_id
 
         # A resume on a new host: another SSH address for the same machine id. The tunnel
         # moves there; the old path can go away without touching it.
         second = TcpProxy("127.0.0.1", machine["ssh_port"])
-        moved = await tunnels.address("m1", "127.0.0.1", await second.start(), port)
+        moved = await tunnels.address("m1", "127.0.0.1", await second.start(), port, user="root")
         first.cut()
         assert await _get_id(moved) == own_id
 

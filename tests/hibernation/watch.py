@@ -73,7 +73,9 @@ async def run_on(identity: SshIdentity, snapshot: MachineSnapshot, command: str)
     """A shell command on the machine's current instance, as Dumont; its stdout."""
     instance = snapshot.instance
     assert instance is not None and instance.ssh_host and instance.ssh_port
-    async with connect_machine(identity, instance.ssh_host, instance.ssh_port) as conn:
+    async with connect_machine(
+        identity, instance.ssh_host, instance.ssh_port, instance.ssh_user
+    ) as conn:
         result = await conn.run(command, check=True)
     return str(result.stdout)
 

@@ -78,8 +78,13 @@ class FakeCloud:
         hook_exit_status: int = 0,
         unsupported: dict[str, str] | None = None,
         on_start_error: str | None = None,
+        ssh_user: str = "root",
     ) -> None:
         self.policy = policy
+        # The login user the fake provider reports for its instances.
+        self.ssh_user = ssh_user
+        # (what, user) of every SSH login the workflow asked an activity for.
+        self.ssh_logins: list[tuple[str, str]] = []
         self.offers = list(offers)
         self.boot_seconds = boot_seconds  # attempt number (1-based) -> seconds to boot
         self.fail_attempts = fail_attempts  # the first N instances fail to start
@@ -162,6 +167,7 @@ class FakeCloud:
             num_gpus=1,
             price_per_hour=0.4,
             geolocation="Lisbon, PT",
+            ssh_user=self.ssh_user,
             unsupported=dict(self.unsupported),
         )
 
@@ -323,6 +329,7 @@ class FakeCloud:
     @activity.defn(name=ActivityName.RUN_PRE_HIBERNATE)
     async def run_pre_hibernate(self, input: PreHibernateInput) -> PreHibernateResult:
         self.hooks_run.append(input.command)
+        self.ssh_logins.append(("hook", input.instance.ssh_user))
         ok = self.hook_exit_status == 0
         return PreHibernateResult(
             ok=ok, exit_status=self.hook_exit_status, output="" if ok else "checkpoint failed"
@@ -336,6 +343,7 @@ class FakeCloud:
     @activity.defn(name=ActivityName.SNAPSHOT_WORKSPACE)
     async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
         self.calls.append(f"snapshot {request.snapshot_id}")
+        self.ssh_logins.append(("snapshot", request.ssh_user))
         if self.snapshot_gate is not None:
             await self.snapshot_gate.wait()
         if self.snapshot_error is not None:
@@ -357,6 +365,7 @@ class FakeCloud:
     @activity.defn(name=ActivityName.RESTORE_WORKSPACE)
     async def restore_workspace(self, request: RestoreRequest) -> RestoreResult:
         self.calls.append(f"restore {request.snapshot_id}")
+        self.ssh_logins.append(("restore", request.ssh_user))
         files = self.snapshots[request.snapshot_id]
         self._running().workspace = dict(files)
         size = sum(len(v) for v in files.values())
