@@ -90,7 +90,5 @@ class ProviderInstance:
     ports: dict[str, str] = field(default_factory=dict)
     # What the instance costs per hour while stopped (its disk); None when not known.
     disk_price_per_hour: float | None = None
-    # The login user its SSH accepts (vast.ai containers: root; GCE: the metadata user).
-    ssh_user: str = "root"
     # The provider took it away (a spot VM preempted), as opposed to a stop Dumont asked for.
     interrupted: bool = False
