@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.db import session_scope
 from core.models import Machine
 from tests.api.conftest import Api
 
 
-def _machine(owner_id: str, machine_id: str, **where: object) -> Machine:
+def _machine(owner_id: str, machine_id: str, **where: Any) -> Machine:
     return Machine(
         id=machine_id,
         owner_id=owner_id,
