@@ -89,7 +89,10 @@ async def test_vast_has_every_capability_and_rents_gpus_only() -> None:
         assert unsupported_reason(vast, ProviderFeature.CPU_MACHINES) == (
             "vast.ai rents GPU machines only"
         )
-        assert unsupported_map(vast) == {"cpu_machines": "vast.ai rents GPU machines only"}
+        assert unsupported_map(vast) == {
+            "cpu_machines": "vast.ai rents GPU machines only",
+            "machine_catalogue": "vast.ai sells live offers, not machine types",
+        }
         with pytest.raises(Unsupported, match="GPU machines only"):
             await vast.search_offers(OfferQuery(kind=MachineKind.CPU))
     finally:
