@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from google.api_core import exceptions
@@ -13,7 +15,7 @@ from tests.sim.gce.helpers import ZONE, Gce, call, clients, create, instance, wa
 PREEMPTED = 'operationType="compute.instances.preempted"'
 
 
-def _insert(gce: Gce, name: str, zone: str = ZONE, **kwargs: object) -> compute_v1.Operation:
+def _insert(gce: Gce, name: str, zone: str = ZONE, **kwargs: Any) -> compute_v1.Operation:
     return gce.instances.insert_unary(
         project=gce.project, zone=zone, instance_resource=instance(name, zone=zone, **kwargs)
     )
@@ -70,8 +72,8 @@ async def test_stockout_on_start_until_cleared(gce_sim: SimHandle) -> None:
         vm = await call(gce.instances.get, project=gce.project, zone=zone, instance="vm-s")
         assert vm.status == "TERMINATED"
     await gce_sim.gce_admin.clear_stockout(zone)
-    op = await call(gce.instances.start, project=gce.project, zone=zone, instance="vm-s")
-    await call(op.result, timeout=30)
+    future = await call(gce.instances.start, project=gce.project, zone=zone, instance="vm-s")
+    await call(future.result, timeout=30)
     vm = await call(gce.instances.get, project=gce.project, zone=zone, instance="vm-s")
     assert vm.status == "RUNNING"
 
