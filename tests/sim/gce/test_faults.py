@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncssh
 import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import compute_v1
 
 from tests.fixtures.sim import SimHandle
-from tests.sim.gce.helpers import ZONE, Gce, call, clients, create, instance, wait
+from tests.sim.gce.helpers import (
+    ZONE,
+    Gce,
+    call,
+    clients,
+    create,
+    instance,
+    nat_ip,
+    new_key,
+    ssh_keys,
+    wait,
+)
+from tests.sim.helpers import alive
 
 PREEMPTED = 'operationType="compute.instances.preempted"'
 
@@ -129,8 +142,16 @@ async def test_storms_map_to_the_clients_exceptions(gce_sim: SimHandle) -> None:
 
 async def test_preemption_with_stop(gce_sim: SimHandle) -> None:
     gce = clients(gce_sim)
-    vm = await call(create, gce, "vm-spot", spot=True)
+    key = new_key()
+    vm = await call(create, gce, "vm-spot", spot=True, keys=ssh_keys(dev=key))
+    async with asyncssh.connect(
+        nat_ip(vm), gce_sim.gce_ssh_port, username="dev", client_keys=[key], known_hosts=None
+    ) as conn:
+        started = await conn.run("nohup setsid sleep 1000 >/dev/null 2>&1 & echo $!", check=True)
+    pid = int(str(started.stdout))
+    assert alive(pid)
     event = await gce_sim.gce_admin.preempt(gce.project, ZONE, "vm-spot")
+    assert not alive(pid)  # killed at once, no grace
     assert event["name"].startswith("systemevent-")
     after = await call(gce.instances.get, project=gce.project, zone=ZONE, instance="vm-spot")
     assert after.status == "TERMINATED" and after.last_stop_timestamp
