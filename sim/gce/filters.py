@@ -129,7 +129,9 @@ class _Parser:
         op_kind, op = self._next()
         if op_kind != "op":
             raise invalid(f"Invalid list filter expression '{self.text}'.")
-        _, wanted = self._next()
+        value_kind, wanted = self._next()
+        if value_kind not in ("value", "word"):
+            raise invalid(f"Invalid list filter expression '{self.text}'.")
 
         def test(item: dict[str, Any]) -> bool:
             present, actual = _lookup(item, field)
