@@ -19,7 +19,11 @@ class Settings(BaseSettings):
     """One settings object shared by the API, the worker, the CLI and `dumont dev`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DUMONT_", env_file=".env", env_ignore_empty=True, extra="ignore"
+        env_prefix="DUMONT_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir)

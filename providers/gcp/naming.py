@@ -40,10 +40,11 @@ def label_filter(installation: str, label: str | None = None) -> str:
     return " AND ".join(terms)
 
 
-def insert_request_id(name: str, zone: str) -> str:
+def insert_request_id(name: str, zone: str, generation: int = 0) -> str:
     """The same id for every try of one insert: GCE answers a repeat with the first one's
-    operation instead of acting twice."""
-    return str(uuid.uuid5(_REQUEST_NAMESPACE, f"insert/{zone}/{name}"))
+    operation instead of acting twice. An insert known to have failed (its operation ended in
+    an error, which GCE would replay) is tried again under the next generation."""
+    return str(uuid.uuid5(_REQUEST_NAMESPACE, f"insert/{zone}/{name}/{generation}"))
 
 
 def new_request_id() -> str:

@@ -90,6 +90,9 @@ class GcpProvider:
         self._ssh_user = ssh_user
         self._ssh_port = ssh_port
         self._stockouts: dict[tuple[str, str, bool], float] = {}
+        # Inserts whose operation failed, by (name, zone): their next try needs a new id. Lost
+        # with the process, which costs one replayed failure after a restart, nothing more.
+        self._failed_inserts: dict[tuple[str, str], int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GcpProvider | Unconfigured:
@@ -168,14 +171,23 @@ class GcpProvider:
                     project=self._compute.project,
                     zone=zone,
                     instance_resource=resource,
-                    request_id=insert_request_id(name, zone),
+                    request_id=insert_request_id(
+                        name, zone, self._failed_inserts.get((name, zone), 0)
+                    ),
                 ),
             )
         except AlreadyExists:
             # Made by an earlier try whose answer was lost, past GCE's requestId memory.
             log.info("gcp: %s exists already; adopting it", name)
         else:
-            await self._compute.wait(operation, what, zone=zone)
+            try:
+                await self._compute.wait(operation, what, zone=zone)
+            except ProviderError:
+                # A new id next time; should this one still have made the VM, the name makes
+                # the next insert a 409, and that is adopted.
+                key = (name, zone)
+                self._failed_inserts[key] = self._failed_inserts.get(key, 0) + 1
+                raise
         instance = await self._get(zone, name)
         if instance is None:
             raise ProviderError(f"gcp: {name} vanished right after {what}")

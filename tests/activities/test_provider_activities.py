@@ -76,7 +76,10 @@ async def test_provision_rents_the_cheapest_match_once_per_label(
     assert again.instance_id == info.instance_id
     assert info.offer_id == best.offer_id
     assert info.gpu_name == "RTX 4090" and info.label == label and info.price_per_hour > 0
-    assert info.unsupported == {"cpu_machines": "vast.ai rents GPU machines only"}
+    assert info.unsupported == {
+        "cpu_machines": "vast.ai rents GPU machines only",
+        "machine_catalogue": "vast.ai sells live offers, not machine types",
+    }
     assert await live_labels(cloud, mid) == [label]
 
 

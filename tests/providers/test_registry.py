@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from core.contracts.providers import ProviderFeature
 from core.settings import Settings
 from providers.base import Provider, Unconfigured, Unsupported
+from providers.gcp import GcpProvider
 from providers.registry import PROVIDER_CLASSES, ProviderRegistry, UnknownProvider
 from providers.vast import VastProvider
 from tests.fixtures.providers import CoreOnlyProvider, CoreWithOffersProvider
@@ -45,8 +46,8 @@ async def test_vast_is_registered_when_a_key_is_set():
     vast = registry.get("vast")
     assert isinstance(vast, VastProvider) and isinstance(vast, Provider)
     assert registry.names == ["vast"]
-    with pytest.raises(UnknownProvider, match=r"unknown provider 'gcp' \(configured: vast\)"):
-        registry.get("gcp")
+    with pytest.raises(UnknownProvider, match=r"unknown provider 'aws' \(configured: vast\)"):
+        registry.get("aws")
     await registry.aclose()
 
 
@@ -58,8 +59,24 @@ async def test_a_missing_key_says_what_to_set():
     assert registry.names == []
     with pytest.raises(UnknownProvider, match="not configured: set VAST_API_KEY"):
         registry.get("vast")
-    with pytest.raises(UnknownProvider, match=r"unknown provider 'gcp' \(configured: none\)"):
+    with pytest.raises(UnknownProvider, match=r"unknown provider 'aws' \(configured: none\)"):
+        registry.get("aws")
+    with pytest.raises(UnknownProvider, match="not configured: set DUMONT_GCP_PROJECT"):
         registry.get("gcp")
+    await registry.aclose()
+
+
+async def test_gcp_is_registered_with_a_project_and_credentials():
+    settings = Settings(
+        gcp_project="p1",
+        gcp_credentials="anonymous",
+        gcp_endpoint="http://127.0.0.1:1",
+        installation_id="i0123abcd",
+    )
+    registry = ProviderRegistry.from_settings(settings)
+    assert registry.names == ["gcp"]
+    gcp = registry.get("gcp")
+    assert isinstance(gcp, GcpProvider) and isinstance(gcp, Provider)
     await registry.aclose()
 
 
