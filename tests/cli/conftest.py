@@ -218,6 +218,10 @@ def start_api(settings: Settings, data_dir: Path, port: int) -> subprocess.Popen
         DUMONT_TASK_QUEUE=settings.task_queue,
         DUMONT_VAST_URL=settings.vast_url,
         DUMONT_VAST_API_KEY="unused",  # the worker rents; the API only reads offers
+        DUMONT_GCP_PROJECT=settings.gcp_project or "",
+        DUMONT_GCP_ENDPOINT=settings.gcp_endpoint or "",
+        DUMONT_GCP_CREDENTIALS=settings.gcp_credentials,
+        DUMONT_INSTALLATION_ID=settings.installation_id or "",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
@@ -243,6 +247,11 @@ async def stack_user(
         task_queue=queue,
         vast_url=sim.url,
         vast_api_key=SecretStr(sim.api_key),
+        gcp_project="cli-live",
+        gcp_endpoint=sim.gce_url,
+        gcp_credentials="anonymous",
+        gcp_ssh_port=sim.gce_ssh_port,
+        installation_id=f"i{uuid.uuid4().hex[:8]}",
         public_api_url=url,
         boot_timeout_seconds=120,
         provider_poll_seconds=0.5,
