@@ -177,7 +177,8 @@ async def test_hibernate_and_wake_through_http(live: Api, sim: SimHandle) -> Non
     assert woken.status_code == 200, woken.text
     wake = woken.json()
     assert set(wake) == {
-        "success", "instance_id", "vast_instance_id", "ssh_host", "ssh_port", "time_taken",
+        "success", "instance_id", "vast_instance_id", "ssh_host", "ssh_port", "ssh_user",
+        "time_taken",
     }  # fmt: skip
     assert wake["success"] is True and wake["instance_id"] == machine_id
     assert (
@@ -186,7 +187,9 @@ async def test_hibernate_and_wake_through_http(live: Api, sim: SimHandle) -> Non
     )
     assert wake["time_taken"] > 0
     machine = (await api.call("GET", f"/api/v1/machines/{machine_id}")).json()
-    assert (machine["ssh_host"], machine["ssh_port"]) == (wake["ssh_host"], wake["ssh_port"])
+    where = ("ssh_host", "ssh_port", "ssh_user")
+    assert [machine[k] for k in where] == [wake[k] for k in where]
+    assert wake["ssh_user"] == "root"  # vast's containers
     assert await ssh_run(machine, key, "cat /workspace/run/ckpt.txt") == "epoch 7\n"
     again_awake = await api.call("POST", f"{base}/wake")
     assert again_awake.status_code == 409

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.db import session_scope
 from core.models import Machine
 from tests.api.conftest import Api
 
 
-def _machine(owner_id: str, machine_id: str, **where: Any) -> Machine:
+def _machine(
+    owner_id: str,
+    machine_id: str,
+    ssh_host: str | None = None,
+    ssh_port: int | None = None,
+    ssh_user: str | None = None,
+) -> Machine:
     return Machine(
         id=machine_id,
         owner_id=owner_id,
@@ -18,7 +22,9 @@ def _machine(owner_id: str, machine_id: str, **where: Any) -> Machine:
         image="ubuntu:22.04",
         disk_gb=20,
         status="running",
-        **where,
+        ssh_host=ssh_host,
+        ssh_port=ssh_port,
+        ssh_user=ssh_user,
     )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 
@@ -73,3 +74,43 @@ def test_timestamps_come_back_in_utc(engine: Engine) -> None:
         assert user is not None
         assert user.created_at == datetime(2026, 1, 1, 12, tzinfo=UTC)
         assert user.created_at.utcoffset() == timedelta(0)
+
+
+def test_ssh_user_comes_and_goes_keeping_the_machines(db_url: str) -> None:
+    """0012 down and up again: the machine keeps its row and address; its user, gone with the
+    column, reads null (root) once it is back."""
+    engine = make_engine(db_url)
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+
+    def to(revision: str, *, up: bool) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            (command.upgrade if up else command.downgrade)(config, revision)
+
+    try:
+        migrate(engine)
+        with session_scope(engine) as session:
+            session.add(User(id="u_ssh", name="ssh"))
+            session.flush()
+            session.add(
+                Machine(
+                    id="gce_ssh",
+                    owner_id="u_ssh",
+                    gpu_name="L4",
+                    image="ubuntu:22.04",
+                    disk_gb=20,
+                    ssh_host="203.0.113.7",
+                    ssh_port=22,
+                    ssh_user="dumont",
+                )
+            )
+        to("0011", up=False)
+        assert "ssh_user" not in {c["name"] for c in inspect(engine).get_columns("machines")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT ssh_host FROM machines")).scalar_one() == "203.0.113.7"
+        to("head", up=True)
+        with session_scope(engine) as session:
+            machine = session.get(Machine, "gce_ssh")
+            assert machine is not None and (machine.ssh_port, machine.ssh_user) == (22, None)
+    finally:
+        engine.dispose()
