@@ -130,7 +130,14 @@ def start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """`dumont dev` on free ports; its process and the `dev.env` it wrote."""
     ports = {
         name: free_port()
-        for name in ("api-port", "temporal-port", "temporal-ui-port", "s3-port", "sim-port")
+        for name in (
+            "api-port",
+            "temporal-port",
+            "temporal-ui-port",
+            "s3-port",
+            "sim-port",
+            "sim-gce-port",
+        )
     }
     options = [f"--{name}={port}" for name, port in ports.items()]
     log_path = data_dir / "bench-dev.log"
