@@ -33,6 +33,12 @@ from providers.gcp.catalogue import ZONES, zones_of
 from providers.gcp.compute import Compute
 from providers.gcp.credentials import credentials_for
 from providers.gcp.errors import AlreadyExists, FingerprintStale, ZoneExhausted
+from providers.gcp.listing import (
+    aggregated_instances,
+    aggregated_operations,
+    parse_timestamp,
+    zone_operations,
+)
 from providers.gcp.naming import (
     insert_request_id,
     instance_labels,
@@ -49,17 +55,16 @@ from providers.gcp.offers import (
     ZONE_PINNED_KEY,
     catalogue_offers,
 )
+from providers.gcp.stopped import PREEMPTED, StopReason, stop_reason
 from providers.gcp.wire import (
     SSH_KEYS,
     instance_resource,
-    is_spot,
     key_identity,
     parse_instance,
 )
 
 log = logging.getLogger(__name__)
 
-PREEMPTED = "compute.instances.preempted"
 # A zone that just stocked out is not asked again for this long (a fleet created together
 # would otherwise each hit the same empty zone first).
 STOCKOUT_MEMORY_SECONDS = 300.0
@@ -76,6 +81,9 @@ class GcpProvider:
         ProviderFeature.REBOOT: "GCP machines restart with a stop and a start",
         ProviderFeature.ACCOUNT_SSH_KEYS: "GCP keys go on each instance's metadata",
     }
+
+    # Pauses between tries of a start that found its zone out of capacity.
+    START_RETRY_SECONDS: ClassVar[tuple[float, ...]] = (2.0, 5.0)
 
     def __init__(
         self,
@@ -218,38 +226,33 @@ class GcpProvider:
             )
         except InstanceNotFound:
             return None
-        preempted = raw.status == "TERMINATED" and is_spot(raw) and await self._preempted(raw)
-        return self._parse(raw, preempted=preempted)
+        reason = await self._stop_reason(raw) if raw.status == "TERMINATED" else None
+        return self._parse(raw, reason)
 
-    def _parse(self, raw: compute_v1.Instance, *, preempted: bool = False) -> ProviderInstance:
+    def _parse(
+        self, raw: compute_v1.Instance, reason: StopReason | None = None
+    ) -> ProviderInstance:
         return parse_instance(
             raw,
             installation=self._installation,
             ssh_user=self._ssh_user,
             ssh_port=self._ssh_port,
-            preempted=preempted,
+            stop_reason=reason,
         )
 
-    async def _preempted(self, raw: compute_v1.Instance) -> bool:
-        """Whether GCE preempted it (its zone keeps a `compute.instances.preempted` operation
-        naming it), rather than someone stopping it."""
+    async def _stop_reason(self, raw: compute_v1.Instance) -> StopReason:
+        """Why a TERMINATED VM is down, from its zone's operations on it (GCE keeps them for a
+        while; none left reads as a plain stop)."""
         zone = raw.zone.rstrip("/").rsplit("/", 1)[-1]
-        found = await self._compute.call(
-            _all_operations,
-            f"preemptions of {raw.name}",
+        operations = await self._compute.call(
+            zone_operations,
+            f"operations on {raw.name}",
             client=self._compute.zone_operations,
             request=compute_v1.ListZoneOperationsRequest(
-                project=self._compute.project,
-                zone=zone,
-                filter=f'operationType="{PREEMPTED}" AND targetId={raw.id}',
+                project=self._compute.project, zone=zone, filter=f"targetId={raw.id}"
             ),
         )
-        started = parse_timestamp(raw.last_start_timestamp)
-        # Only a preemption of this run counts (names and ids outlive a stop and a start).
-        return any(
-            started is None or (parse_timestamp(op.insert_time) or started) >= started
-            for op in found
-        )
+        return stop_reason(operations)
 
     async def find_by_label(self, label_prefix: str) -> list[ProviderInstance]:
         return [
@@ -264,7 +267,7 @@ class GcpProvider:
     async def _list(self, filter_: str) -> list[ProviderInstance]:
         """This installation's instances in every zone: one aggregated, paged listing."""
         raws = await self._compute.call(
-            _aggregated_instances,
+            aggregated_instances,
             "list instances",
             client=self._compute.instances,
             request=compute_v1.AggregatedListInstancesRequest(
@@ -295,9 +298,18 @@ class GcpProvider:
         await self._act("stop_unary", instance_id, "stop")
 
     async def start_instance(self, instance_id: str) -> None:
-        """Start, and return once it is RUNNING; a zone out of capacity raises `ZoneExhausted`
-        (the disk stays, another try may find room)."""
-        await self._act("start_unary", instance_id, "start")
+        """Start, and return once it is RUNNING. A zone out of capacity is tried again a few
+        times (stockouts are often brief), then left: the VM reads `waiting_for_host` (its
+        disk stays in the zone), which is what sends a resume to a new zone."""
+        for delay in (*self.START_RETRY_SECONDS, None):
+            try:
+                await self._act("start_unary", instance_id, "start")
+                return
+            except ZoneExhausted as exc:
+                if delay is None:
+                    log.info("gcp: %s; leaving it stopped", exc)
+                    return
+                await asyncio.sleep(delay)
 
     async def destroy_instance(self, instance_id: str) -> None:
         """Delete, boot disk included; an instance that is already gone counts as deleted."""
@@ -356,7 +368,7 @@ class GcpProvider:
         """Instance ids GCE preempted (every zone, one aggregated listing), optionally only
         those since `since` (timezone-aware)."""
         operations = await self._compute.call(
-            _aggregated_operations,
+            aggregated_operations,
             "list preemptions",
             client=self._compute.global_operations,
             request=compute_v1.AggregatedListGlobalOperationsRequest(
@@ -372,41 +384,3 @@ class GcpProvider:
             if len(parts) >= 4 and parts[-2] == "instances":
                 found.append(f"{parts[-3]}/{parts[-1]}")
         return found
-
-
-def parse_timestamp(value: str) -> datetime | None:
-    """GCE's RFC 3339 times (`2024-08-25T22:38:25.897-07:00`); None when absent or garbled."""
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
-def _aggregated_instances(
-    *,
-    client: compute_v1.InstancesClient,
-    request: compute_v1.AggregatedListInstancesRequest,
-    timeout: float,
-) -> list[compute_v1.Instance]:
-    # The pager fetches pages lazily, so the whole walk runs on the calling thread.
-    pager = client.aggregated_list(request=request, timeout=timeout)
-    return [raw for _scope, scoped in pager for raw in scoped.instances]
-
-
-def _aggregated_operations(
-    *,
-    client: compute_v1.GlobalOperationsClient,
-    request: compute_v1.AggregatedListGlobalOperationsRequest,
-    timeout: float,
-) -> list[compute_v1.Operation]:
-    pager = client.aggregated_list(request=request, timeout=timeout)
-    return [op for _scope, scoped in pager for op in scoped.operations]
-
-
-def _all_operations(
-    *,
-    client: compute_v1.ZoneOperationsClient,
-    request: compute_v1.ListZoneOperationsRequest,
-    timeout: float,
-) -> list[compute_v1.Operation]:
-    return list(client.list(request=request, timeout=timeout))

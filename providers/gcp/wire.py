@@ -17,6 +17,7 @@ from providers.gcp.catalogue import (
 )
 from providers.gcp.naming import DUMONT_LABEL, INSTALLATION_LABEL, join_instance_id
 from providers.gcp.offers import MACHINE_TYPE_KEY, SPOT_KEY, ZONE_KEY
+from providers.gcp.stopped import StopCause, StopReason
 
 SSH_KEYS = "ssh-keys"
 STARTUP_SCRIPT = "startup-script"
@@ -159,7 +160,7 @@ def parse_instance(
     installation: str,
     ssh_user: str,
     ssh_port: int,
-    preempted: bool = False,
+    stop_reason: StopReason | None = None,
 ) -> ProviderInstance:
     zone = _last_segment(instance.zone)
     machine_type = _last_segment(instance.machine_type)
@@ -169,8 +170,12 @@ def parse_instance(
     region = region_of_zone(zone) if zone in ZONES else None
     status = _STATUS.get(instance.status, InstanceStatus.UNKNOWN)
     message = instance.status_message or None
-    if preempted and status is InstanceStatus.STOPPED:
-        message = "Instance was preempted."
+    cause = stop_reason.cause if stop_reason and status is InstanceStatus.STOPPED else None
+    if cause is StopCause.NO_CAPACITY:
+        # As vast's "Scheduling": asked to start, still down; a resume moves to a new zone.
+        status = InstanceStatus.WAITING_FOR_HOST
+    if cause is not None and stop_reason is not None and stop_reason.message:
+        message = stop_reason.message
     return ProviderInstance(
         instance_id=join_instance_id(zone, instance.name),
         label=dumont_label(instance, installation),
@@ -190,5 +195,5 @@ def parse_instance(
             SPOT_KEY: "true" if spot else "false",
         },
         disk_price_per_hour=disk_price_per_hour(disk_gb),
-        interrupted=preempted,
+        interrupted=cause is StopCause.PREEMPTED,
     )

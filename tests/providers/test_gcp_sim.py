@@ -278,3 +278,21 @@ async def test_installations_never_see_each_others_instances(
         ]
     finally:
         await theirs.aclose()
+
+
+async def test_a_start_in_a_zone_out_of_capacity_waits_for_the_host(
+    gcp: GcpProvider, gce_sim: SimHandle, key: asyncssh.SSHKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GcpProvider, "START_RETRY_SECONDS", (0.05,))
+    created = await gcp.create_instance(create_request("dumont-m-00000000a060-1", public(key)))
+    await gcp.stop_instance(created.instance_id)
+    await gce_sim.gce_admin.stockout("us-central1-a")
+    await gcp.start_instance(created.instance_id)  # tried twice, then left stopped
+    seen = await gcp.get_instance(created.instance_id)
+    assert seen is not None and seen.status is InstanceStatus.WAITING_FOR_HOST
+    assert seen.status_msg and "no capacity" in seen.status_msg and not seen.interrupted
+
+    await gce_sim.gce_admin.clear_stockout("us-central1-a")
+    await gcp.start_instance(created.instance_id)
+    back = await gcp.get_instance(created.instance_id)
+    assert back is not None and back.status is InstanceStatus.RUNNING
