@@ -19,7 +19,7 @@ class ProviderChoice(BaseModel):
 
     provider: str = Field(
         default="vast",
-        examples=["gcp"],
+        examples=["vast", "gcp"],
         description="`vast` (GPU machines, the default) or `gcp` (CPU VMs on Compute Engine)",
     )
     machine_type: str | None = Field(
