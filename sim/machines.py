@@ -23,7 +23,7 @@ from sim.errors import VastError, invalid_args, no_such_ask, no_such_instance
 from sim.networks import Networks
 from sim.sandbox import network, processes
 from sim.sandbox.layout import MachineLayout
-from sim.sandbox.ssh import MachineSSH, normalise_public_key
+from sim.sandbox.ssh import MachineSSH, end_machine, normalise_public_key
 from sim.store import InstanceRecord, SimState, SshKey, StateStore
 from sim.views import machine_env
 
@@ -292,14 +292,7 @@ class Machines:
 
     async def _bring_down(self, instance_id: int, grace: float) -> None:
         """End the machine: no new logins, every process gone, open sessions dropped."""
-        layout = self.layout(instance_id)
-        server = self._ssh.pop(instance_id, None)
-        if server is not None:
-            await server.stop_listening()
-        await processes.end_processes(lambda: processes.machine_pids(layout), grace)
-        if server is not None:
-            await server.disconnect()
-        await processes.end_processes(lambda: processes.machine_pids(layout), 0)
+        await end_machine(self.layout(instance_id), self._ssh.pop(instance_id, None), grace)
         if (record := self.state.instances.get(instance_id)) is not None:
             await self.networks.down(record)
 

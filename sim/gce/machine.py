@@ -18,7 +18,7 @@ from sim.gce import sshusers
 from sim.gce.store import InstanceRecord
 from sim.sandbox import processes
 from sim.sandbox.layout import MachineLayout
-from sim.sandbox.ssh import MachineSSH
+from sim.sandbox.ssh import MachineSSH, end_machine
 from sim.views import machine_path
 
 log = logging.getLogger(__name__)
@@ -126,14 +126,7 @@ class GceMachines:
 
     async def down(self, instance_id: int, grace: float) -> None:
         """No new logins, every process ended, open sessions dropped."""
-        layout = self.layout(instance_id)
-        server = self._ssh.pop(instance_id, None)
-        if server is not None:
-            await server.stop_listening()
-        await processes.end_processes(lambda: processes.machine_pids(layout), grace)
-        if server is not None:
-            await server.disconnect()
-        await processes.end_processes(lambda: processes.machine_pids(layout), 0)
+        await end_machine(self.layout(instance_id), self._ssh.pop(instance_id, None), grace)
 
     async def shutdown(self, grace: float) -> None:
         for instance_id in list(self._ssh):

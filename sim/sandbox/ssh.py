@@ -296,6 +296,17 @@ class MachineSSH:
         return _exit_status(status)
 
 
+async def end_machine(layout: MachineLayout, server: MachineSSH | None, grace: float) -> None:
+    """End a machine: no new logins, every process gone (TERM, then KILL after `grace`), open
+    sessions dropped last, so a process's last output still reaches its client."""
+    if server is not None:
+        await server.stop_listening()
+    await processes.end_processes(lambda: processes.machine_pids(layout), grace)
+    if server is not None:
+        await server.disconnect()
+    await processes.end_processes(lambda: processes.machine_pids(layout), 0)
+
+
 async def _copy_out(read: Callable[[int], Any], sink: asyncssh.SSHWriter[bytes]) -> None:
     while True:
         try:
