@@ -253,9 +253,12 @@ class ProviderActivities:
             activity.logger.info(detail)
             return AttachKeysResult(attached=0, detail=detail)
         keys = list(dict.fromkeys([self._identity.public_key, *input.public_keys]))
+        # Heartbeats: a worker that dies here is noticed in seconds, not at the timeout (and
+        # GCE's metadata writes wait on an operation each).
         with provider_errors():
-            for key in keys:
-                await provider.attach_ssh_key(input.instance.instance_id, key)
+            async with heartbeating():
+                for key in keys:
+                    await provider.attach_ssh_key(input.instance.instance_id, key)
         return AttachKeysResult(attached=len(keys))
 
     @activity.defn(name=ActivityName.WAIT_UNTIL_READY)

@@ -81,14 +81,15 @@ def _snapshot(policy: LifecyclePolicy | None) -> ActivityConfig:
     )
 
 
-def _provider(minutes: int, *, heartbeat: bool = True) -> Callable[[Any], ActivityConfig]:
+def _provider(minutes: int) -> Callable[[Any], ActivityConfig]:
+    # Every provider activity heartbeats: a worker that dies in one is noticed within the
+    # heartbeat timeout, not at the end of its minutes.
     def options(policy: LifecyclePolicy | None) -> ActivityConfig:
-        config = ActivityConfig(
-            start_to_close_timeout=timedelta(minutes=minutes), retry_policy=_PROVIDER_RETRY
+        return ActivityConfig(
+            start_to_close_timeout=timedelta(minutes=minutes),
+            heartbeat_timeout=_heartbeat(policy),
+            retry_policy=_PROVIDER_RETRY,
         )
-        if heartbeat:
-            config["heartbeat_timeout"] = _heartbeat(policy)
-        return config
 
     return options
 
@@ -105,7 +106,7 @@ OPTIONS: dict[ActivityName, Callable[[LifecyclePolicy | None], ActivityConfig]] 
         retry_policy=RECORD_RETRY,
     ),
     ActivityName.PROVISION_INSTANCE: _provider(5),
-    ActivityName.ATTACH_SSH_KEYS: _provider(2, heartbeat=False),
+    ActivityName.ATTACH_SSH_KEYS: _provider(2),
     ActivityName.STOP_INSTANCE: _provider(5),
     ActivityName.START_INSTANCE: _provider(5),
     ActivityName.REBOOT_INSTANCE: _provider(5),
