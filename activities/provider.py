@@ -7,6 +7,7 @@ treat "already gone" as done, and waits pick up from the provider's current answ
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -142,6 +143,7 @@ class ProviderActivities:
         offers_per_attempt: int = 5,
         poll_seconds: float = 3.0,
         ssh_timeout_seconds: float = 10.0,
+        start_again_seconds: float = 30.0,
         reservations: OfferReservations | None = None,
     ) -> None:
         self._providers = providers
@@ -151,6 +153,7 @@ class ProviderActivities:
         self._offers_per_attempt = offers_per_attempt
         self._poll_seconds = poll_seconds
         self._ssh_timeout = ssh_timeout_seconds
+        self._start_again = start_again_seconds
 
     def _provider(self, name: str) -> Provider:
         with provider_errors():
@@ -268,6 +271,7 @@ class ProviderActivities:
         info = input.instance
         provider = self._provider(info.provider)
         detail = "waiting for the provider"
+        asked_at = time.monotonic()
         while True:
             current = await self._current(provider, info.instance_id)
             if current.status is InstanceStatus.FAILED:
@@ -311,6 +315,17 @@ class ProviderActivities:
                 detail = f"SSH at {current.ssh_host}:{current.ssh_port} not answering: {problem}"
             else:
                 detail = f"provider reports {current.raw_status or current.status}"
+            if (
+                current.status is InstanceStatus.WAITING_FOR_HOST
+                and isinstance(provider, Stoppable)
+                and time.monotonic() - asked_at >= self._start_again
+            ):
+                # Some clouds do not keep trying a start their zone had no room for (GCE):
+                # ask again now and then, so the machine starts once there is room.
+                asked_at = time.monotonic()
+                with provider_errors():
+                    async with heartbeating():
+                        await provider.start_instance(info.instance_id)
             activity.heartbeat(detail)
             remaining = (input.deadline - datetime.now(UTC)).total_seconds()
             if remaining <= 0:

@@ -1,10 +1,12 @@
-"""Provisioning a GCP CPU machine through the activity: the cheapest catalogue offer, the
-next zone on a stockout and the next region when a whole region is out, and offers that are
-never held back from other machines (a catalogue is not a marketplace)."""
+"""A GCP CPU machine through the provider activities: the cheapest catalogue offer, the next
+zone on a stockout and the next region when a whole region is out, offers never held back
+from other machines (a catalogue is not a marketplace), and a start that waits for room."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.provider import ProviderActivities
 from core.contracts import instance_label
-from core.contracts.activities import ProvisionInput
+from core.contracts.activities import InstanceActionInput, ProvisionInput, WaitReadyInput
 from core.contracts.machine import InstanceInfo, MachineKind, MachineSpec
+from core.contracts.states import InstanceStatus
 from core.ssh import SshIdentity, ensure_identity
 from providers.gcp import GcpProvider
 from providers.registry import ProviderRegistry
@@ -92,3 +95,38 @@ async def test_machines_created_together_all_get_the_cheapest_offer(
     infos = [await provision(acts, f"m-0000000000d{i}", spec) for i in range(3)]
     assert {i.offer_id for i in infos} == {"e2-micro@us-central1-b"}
     assert len({i.instance_id for i in infos}) == 3
+
+
+async def test_a_start_waiting_for_room_in_its_zone_starts_once_there_is_room(
+    gcp: GcpProvider, gce_sim: SimHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCE does not keep trying a start its zone had no room for: the wait asks again."""
+    monkeypatch.setattr(GcpProvider, "START_RETRY_SECONDS", ())
+    identity = ensure_identity(tmp_path / "id_ed25519")
+    acts = ProviderActivities(
+        ProviderRegistry({"gcp": gcp}), identity, poll_seconds=0.1, start_again_seconds=0.3
+    )
+    spec = MachineSpec(
+        kind=MachineKind.CPU,
+        image="debian-12",
+        disk_gb=10,
+        provider="gcp",
+        machine_type="e2-micro",
+        zone="us-central1-c",
+    )
+    info = await provision(acts, "m-0000000000e1", spec)
+    env = ActivityEnvironment()
+    await env.run(acts.stop_instance, InstanceActionInput(instance=info))
+    await gce_sim.gce_admin.stockout("us-central1-c")
+    started = await env.run(acts.start_instance, InstanceActionInput(instance=info))
+    assert started.status is InstanceStatus.WAITING_FOR_HOST
+
+    async def room_later() -> None:
+        await asyncio.sleep(1.0)
+        await gce_sim.gce_admin.clear_stockout("us-central1-c")
+
+    freed = asyncio.create_task(room_later())
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    ready = await env.run(acts.wait_until_ready, WaitReadyInput(instance=info, deadline=deadline))
+    await freed
+    assert ready.ready and ready.instance.ssh_host
