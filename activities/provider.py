@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -45,16 +44,15 @@ from providers.base import (
     AccountSshKeys,
     CreateRequest,
     InstanceSshKeys,
-    MachineCatalogue,
     Offer,
-    OfferMarketplace,
-    OfferQuery,
+    OfferSearch,
     OfferUnavailable,
     Provider,
     ProviderInstance,
     Rebootable,
     Stoppable,
     Unsupported,
+    offer_search,
     supports,
     unsupported,
     unsupported_map,
@@ -110,19 +108,14 @@ def instance_info(
     )
 
 
-OfferSearch = Callable[[OfferQuery], Awaitable[list[Offer]]]
-
-
 def offers_for(provider: Provider, spec: MachineSpec) -> tuple[OfferSearch, bool]:
     """Where `provider` gets offers for `spec`, and whether they are live offers others may
     rent first (a marketplace) rather than a catalogue; `Unsupported` saying why it cannot."""
     kind = _KIND_FEATURE[spec.kind]
     if not supports(provider, kind):
         raise unsupported(provider, kind)
-    if isinstance(provider, OfferMarketplace):
-        return provider.search_offers, True
-    if isinstance(provider, MachineCatalogue):
-        return provider.catalogue_offers, False
+    if (found := offer_search(provider)) is not None:
+        return found
     reasons = [
         unsupported_reason(provider, feature)
         for feature in (ProviderFeature.OFFER_MARKETPLACE, ProviderFeature.MACHINE_CATALOGUE)

@@ -42,7 +42,7 @@ async def list_offers(
     in that ranking, which the market changes between requests."""
     page = Pager(request, response, filters.limit, filters.cursor)
     wanted = min(page.offset + filters.limit + 1, MAX_RANK)
-    search, kind = service.offer_search(providers, filters.provider)
+    search, kind = service.searching(providers, filters.provider)
     query = OfferQuery(
         kind=kind,
         gpu_name=filters.gpu,

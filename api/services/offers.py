@@ -3,18 +3,15 @@ machine types at list prices."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from api.errors import invalid
 from core.contracts.machine import MachineKind
 from core.contracts.providers import ProviderFeature
-from providers.base import MachineCatalogue, Offer, OfferMarketplace, OfferQuery, unsupported
+from providers.base import OfferSearch, unsupported
+from providers.base import offer_search as provider_offer_search
 from providers.registry import ProviderRegistry, UnconfiguredProvider, UnknownProvider
 
-OfferSearch = Callable[[OfferQuery], Awaitable[list[Offer]]]
 
-
-def offer_search(providers: ProviderRegistry, name: str) -> tuple[OfferSearch, MachineKind]:
+def searching(providers: ProviderRegistry, name: str) -> tuple[OfferSearch, MachineKind]:
     """How provider `name` is searched, and the kind of machine it offers. A provider with
     neither offers nor a catalogue is a 409 with its reason; a name Dumont has no provider of
     is the caller's mistake, a 422 naming `provider`; one it has but this server did not set
@@ -25,8 +22,9 @@ def offer_search(providers: ProviderRegistry, name: str) -> tuple[OfferSearch, M
         raise
     except UnknownProvider as exc:
         raise invalid(("query", "provider"), str(exc)) from None
-    if isinstance(provider, OfferMarketplace):
-        return provider.search_offers, MachineKind.GPU
-    if isinstance(provider, MachineCatalogue):
-        return provider.catalogue_offers, MachineKind.CPU
-    raise unsupported(provider, ProviderFeature.OFFER_MARKETPLACE)
+    found = provider_offer_search(provider)
+    if found is None:
+        raise unsupported(provider, ProviderFeature.OFFER_MARKETPLACE)
+    search, live = found
+    # A marketplace rents GPUs (vast.ai); a catalogue, CPU VMs (GCP).
+    return search, MachineKind.GPU if live else MachineKind.CPU

@@ -8,8 +8,10 @@ from providers.base.capabilities import (
     MachineCatalogue,
     MarketplaceProvider,
     OfferMarketplace,
+    OfferSearch,
     Rebootable,
     Stoppable,
+    offer_search,
 )
 from providers.base.errors import (
     AuthError,
@@ -44,6 +46,7 @@ __all__ = [
     "Offer",
     "OfferMarketplace",
     "OfferQuery",
+    "OfferSearch",
     "OfferUnavailable",
     "Provider",
     "ProviderError",
@@ -55,6 +58,7 @@ __all__ = [
     "Unconfigured",
     "Unsupported",
     "declaration_errors",
+    "offer_search",
     "supports",
     "unsupported",
     "unsupported_map",

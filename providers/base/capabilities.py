@@ -6,6 +6,7 @@ capability declares the matching `ProviderFeature` in its `UNSUPPORTED` with the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from providers.base.models import Offer, OfferQuery
@@ -62,3 +63,16 @@ class AccountSshKeys(Protocol):
 class MarketplaceProvider(Provider, OfferMarketplace, Protocol):
     """A provider with an offer marketplace: what `ProviderRegistry.with_feature` returns for
     `OFFER_MARKETPLACE`, so its callers can search without a cast."""
+
+
+OfferSearch = Callable[[OfferQuery], Awaitable[list[Offer]]]
+
+
+def offer_search(provider: object) -> tuple[OfferSearch, bool] | None:
+    """How `provider`'s offers are searched, and whether they are live offers others may rent
+    first (a marketplace) rather than a catalogue's; None when it has neither."""
+    if isinstance(provider, OfferMarketplace):
+        return provider.search_offers, True
+    if isinstance(provider, MachineCatalogue):
+        return provider.catalogue_offers, False
+    return None
