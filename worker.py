@@ -25,7 +25,8 @@ from activities.alerts import AlertActivities
 from activities.monitor import MonitorActivities
 from activities.policy import PolicyActivities
 from activities.pre_hibernate import PreHibernateActivities
-from activities.provider import ProviderActivities, ProviderLookup
+from activities.provider import ProviderActivities
+from activities.reconcile import ProviderFleet, ReconcileActivities
 from activities.records import RecordActivities
 from activities.schedule_trigger import ScheduleTriggerActivities
 from activities.service import ServiceActivities
@@ -58,7 +59,7 @@ def worker_activities(
     client: Client,
     settings: Settings,
     *,
-    providers: ProviderLookup,
+    providers: ProviderFleet,
     identity: SshIdentity,
     engine: Engine,
     store: ObjectStore,
@@ -86,6 +87,12 @@ def worker_activities(
     monitor = MonitorActivities(engine, machines)
     snapshots = SnapshotActivities(engine, store, identity, SnapshotPolicy.from_settings(settings))
     hooks = PreHibernateActivities(identity)
+    reconcile = ReconcileActivities(
+        providers,
+        engine,
+        grace_seconds=settings.orphan_grace_seconds,
+        policy=settings.orphan_policy,
+    )
     return [
         policy.lifecycle_policy,
         provider_activities.provision_instance,
@@ -111,6 +118,7 @@ def worker_activities(
         alerts.evaluate_alerts,
         alerts.deliver_webhooks,
         monitor.prune_metrics,
+        reconcile.reconcile_instances,
         ScheduleTriggerActivities(machines).send_scheduled_action,
     ]
 
@@ -119,7 +127,7 @@ def build_worker(
     client: Client,
     settings: Settings,
     *,
-    providers: ProviderLookup,
+    providers: ProviderFleet,
     identity: SshIdentity,
     engine: Engine,
     activity_executor: Executor,
@@ -156,7 +164,10 @@ async def ensure_fleet_monitor(client: Client, settings: Settings) -> None:
     """Start the fleet monitor unless it runs already (every worker asks; one monitor runs)."""
     await client.start_workflow(
         FleetMonitorWorkflow.run,
-        MonitorInput(interval_seconds=settings.monitor_interval_seconds),
+        MonitorInput(
+            interval_seconds=settings.monitor_interval_seconds,
+            reconcile_interval_seconds=settings.reconcile_interval_seconds,
+        ),
         id=FLEET_MONITOR_WORKFLOW_ID,
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

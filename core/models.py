@@ -29,6 +29,7 @@ from core.db_types import UtcDateTime, timestamp_field
 from core.db_types import utcnow as utcnow  # what the rows' writers stamp with
 from core.installation import Installation as Installation
 from core.offers.table import OfferReservation as OfferReservation  # on the same metadata
+from core.orphans.table import OrphanInstance as OrphanInstance
 from core.serverless.table import ServerlessColdStart as ServerlessColdStart
 from core.serverless.table import ServerlessEndpoint as ServerlessEndpoint
 

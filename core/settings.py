@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     # Re-installs of an agent that went offline are at least this far apart.
     agent_reinstall_seconds: int = Field(default=300, ge=0)
     monitor_interval_seconds: int = Field(default=30, ge=1, le=3600)
+    # The fleet reconciler: every provider's instances carrying this installation's labels,
+    # against the machines. An instance no live machine owns (it bills for nothing) is logged
+    # at once and, with policy "destroy", destroyed once it has been an orphan this long
+    # (never less than a create may take, so a create not yet recorded is left alone).
+    reconcile_interval_seconds: int = Field(default=300, ge=10, le=86400)
+    orphan_grace_seconds: int = Field(default=600, ge=0, le=7 * 86400)
+    orphan_policy: Literal["report", "destroy"] = "destroy"
 
     # Auto-hibernation
     # Setup time after a boot or a wake that never counts as idle.

@@ -1,7 +1,8 @@
 """FleetMonitorWorkflow: one long-lived workflow (id `fleet-monitor`) that, every interval,
-tells machine workflows their agent fell silent, evaluates alert rules and posts webhooks, and,
+tells machine workflows their agent fell silent, evaluates alert rules and posts webhooks;
 every `prune_interval_seconds`, prunes old metrics and expired snapshots (then the packs no
-snapshot references).
+snapshot references); and every `reconcile_interval_seconds`, reconciles every provider's
+instances with the machines (orphans: activities/reconcile.py).
 
 Its deadlines are absolute times in `MonitorState`, carried across continue-as-new. A round
 that fails (the database is down) is logged and the next round comes at its time: the monitor
@@ -26,9 +27,13 @@ with workflow.unsafe.imports_passed_through():
         MonitorState,
         MonitorTick,
         PruneMetricsResult,
+        ReconcileResult,
         SweepResult,
     )
     from core.contracts.snapshots import CollectGarbageRequest, CollectGarbageResult
+
+# The fleet reconciler (orphan instances) as a step of the monitor's rounds.
+RECONCILE_PATCH = "reconcile-instances"
 
 # A round's work is worth a few quick tries; the next round does the rest.
 _ROUND_RETRY = RetryPolicy(
@@ -60,6 +65,17 @@ class FleetMonitorWorkflow:
             await self._round(now, prune=s.next_prune_at is None or now >= s.next_prune_at)
             if s.next_prune_at is None or now >= s.next_prune_at:
                 s.next_prune_at = now + timedelta(seconds=input.prune_interval_seconds)
+            # Runs recorded before the reconciler replay without it.
+            if workflow.patched(RECONCILE_PATCH) and (
+                s.next_reconcile_at is None or now >= s.next_reconcile_at
+            ):
+                await self._step(
+                    ActivityName.RECONCILE_INSTANCES,
+                    MonitorTick(now=now),
+                    ReconcileResult,
+                    timedelta(minutes=10),
+                )
+                s.next_reconcile_at = now + timedelta(seconds=input.reconcile_interval_seconds)
             s.ticks += 1
             # Rounds keep their rhythm; after an overrun (or a stop of the workers) the next
             # is a full interval away, never a burst of rounds catching up.
@@ -70,6 +86,7 @@ class FleetMonitorWorkflow:
                     MonitorInput(
                         interval_seconds=input.interval_seconds,
                         prune_interval_seconds=input.prune_interval_seconds,
+                        reconcile_interval_seconds=input.reconcile_interval_seconds,
                         carried=s,
                     )
                 )

@@ -40,6 +40,7 @@ class ActivityName(StrEnum):
     EVALUATE_ALERTS = "evaluate_alerts"
     DELIVER_WEBHOOKS = "deliver_webhooks"
     PRUNE_METRICS = "prune_metrics"
+    RECONCILE_INSTANCES = "reconcile_instances"
 
 
 @dataclass(kw_only=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 FLEET_MONITOR_WORKFLOW_ID = "fleet-monitor"
@@ -14,6 +14,7 @@ class MonitorState:
 
     next_tick_at: datetime | None = None
     next_prune_at: datetime | None = None
+    next_reconcile_at: datetime | None = None
     ticks: int = 0
 
 
@@ -21,6 +22,8 @@ class MonitorState:
 class MonitorInput:
     interval_seconds: int = 30
     prune_interval_seconds: int = 3600
+    # How often every provider's instances are listed against the machines (orphans).
+    reconcile_interval_seconds: int = 300
     carried: MonitorState | None = None
 
 
@@ -54,3 +57,14 @@ class DeliverWebhooksResult:
 @dataclass(kw_only=True)
 class PruneMetricsResult:
     deleted: int = 0
+
+
+@dataclass(kw_only=True)
+class ReconcileResult:
+    """One pass over every provider's instances carrying this installation's labels."""
+
+    listed: int = 0  # live instances with a Dumont label
+    orphans: int = 0  # of them, owned by no live machine
+    new_orphans: int = 0  # seen as orphans for the first time (reported now)
+    destroyed: int = 0  # orphans past the grace period, destroyed
+    failed_providers: list[str] = field(default_factory=list)  # could not be listed this time

@@ -92,3 +92,7 @@ class ProviderInstance:
     disk_price_per_hour: float | None = None
     # The provider took it away (a spot VM preempted), as opposed to a stop Dumont asked for.
     interrupted: bool = False
+    # Its label carries this installation's id (not a label from before installations were
+    # marked, which another installation on the account may also read as its own): only such
+    # an instance is ever destroyed as an orphan.
+    installation_marked: bool = False

@@ -196,4 +196,5 @@ def parse_instance(
         },
         disk_price_per_hour=disk_price_per_hour(disk_gb),
         interrupted=cause is StopCause.PREEMPTED,
+        installation_marked=dict(instance.labels).get(INSTALLATION_LABEL) == installation,
     )

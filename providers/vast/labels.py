@@ -25,6 +25,14 @@ class InstallationLabels:
         """Every stored label that means `label` for this installation."""
         return list(dict.fromkeys([self.written(label), label]))
 
+    def marked(self, stored: str | None) -> bool:
+        """Whether the stored label carries this installation's id."""
+        return (
+            stored is not None
+            and self._installation is not None
+            and stored.endswith(f"{SEPARATOR}{self._installation}")
+        )
+
     def read(self, stored: str | None) -> str | None:
         """The Dumont label of a stored one; None when another installation's."""
         if stored is None:

@@ -253,6 +253,7 @@ class VastProvider:
 
     def _parse(self, row: JsonObject) -> ProviderInstance:
         instance = parse_instance(row)
+        instance.installation_marked = self._labels.marked(instance.label)
         instance.label = self._labels.read(instance.label)
         return instance
 

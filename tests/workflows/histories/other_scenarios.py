@@ -16,6 +16,7 @@ from core.contracts.monitor import (
     MonitorInput,
     MonitorTick,
     PruneMetricsResult,
+    ReconcileResult,
     SweepResult,
 )
 from core.contracts.schedules import (
@@ -30,7 +31,8 @@ from workflows.schedule_trigger import ScheduleTriggerWorkflow
 
 
 async def fleet_monitor(env: WorkflowEnvironment) -> list[tuple[str, str]]:
-    """Three monitor rounds, the first with a prune; one activity fails and is logged."""
+    """Three monitor rounds, the first with a prune (and, since `reconcile-instances`, a
+    reconcile); one activity fails and is logged."""
 
     @activity.defn(name="sweep_silent_agents")
     async def sweep(tick: MonitorTick) -> SweepResult:
@@ -54,12 +56,16 @@ async def fleet_monitor(env: WorkflowEnvironment) -> list[tuple[str, str]]:
             expired_snapshots=1, deleted_packs=2, deleted_bytes=3, aborted_uploads=0
         )
 
+    @activity.defn(name="reconcile_instances")
+    async def reconcile(tick: MonitorTick) -> ReconcileResult:
+        return ReconcileResult(listed=3, orphans=1, new_orphans=1, destroyed=0)
+
     task_queue = f"tq-{uuid.uuid4().hex[:8]}"
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[FleetMonitorWorkflow],
-        activities=[sweep, evaluate, deliver, prune, collect],
+        activities=[sweep, evaluate, deliver, prune, collect, reconcile],
     ):
         handle = await env.client.start_workflow(
             FleetMonitorWorkflow.run,

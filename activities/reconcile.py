@@ -1,0 +1,183 @@
+"""The fleet reconciler's activity: every configured provider's instances carrying this
+installation's Dumont labels, against the machines' rows. An instance no live machine owns
+bills for nothing: it is logged (and recorded) the first time it is seen, and with policy
+`destroy` destroyed once it has been an orphan for the grace period.
+
+Safe to run again: the first sighting is kept in the database, and a destroy of a gone
+instance is done. Only instances whose label carries this installation's id are ever
+destroyed (a label from before installations were marked may be another installation's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.heartbeat import heartbeating
+from activities.provider import ProviderLookup
+from core.contracts.activities import ActivityName
+from core.contracts.monitor import MonitorTick, ReconcileResult
+from core.contracts.states import InstanceStatus, MachineState
+from core.db import session_scope
+from core.models import Machine
+from core.orphans.ownership import LABEL_PREFIX, MachineRow, machine_of_label, why_orphan
+from core.orphans.table import OrphanInstance
+from providers.base import Provider, ProviderError, ProviderInstance
+
+OrphanPolicy = Literal["report", "destroy"]
+# A create may take this long before its machine's row names the instance (the provision
+# activity's own limit): an orphan is never judged younger than that.
+CREATE_TIMEOUT = timedelta(minutes=5)
+
+
+class ProviderFleet(ProviderLookup, Protocol):
+    """What the reconciler needs of `providers.registry.ProviderRegistry`: every provider."""
+
+    @property
+    def names(self) -> list[str]: ...
+
+
+class ReconcileActivities:
+    def __init__(
+        self,
+        providers: ProviderFleet,
+        engine: Engine,
+        *,
+        grace_seconds: int = 600,
+        policy: OrphanPolicy = "destroy",
+    ) -> None:
+        self._providers = providers
+        self._engine = engine
+        self._grace = max(timedelta(seconds=grace_seconds), CREATE_TIMEOUT)
+        self._policy = policy
+
+    @activity.defn(name=ActivityName.RECONCILE_INSTANCES)
+    async def reconcile_instances(self, tick: MonitorTick) -> ReconcileResult:
+        result = ReconcileResult()
+        async with heartbeating():
+            for name in self._providers.names:
+                provider = self._providers.get(name)
+                try:
+                    listed = await provider.find_by_label(LABEL_PREFIX)
+                except ProviderError as exc:  # the next pass tries again
+                    activity.logger.warning("reconcile: cannot list %s: %s", name, exc)
+                    result.failed_providers.append(name)
+                    continue
+                live = [i for i in listed if i.status is not InstanceStatus.GONE]
+                result.listed += len(live)
+                await self._judge(provider, live, tick.now, result)
+        return result
+
+    async def _judge(
+        self,
+        provider: Provider,
+        live: list[ProviderInstance],
+        now: datetime,
+        result: ReconcileResult,
+    ) -> None:
+        labelled = {i.instance_id: i for i in live if machine_of_label(i.label) is not None}
+        orphans = await asyncio.to_thread(self._record, provider.name, labelled, now)
+        result.orphans += len(orphans)
+        for instance, first_seen, is_new in orphans:
+            result.new_orphans += is_new
+            if self._policy != "destroy" or not instance.installation_marked:
+                continue
+            if now - first_seen < self._grace:
+                continue
+            try:
+                await provider.destroy_instance(instance.instance_id)
+            except ProviderError as exc:
+                activity.logger.warning(
+                    "reconcile: orphan %s on %s not destroyed (next pass): %s",
+                    instance.instance_id,
+                    provider.name,
+                    exc,
+                )
+                continue
+            activity.logger.warning(
+                "reconcile: destroyed orphan %s on %s (%s, an orphan since %s)",
+                instance.instance_id,
+                provider.name,
+                instance.label,
+                first_seen.isoformat(),
+            )
+            await asyncio.to_thread(self._destroyed, provider.name, instance.instance_id, now)
+            result.destroyed += 1
+
+    def _record(
+        self, provider: str, labelled: dict[str, ProviderInstance], now: datetime
+    ) -> list[tuple[ProviderInstance, datetime, bool]]:
+        """The orphans among `labelled`, each with when it was first seen and whether that is
+        now; rows of instances that are owned again or gone are dropped."""
+        with session_scope(self._engine) as session:
+            machines = _machines(session, [machine_of_label(i.label) for i in labelled.values()])
+            rows = {
+                row.instance_id: row
+                for row in session.exec(
+                    select(OrphanInstance).where(OrphanInstance.provider == provider)
+                )
+            }
+            found: list[tuple[ProviderInstance, datetime, bool]] = []
+            for instance in labelled.values():
+                machine_id = machine_of_label(instance.label)
+                reason = why_orphan(
+                    provider, instance.instance_id, instance.label, machines.get(machine_id or "")
+                )
+                row = rows.pop(instance.instance_id, None)
+                if reason is None:
+                    if row is not None:
+                        session.delete(row)  # owned again (its record was late)
+                    continue
+                if row is None or row.destroyed_at is not None:
+                    row = OrphanInstance(
+                        provider=provider,
+                        instance_id=instance.instance_id,
+                        label=instance.label or "",
+                        machine_id=machine_id,
+                        reason=reason,
+                        price_per_hour=instance.price_per_hour or None,
+                        first_seen_at=now,
+                    )
+                    session.merge(row)
+                    activity.logger.warning(
+                        "reconcile: orphan instance %s on %s (%s, $%.3f/h): %s",
+                        instance.instance_id,
+                        provider,
+                        instance.label,
+                        instance.price_per_hour,
+                        reason,
+                    )
+                    found.append((instance, now, True))
+                else:
+                    found.append((instance, row.first_seen_at, False))
+            for gone in rows.values():  # no longer listed: gone, by us or anyone
+                if gone.destroyed_at is None:
+                    session.delete(gone)  # (a row of ours that destroyed it stays, a record)
+            session.commit()
+        return found
+
+    def _destroyed(self, provider: str, instance_id: str, now: datetime) -> None:
+        with session_scope(self._engine) as session:
+            row = session.get(OrphanInstance, (provider, instance_id))
+            if row is not None:
+                row.destroyed_at = now
+                session.add(row)
+                session.commit()
+
+
+def _machines(session: Session, ids: list[str | None]) -> dict[str, MachineRow]:
+    wanted = sorted({i for i in ids if i})
+    if not wanted:
+        return {}
+    rows = session.exec(select(Machine).where(col(Machine.id).in_(wanted)))
+    return {
+        m.id: MachineRow(
+            id=m.id, status=MachineState(m.status), provider=m.provider, instance_id=m.instance_id
+        )
+        for m in rows
+    }
