@@ -227,14 +227,19 @@ def delete_now(name: str) -> None:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
 
 
-def _held_namespaces() -> set[int]:
-    """The inodes of every network namespace some process is in."""
-    held = set()
+def _held_namespaces() -> tuple[set[int], set[str]]:
+    """The inodes of every network namespace some process is in, and the names of those a
+    live pasta serves (pasta runs outside its namespace: until a machine process enters, only
+    its marker says the namespace is in use)."""
+    inodes: set[int] = set()
+    names: set[str] = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                held.add(os.stat(f"/proc/{entry}/ns/net").st_ino)
-    return held
+                inodes.add(os.stat(f"/proc/{entry}/ns/net").st_ino)
+            if (name := _environ(entry).get(ENV_NETNS.encode())) is not None:
+                names.add(name.decode())
+    return inodes, names
 
 
 def sweep_leaked() -> list[str]:
@@ -244,9 +249,9 @@ def sweep_leaked() -> list[str]:
         return []
     deleted = []
     with _locked(fcntl.LOCK_EX):
-        held = _held_namespaces()
+        held, served = _held_namespaces()
         for name in sorted(os.listdir(NETNS_DIR)):
-            if not name.startswith(PREFIX):
+            if not name.startswith(PREFIX) or name in served:
                 continue
             try:
                 inode = (NETNS_DIR / name).stat().st_ino

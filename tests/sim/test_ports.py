@@ -282,6 +282,26 @@ async def test_a_leaked_namespace_is_deleted_when_a_sim_starts(tmp_path: Path) -
         network.delete_now(leaked)
 
 
+async def test_a_namespace_only_its_pasta_serves_survives_another_sims_start(
+    tmp_path: Path,
+) -> None:
+    """Until a machine process enters its namespace, only its pasta (which runs outside it)
+    uses it: a second sim starting meanwhile (another test run, `dumont dev`) keeps it."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    served = network.new_name()
+    machine_dir = tmp_path / "machine"
+    machine_dir.mkdir()
+    pid_file = machine_dir / "pasta.pid"
+    await network.start(served, [network.PortMap(free_port(), 8000)], pid_file, machine_dir)
+    try:
+        async with running_sim(tmp_path / "sim") as sim:
+            await require_netns(sim)
+            assert served in netns_names()
+    finally:
+        await network.stop(served, pid_file)
+
+
 async def test_with_the_hosts_network_ports_keep_their_numbers(tmp_path: Path) -> None:
     key = new_key()
     async with running_sim(tmp_path / "sim", extra_args=["--network", "host"]) as sim:
