@@ -35,6 +35,12 @@ class ActivityName(StrEnum):
     RESTORE_WORKSPACE = "restore_workspace"
     RUN_ON_START = "run_on_start"
     COLLECT_SNAPSHOT_GARBAGE = "collect_snapshot_garbage"
+    # GPU -> CPU failover (core/contracts/standby.py)
+    LINK_STANDBY = "link_standby"
+    UNLINK_STANDBY = "unlink_standby"
+    SYNC_NOW = "sync_now"
+    RESTORE_FROM_STANDBY = "restore_from_standby"
+    CHECK_INSTANCE = "check_instance"
     # The fleet monitor's
     SWEEP_SILENT_AGENTS = "sweep_silent_agents"
     EVALUATE_ALERTS = "evaluate_alerts"

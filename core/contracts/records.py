@@ -12,6 +12,7 @@ from core.contracts.activities import DestroyedInstance
 from core.contracts.events import EventType
 from core.contracts.hibernation import HibernationConfig
 from core.contracts.machine import InstanceInfo, MachineSpec
+from core.contracts.standby import StandbyStatus
 from core.contracts.states import MachineState
 
 
@@ -43,7 +44,11 @@ class PendingRecord:
     # An instance was created: recorded for billing and orphan hunting.
     instance_created: InstanceInfo | None = None
     instances_destroyed: list[DestroyedInstance] = field(default_factory=list)
+    # The provider of `instances_destroyed` when it is not the machine's (its standby's).
+    destroyed_provider: str | None = None
     config: HibernationConfig | None = None
+    # The standby as it now stands (projected on the machine's standby row).
+    standby: StandbyStatus | None = None
 
 
 @dataclass(kw_only=True)

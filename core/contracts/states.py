@@ -19,6 +19,10 @@ class MachineState(StrEnum):
     HIBERNATING = "hibernating"
     HIBERNATED = "hibernated"
     WAKING = "waking"
+    # GPU -> CPU failover: moving between the GPU and the standby (a lost GPU, a migration,
+    # a new GPU being restored), and served by the standby.
+    FAILING_OVER = "failing_over"
+    STANDBY = "standby"
     ERROR = "error"
     DELETED = "deleted"
     DESTROYING = "destroying"

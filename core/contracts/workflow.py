@@ -12,6 +12,7 @@ from core.contracts.machine import InstanceInfo, LifecyclePolicy, MachineSpec
 from core.contracts.pause import PauseStatus
 from core.contracts.records import PendingRecord
 from core.contracts.serverless import ServerlessStatus
+from core.contracts.standby import StandbyConfig, StandbyStatus
 from core.contracts.states import MachineState
 
 
@@ -37,6 +38,7 @@ class MachineSnapshot:
     hibernation: HibernationStatus = field(default_factory=HibernationStatus)
     pause: PauseStatus = field(default_factory=PauseStatus)
     serverless: ServerlessStatus = field(default_factory=ServerlessStatus)
+    standby: StandbyStatus = field(default_factory=StandbyStatus)
     # Writes the database does not have yet, oldest first (see core/contracts/records.py).
     outbox: list[PendingRecord] = field(default_factory=list)
     # The owner's SSH keys as last read: a boot while the database is out attaches these.
@@ -48,6 +50,8 @@ class MachineInput:
     machine_id: str
     owner_id: str
     spec: MachineSpec
+    # The machine's standby settings at create (the request's, else the owner's defaults).
+    standby: StandbyConfig | None = None
     # Set only by continue-as-new.
     carried: MachineSnapshot | None = None
 

@@ -25,6 +25,7 @@ class Action(StrEnum):
     RESUME = "resume"
     SNAPSHOT = "snapshot"
     RESTORE = "restore"
+    MIGRATE = "migrate"
 
 
 # Every move the workflow makes, user-requested or not. Any state but the last may be destroyed.
@@ -32,8 +33,14 @@ _ENDING = frozenset({S.DESTROYING})
 ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # A create, or a start of a stopped or failed machine: up, or error with why.
     S.STARTING: frozenset({S.STARTING, S.RUNNING, S.ERROR}) | _ENDING,
-    S.RUNNING: frozenset({S.IDLE, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING}) | _ENDING,
-    S.IDLE: frozenset({S.RUNNING, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING}) | _ENDING,
+    S.RUNNING: frozenset(
+        {S.IDLE, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING, S.FAILING_OVER}
+    )
+    | _ENDING,
+    S.IDLE: frozenset(
+        {S.RUNNING, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING, S.FAILING_OVER}
+    )
+    | _ENDING,
     S.STOPPING: frozenset({S.STOPPED, S.ERROR}) | _ENDING,
     S.STOPPED: frozenset({S.STARTING}) | _ENDING,
     S.RESTARTING: frozenset({S.RUNNING, S.ERROR}) | _ENDING,
@@ -44,12 +51,18 @@ ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # On its host or on a new one; a resume that found neither stays paused, or, when its old
     # instance was gone too: hibernated, as its snapshot is committed.
     S.RESUMING: frozenset({S.RUNNING, S.PAUSED, S.HIBERNATED, S.ERROR}) | _ENDING,
-    # A failed hibernate puts the machine back as it was: running, idle or paused.
-    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.ERROR}) | _ENDING,
+    # A failed hibernate puts the machine back as it was: running, idle, paused or on standby.
+    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.STANDBY, S.ERROR})
+    | _ENDING,
     S.HIBERNATED: frozenset({S.WAKING, S.DELETED}) | _ENDING,
     S.DELETED: frozenset({S.WAKING}) | _ENDING,
     # A wake that found no offer goes back to where it came from.
     S.WAKING: frozenset({S.RUNNING, S.HIBERNATED, S.DELETED, S.ERROR}) | _ENDING,
+    # Onto the standby (a lost GPU, a migration), or back onto a new GPU; a migration whose
+    # final sync failed keeps the GPU it had.
+    S.FAILING_OVER: frozenset({S.STANDBY, S.RUNNING, S.IDLE, S.ERROR}) | _ENDING,
+    # Back to a GPU (the hunt after a loss, or a migration), or hibernated from the standby.
+    S.STANDBY: frozenset({S.FAILING_OVER, S.HIBERNATING}) | _ENDING,
     S.ERROR: frozenset({S.STARTING}) | _ENDING,
     # A destroy that failed leaves the machine in error, to be destroyed again.
     S.DESTROYING: frozenset({S.DESTROYED, S.ERROR}),
@@ -91,7 +104,7 @@ STARTS_FROM: dict[Action, frozenset[MachineState]] = {
     Action.START: frozenset({S.STOPPED, S.ERROR}),
     Action.RESTART: UP_STATES,
     Action.DESTROY: frozenset(S) - {S.DESTROYED},
-    Action.HIBERNATE: UP_STATES,
+    Action.HIBERNATE: UP_STATES | {S.STANDBY},
     Action.WAKE: frozenset({S.HIBERNATED, S.DELETED}),
     Action.PAUSE: UP_STATES,
     # A machine hibernated after a long pause resumes by waking.
@@ -99,6 +112,8 @@ STARTS_FROM: dict[Action, frozenset[MachineState]] = {
     # Taken on, and put back on, the running machine; its state does not change.
     Action.SNAPSHOT: UP_STATES,
     Action.RESTORE: UP_STATES,
+    # To the standby from a GPU that is up, or back to a GPU from the standby.
+    Action.MIGRATE: UP_STATES | {S.STANDBY},
 }
 
 _HINTS: dict[tuple[Action, MachineState], str] = {
@@ -141,6 +156,12 @@ _HINTS: dict[tuple[Action, MachineState], str] = {
     (Action.RESUME, S.PAUSING): "machine is pausing; resume it once it is paused",
     (Action.RESUME, S.STOPPED): "machine is stopped, not paused; start it",
     (Action.RESUME, S.HIBERNATING): "machine is hibernating; resume it once it is hibernated",
+    (Action.MIGRATE, S.FAILING_OVER): "machine is moving between its GPU and its standby",
+    (Action.START, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
+    (Action.STOP, S.STANDBY): "machine runs on its standby; hibernate or destroy it",
+    (Action.PAUSE, S.STANDBY): "machine runs on its standby; hibernate or destroy it",
+    (Action.RESTART, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
+    (Action.WAKE, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
 }
 
 
