@@ -92,6 +92,7 @@ def worker_activities(
         engine,
         grace_seconds=settings.orphan_grace_seconds,
         policy=settings.orphan_policy,
+        machines=machines,
     )
     return [
         policy.lifecycle_policy,

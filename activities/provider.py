@@ -37,6 +37,7 @@ from core.contracts.activities import (
 from core.contracts.errors import ErrorType
 from core.contracts.machine import InstanceInfo, MachineKind, MachineSpec
 from core.contracts.providers import ProviderFeature
+from core.contracts.standby import machine_of_standby_label, standby_label_prefix
 from core.contracts.states import InstanceStatus
 from core.offers.reservations import OfferReservations
 from core.ssh import SshIdentity
@@ -366,7 +367,12 @@ class ProviderActivities:
         """Destroy every live instance of the machine (or of one attempt's label), found by
         label so that an instance whose create answer was lost is destroyed too."""
         provider = self._provider(input.provider)
-        prefix = input.label or instance_label_prefix(input.machine_id)
+        if input.label:
+            prefix = input.label
+        elif input.standby:
+            prefix = standby_label_prefix(input.machine_id)
+        else:
+            prefix = instance_label_prefix(input.machine_id)
         destroyed: list[DestroyedInstance] = []
         doing: list[str] = []  # the instance being destroyed, for the heartbeat details
         # A slow or rate-limited provider must not look like a dead worker.
@@ -378,11 +384,12 @@ class ProviderActivities:
                     else await provider.find_by_label(prefix)
                 )
                 for instance in found:
-                    wanted = (
-                        instance.label == input.label
-                        if input.label
-                        else is_machine_label(instance.label, input.machine_id)
-                    )
+                    if input.label:
+                        wanted = instance.label == input.label
+                    elif input.standby:
+                        wanted = machine_of_standby_label(instance.label) == input.machine_id
+                    else:
+                        wanted = is_machine_label(instance.label, input.machine_id)
                     if not wanted or instance.status is InstanceStatus.GONE:
                         continue
                     doing.append(instance.instance_id)

@@ -1,7 +1,10 @@
 """The fleet reconciler's activity: every configured provider's instances carrying this
 installation's Dumont labels, against the machines' rows. An instance no live machine owns
 bills for nothing: it is logged (and recorded) the first time it is seen, and with policy
-`destroy` destroyed once it has been an orphan for the grace period.
+`destroy` destroyed once it has been an orphan for the grace period. A machine that is up on
+an instance the provider no longer lists (or lists failed or interrupted) is told so with a
+`provider_event` signal: its workflow checks with the provider and fails over, hibernates from
+its last snapshot, or goes to error (workflows/machine/failover.py).
 
 Safe to run again: the first sighting is kept in the database, and a destroy of a gone
 instance is done. Only instances whose label carries this installation's id are ever
@@ -11,28 +14,33 @@ destroyed (a label from before installations were marked may be another installa
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.service import RPCError
 
 from activities.heartbeat import heartbeating
 from activities.provider import ProviderLookup
 from core.contracts.activities import ActivityName
 from core.contracts.monitor import MonitorTick, ReconcileResult
+from core.contracts.standby import ProviderEvent
 from core.contracts.states import InstanceStatus, MachineState
 from core.db import session_scope
 from core.models import Machine
 from core.orphans.ownership import LABEL_PREFIX, MachineRow, machine_of_label, why_orphan
 from core.orphans.table import OrphanInstance
 from providers.base import Provider, ProviderError, ProviderInstance
+from workflows.client import MachineClient, MachineDestroyed, MachineNotFound
 
 OrphanPolicy = Literal["report", "destroy"]
 # A create may take this long before its machine's row names the instance (the provision
 # activity's own limit): an orphan is never judged younger than that.
 CREATE_TIMEOUT = timedelta(minutes=5)
+# The states in which a machine's row names an instance that should be up.
+_WATCHED = (MachineState.RUNNING, MachineState.IDLE)
 
 
 class ProviderFleet(ProviderLookup, Protocol):
@@ -50,8 +58,10 @@ class ReconcileActivities:
         *,
         grace_seconds: int = 600,
         policy: OrphanPolicy = "destroy",
+        machines: MachineClient | None = None,
     ) -> None:
         self._providers = providers
+        self._machines = machines
         self._engine = engine
         self._grace = max(timedelta(seconds=grace_seconds), CREATE_TIMEOUT)
         self._policy = policy
@@ -62,6 +72,7 @@ class ReconcileActivities:
         async with heartbeating():
             for name in self._providers.names:
                 provider = self._providers.get(name)
+                listing_from = datetime.now(UTC)
                 try:
                     listed = await provider.find_by_label(LABEL_PREFIX)
                 except ProviderError as exc:  # the next pass tries again
@@ -71,7 +82,34 @@ class ReconcileActivities:
                 live = [i for i in listed if i.status is not InstanceStatus.GONE]
                 result.listed += len(live)
                 await self._judge(provider, live, tick.now, result)
+                await self._tell_vanished(name, live, listing_from, result)
         return result
+
+    async def _tell_vanished(
+        self,
+        provider: str,
+        live: list[ProviderInstance],
+        listing_from: datetime,
+        result: ReconcileResult,
+    ) -> None:
+        if self._machines is None:
+            return
+        found = await asyncio.to_thread(_vanished, self._engine, provider, live, listing_from)
+        for machine_id, event in found:
+            try:
+                await self._machines.provider_event(machine_id, event)
+            except (MachineNotFound, MachineDestroyed):
+                continue
+            except RPCError as exc:
+                activity.logger.warning("reconcile: cannot tell %s: %s", machine_id, exc.message)
+                continue
+            activity.logger.warning(
+                "reconcile: machine %s: instance %s %s",
+                machine_id,
+                event.instance_id,
+                event.detail,
+            )
+            result.vanished += 1
 
     async def _judge(
         self,
@@ -168,6 +206,51 @@ class ReconcileActivities:
                 row.destroyed_at = now
                 session.add(row)
                 session.commit()
+
+
+def _vanished(
+    engine: Engine, provider: str, live: list[ProviderInstance], listing_from: datetime
+) -> list[tuple[str, ProviderEvent]]:
+    """Up machines on `provider` whose instance is not in the listing, or is listed failed
+    or interrupted. A row changed since the listing began may name an instance the listing
+    could not have seen: it is judged on the next pass."""
+    listed = {i.instance_id: i for i in live}
+    found: list[tuple[str, ProviderEvent]] = []
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Machine).where(
+                Machine.provider == provider,
+                col(Machine.status).in_([s.value for s in _WATCHED]),
+                col(Machine.instance_id).is_not(None),
+            )
+        )
+        for machine in rows:
+            updated = machine.updated_at
+            if updated.tzinfo is None:
+                updated = updated.replace(tzinfo=UTC)
+            if updated >= listing_from or machine.instance_id is None:
+                continue
+            instance = listed.get(machine.instance_id)
+            if instance is None:
+                status, detail = InstanceStatus.GONE, "no longer listed by the provider"
+            elif instance.status is InstanceStatus.FAILED or instance.interrupted:
+                status = instance.status
+                detail = "interrupted" if instance.interrupted else "failed"
+            else:
+                continue
+            found.append(
+                (
+                    machine.id,
+                    ProviderEvent(
+                        instance_id=machine.instance_id,
+                        status=status,
+                        at=datetime.now(UTC),
+                        interrupted=instance.interrupted if instance else False,
+                        detail=detail,
+                    ),
+                )
+            )
+    return found
 
 
 def _machines(session: Session, ids: list[str | None]) -> dict[str, MachineRow]:

@@ -53,6 +53,7 @@ from core.contracts.serverless import (
     WakeForRequestInput,
     WakeForRequestResult,
 )
+from core.contracts.standby import ProviderEvent
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineInput, MachineResult
 from workflows.machine import MachineWorkflow
@@ -361,6 +362,11 @@ class MachineClient:
         """Tell the machine what its agent did (or that it fell silent)."""
         with _translated(machine_id):
             await self._handle(machine_id).signal(MachineWorkflow.agent_report, report)
+
+    async def provider_event(self, machine_id: str, event: ProviderEvent) -> None:
+        """Tell the machine what its provider says of an instance (the reconciler)."""
+        with _translated(machine_id):
+            await self._handle(machine_id).signal(MachineWorkflow.provider_event, event)
 
     async def keys_changed(self, machine_ids: Iterable[str], fingerprint: str) -> None:
         """Tell each machine its owner's SSH keys changed. Machines that ended are skipped."""

@@ -109,6 +109,8 @@ class DestroyInstancesInput:
     machine_id: str
     # Only this attempt's instance; every instance of the machine when None.
     label: str | None = None
+    # Every standby instance of the machine (`standby_label`) instead of its own instances.
+    standby: bool = False
 
 
 @dataclass(kw_only=True)

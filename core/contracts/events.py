@@ -47,5 +47,21 @@ class EventType(StrEnum):
     WAKE_FAILED = "wake_failed"
     RESTORED = "restored"
     RESTORE_FAILED = "restore_failed"
+    # GPU -> CPU failover
+    STANDBY_ENABLED = "standby_enabled"
+    STANDBY_CREATED = "standby_created"  # the CPU standby answers SSH
+    STANDBY_LINKED = "standby_linked"  # the GPU's agent syncs to it (what was installed)
+    STANDBY_FAILED = "standby_failed"  # it could not be made or linked: tried again later
+    STANDBY_LOST = "standby_lost"  # preempted or gone: a new one is made
+    STANDBY_REMOVED = "standby_removed"  # standby disabled or the machine destroyed
+    SYNC_FAILING = "sync_failing"
+    SYNC_HEALTHY = "sync_healthy"
+    GPU_LOST = "gpu_lost"  # the GPU instance is gone, failed or interrupted
+    INSTANCE_LOST = "instance_lost"  # the same without a standby
+    MIGRATING = "migrating"  # a migration (to the standby, or back to a GPU) began
+    ON_STANDBY = "on_standby"  # the standby serves the workspace
+    GPU_SEARCH_FAILED = "gpu_search_failed"  # no GPU yet: tried again with backoff
+    BACK_ON_GPU = "back_on_gpu"  # a new GPU runs with the standby's workspace
+    MIGRATE_FAILED = "migrate_failed"
     ALERT_FIRING = "alert_firing"
     ALERT_RESOLVED = "alert_resolved"

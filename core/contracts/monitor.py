@@ -67,4 +67,6 @@ class ReconcileResult:
     orphans: int = 0  # of them, owned by no live machine
     new_orphans: int = 0  # seen as orphans for the first time (reported now)
     destroyed: int = 0  # orphans past the grace period, destroyed
+    # Up machines whose instance the provider no longer lists (or lists failed): told so.
+    vanished: int = 0
     failed_providers: list[str] = field(default_factory=list)  # could not be listed this time

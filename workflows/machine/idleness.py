@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
 S = MachineState
 # The states a boot ends from: create and start, restart, wake, resume.
-_BOOTS = frozenset({S.STARTING, S.RESTARTING, S.WAKING, S.RESUMING})
+_BOOTS = frozenset({S.STARTING, S.RESTARTING, S.WAKING, S.RESUMING, S.FAILING_OVER})
 
 
 class IdleWork(Enum):
@@ -30,6 +30,7 @@ class IdleWork(Enum):
     BUSY = "busy"  # idle, but something is going on again
     HIBERNATE = "hibernate"
     PAUSE = "pause"  # serverless mode: idle past its timeout
+    MIGRATE = "migrate"  # a machine with a standby: idle past its window, moves to the CPU
     DELETE = "delete"
 
 
@@ -105,6 +106,9 @@ class Idleness:
         s = self.k.s
         if self.serverless:
             return s.serverless.config.idle_timeout_seconds
+        migrate = self.k.hooks.idle_migrate_seconds()
+        if migrate is not None:
+            return migrate
         return s.config.pause_after_minutes * 60 if s.config.enabled else None
 
     def recompute(self) -> None:
@@ -140,7 +144,11 @@ class Idleness:
             if s.state is S.RUNNING:
                 return IdleWork.IDLE
             if h.hibernate_at is not None and now >= h.hibernate_at:
-                return IdleWork.PAUSE if self.serverless else IdleWork.HIBERNATE
+                if self.serverless:
+                    return IdleWork.PAUSE
+                if self.k.hooks.idle_migrate_seconds() is not None:
+                    return IdleWork.MIGRATE
+                return IdleWork.HIBERNATE
         if s.state is S.HIBERNATED and h.delete_at is not None and now >= h.delete_at:
             return IdleWork.DELETE
         return None

@@ -83,6 +83,15 @@ class Hooks:
     on_ready: list[OnReady] = field(default_factory=list)
     # The idle-since time the status projection shows (idleness provides it).
     idle_since: Callable[[], datetime | None] = lambda: None
+    # The instance the user reaches now (the standby while the machine is on it); None: the
+    # machine's own instance.
+    serving_instance: Callable[[], InstanceInfo | None] | None = None
+    # Idle time after which the machine moves to its standby instead of sleeping (None: it
+    # does not).
+    idle_migrate_seconds: Callable[[], int | None] = lambda: None
+    # Told at once when a destroy is asked for; run after a destroy removed the instances.
+    on_destroy_requested: list[Callable[[], None]] = field(default_factory=list)
+    after_destroy: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 class MachineKernel:
@@ -152,6 +161,8 @@ class MachineKernel:
         self.destroy_requested = True
         if self._cancellable_task is not None:
             self._cancellable_task.cancel()
+        for hook in self.hooks.on_destroy_requested:
+            hook()
 
     def stop_if_destroyed(self) -> None:
         """End the work under way when a destroy was asked for. The destroy cancels that work,
@@ -239,13 +250,14 @@ class MachineKernel:
         seq = s.counters["events"] = s.counters.get("events", 0) + 1
         idle_since = self.hooks.idle_since() if s.state is S.IDLE else None
         if self.uses_outbox:
+            serving = self.serving_instance()
             event = PendingEvent(
                 seq=seq,
                 event_type=event_type,
                 state=s.state,
                 at=workflow.now(),
                 reason=reason,
-                instance=replace(s.instance) if s.instance else None,
+                instance=replace(serving) if serving else None,
                 gpu_utilization=gpu_utilization,
                 snapshot_id=snapshot_id,
                 idle_since=idle_since,
@@ -271,6 +283,11 @@ class MachineKernel:
             s.policy,
         )
 
+    def serving_instance(self) -> InstanceInfo | None:
+        if self.hooks.serving_instance is not None:
+            return self.hooks.serving_instance()
+        return self.s.instance
+
     async def record_instance(self, instance: InstanceInfo) -> None:
         if self.uses_outbox:
             self.outbox.add(PendingRecord(number=0, instance_created=replace(instance)))
@@ -282,9 +299,13 @@ class MachineKernel:
             self.s.policy,
         )
 
-    async def record_destroyed(self, instances: list[DestroyedInstance]) -> None:
+    async def record_destroyed(
+        self, instances: list[DestroyedInstance], provider: str | None = None
+    ) -> None:
         if self.uses_outbox:
-            self.outbox.add(PendingRecord(number=0, instances_destroyed=instances))
+            self.outbox.add(
+                PendingRecord(number=0, instances_destroyed=instances, destroyed_provider=provider)
+            )
             return
         await activities.call(
             ActivityName.RECORD_INSTANCES_DESTROYED,

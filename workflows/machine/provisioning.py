@@ -254,6 +254,8 @@ class Provisioning:
         s = self.k.s
         await self.k.transition(S.DESTROYING, EventType.DESTROY_REQUESTED, reason)
         await self.destroy_all()
+        for hook in self.k.hooks.after_destroy:  # a user destroy removes the standby too
+            await hook()
         s.instance = None
         s.boot_deadline = None
         await self.k.transition(S.DESTROYED, EventType.DESTROYED, reason)

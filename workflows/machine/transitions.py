@@ -30,15 +30,19 @@ class Action(StrEnum):
 
 # Every move the workflow makes, user-requested or not. Any state but the last may be destroyed.
 _ENDING = frozenset({S.DESTROYING})
+_LOST_INSTANCE = frozenset({S.HIBERNATED, S.ERROR})
 ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # A create, or a start of a stopped or failed machine: up, or error with why.
     S.STARTING: frozenset({S.STARTING, S.RUNNING, S.ERROR}) | _ENDING,
+    # A lost instance without a standby: hibernated from its last snapshot, or in error.
     S.RUNNING: frozenset(
         {S.IDLE, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING, S.FAILING_OVER}
+        | _LOST_INSTANCE
     )
     | _ENDING,
     S.IDLE: frozenset(
         {S.RUNNING, S.STOPPING, S.RESTARTING, S.PAUSING, S.HIBERNATING, S.FAILING_OVER}
+        | _LOST_INSTANCE
     )
     | _ENDING,
     S.STOPPING: frozenset({S.STOPPED, S.ERROR}) | _ENDING,
@@ -51,9 +55,8 @@ ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # On its host or on a new one; a resume that found neither stays paused, or, when its old
     # instance was gone too: hibernated, as its snapshot is committed.
     S.RESUMING: frozenset({S.RUNNING, S.PAUSED, S.HIBERNATED, S.ERROR}) | _ENDING,
-    # A failed hibernate puts the machine back as it was: running, idle, paused or on standby.
-    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.STANDBY, S.ERROR})
-    | _ENDING,
+    # A failed hibernate puts the machine back as it was: running, idle or paused.
+    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.ERROR}) | _ENDING,
     S.HIBERNATED: frozenset({S.WAKING, S.DELETED}) | _ENDING,
     S.DELETED: frozenset({S.WAKING}) | _ENDING,
     # A wake that found no offer goes back to where it came from.
@@ -61,8 +64,8 @@ ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # Onto the standby (a lost GPU, a migration), or back onto a new GPU; a migration whose
     # final sync failed keeps the GPU it had.
     S.FAILING_OVER: frozenset({S.STANDBY, S.RUNNING, S.IDLE, S.ERROR}) | _ENDING,
-    # Back to a GPU (the hunt after a loss, or a migration), or hibernated from the standby.
-    S.STANDBY: frozenset({S.FAILING_OVER, S.HIBERNATING}) | _ENDING,
+    # Back to a GPU (the hunt after a loss, or a migration).
+    S.STANDBY: frozenset({S.FAILING_OVER}) | _ENDING,
     S.ERROR: frozenset({S.STARTING}) | _ENDING,
     # A destroy that failed leaves the machine in error, to be destroyed again.
     S.DESTROYING: frozenset({S.DESTROYED, S.ERROR}),
@@ -104,7 +107,7 @@ STARTS_FROM: dict[Action, frozenset[MachineState]] = {
     Action.START: frozenset({S.STOPPED, S.ERROR}),
     Action.RESTART: UP_STATES,
     Action.DESTROY: frozenset(S) - {S.DESTROYED},
-    Action.HIBERNATE: UP_STATES | {S.STANDBY},
+    Action.HIBERNATE: UP_STATES,
     Action.WAKE: frozenset({S.HIBERNATED, S.DELETED}),
     Action.PAUSE: UP_STATES,
     # A machine hibernated after a long pause resumes by waking.
@@ -158,10 +161,11 @@ _HINTS: dict[tuple[Action, MachineState], str] = {
     (Action.RESUME, S.HIBERNATING): "machine is hibernating; resume it once it is hibernated",
     (Action.MIGRATE, S.FAILING_OVER): "machine is moving between its GPU and its standby",
     (Action.START, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
-    (Action.STOP, S.STANDBY): "machine runs on its standby; hibernate or destroy it",
-    (Action.PAUSE, S.STANDBY): "machine runs on its standby; hibernate or destroy it",
+    (Action.STOP, S.STANDBY): "machine runs on its standby; migrate it to a GPU or destroy it",
+    (Action.PAUSE, S.STANDBY): "machine runs on its standby; migrate it to a GPU or destroy it",
     (Action.RESTART, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
     (Action.WAKE, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
+    (Action.HIBERNATE, S.STANDBY): "machine runs on its standby; migrate it to a GPU first",
 }
 
 

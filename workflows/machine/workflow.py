@@ -57,11 +57,20 @@ with workflow.unsafe.imports_passed_through():
         WakeForRequestInput,
         WakeForRequestResult,
     )
+    from core.contracts.standby import (
+        MigrateInput,
+        MigrateResult,
+        ProviderEvent,
+        StandbyConfigInput,
+        StandbyView,
+        SyncReport,
+    )
     from core.contracts.states import MachineState
     from core.contracts.workflow import MachineInput, MachineResult, MachineSnapshot
     from core.search_attributes import GPU_NAME, MACHINE_OWNER, MACHINE_STATE
     from workflows.machine import activities
     from workflows.machine.agent import AgentCare
+    from workflows.machine.failover import Failover
     from workflows.machine.hibernation import Hibernation
     from workflows.machine.idleness import Idleness, IdleWork
     from workflows.machine.kernel import MachineKernel, failure, reject
@@ -69,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine.provisioning import Provisioning
     from workflows.machine.serverless import Serverless
     from workflows.machine.service import Service
+    from workflows.machine.standby import Standby
     from workflows.machine.transitions import TARGET, Action, is_joining, rejection
 
 S = MachineState
@@ -90,6 +100,8 @@ class MachineWorkflow:
         self.pause_resume = Pause(self.k, self.provisioning, self.hibernation)
         self.service = Service(self.k)
         self.serverless = Serverless(self.k, self.idleness, self.pause_resume)
+        self.standby = Standby(self.k)
+        self.failover = Failover(self.k, self.provisioning, self.standby, self.idleness)
 
     # --- run ---------------------------------------------------------------------------
 
@@ -97,6 +109,7 @@ class MachineWorkflow:
     async def run(self, input: MachineInput) -> MachineResult:
         k, s = self.k, self.k.s
         k.begin()
+        self.standby.begin(input.standby)
         workflow.upsert_search_attributes(
             [
                 MACHINE_STATE.value_set(s.state.value),
@@ -117,6 +130,8 @@ class MachineWorkflow:
                     local=k.lean_boot,
                 )
             if input.carried is None and not k.destroy_requested:
+                if self.standby.work_due():  # made alongside the GPU, never in its way
+                    self.standby.kick()
                 await k.cancellable(lambda: k.guarded("create", self.provisioning.create))
         while True:
             mark = k.deadlines.mark
@@ -130,7 +145,16 @@ class MachineWorkflow:
             if self.agent.work_due():
                 await self.agent.upkeep()
                 continue
+            if self.failover.work_due():
+                await self.failover.upkeep()
+                continue
+            if self.standby.work_due():
+                self.standby.kick()
+                continue
             idle_work = self.idleness.work()
+            if idle_work is IdleWork.MIGRATE:
+                await self.failover.idle_upkeep()
+                continue
             if idle_work is IdleWork.PAUSE:
                 await self.serverless.upkeep()
                 continue
@@ -142,9 +166,11 @@ class MachineWorkflow:
                 continue
             if not (s.state is S.DESTROYED or self._should_continue_as_new()):
                 continue
-            # Never abandon an update half done; a destroy may arrive while we wait, so the
-            # terminal state is checked again afterwards.
-            await workflow.wait_condition(workflow.all_handlers_finished)
+            # Never abandon an update half done (nor the standby's work); a destroy may arrive
+            # while we wait, so the terminal state is checked again afterwards.
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() and self.standby.idle()
+            )
             if s.state is S.DESTROYED:
                 if flusher is not None:
                     await k.outbox.drained()  # the destroyed event is written before the end
@@ -164,6 +190,8 @@ class MachineWorkflow:
             self.k.s.state is S.DESTROYED
             or self._should_continue_as_new()
             or self.agent.work_due()
+            or self.failover.work_due()
+            or self.standby.work_due()
             or self.idleness.work() is not None
             or self.pause_resume.work_due()
             or self.k.deadlines.moved_since(mark)
@@ -183,10 +211,13 @@ class MachineWorkflow:
         k = self.k
         await k.ready()
         async with k.lock:
-            if not k.s.state.is_up() or k.destroy_requested:
-                return  # a start or a new instance attaches the current keys anyway
+            if k.destroy_requested:
+                return
             try:
-                await self.provisioning.attach_keys()
+                if k.s.state.is_up():  # a start or a new instance attaches the current keys
+                    await self.provisioning.attach_keys()
+                if self.standby.ready():
+                    await self.standby.attach_owner_keys()
             except ActivityError as err:
                 workflow.logger.warning("attaching changed SSH keys failed: %s", failure(err)[1])
 
@@ -196,6 +227,38 @@ class MachineWorkflow:
         a report no newer than the last one applied changes nothing."""
         if self.agent.apply(report):
             self.idleness.on_report(report)
+            self.failover.on_agent_report(report)
+
+    @workflow.signal
+    async def standby_sync(self, report: SyncReport) -> None:
+        """A transition of the standby sync's health (from the API's heartbeat ingest)."""
+        await self.standby.sync_reported(report)
+
+    @workflow.signal
+    def provider_event(self, event: ProviderEvent) -> None:
+        """The provider says an instance is gone, failed or interrupted (the reconciler)."""
+        self.failover.on_provider_event(event)
+
+    # --- standby and migration ---------------------------------------------------------
+
+    @workflow.update
+    async def configure_standby(self, input: StandbyConfigInput) -> StandbyView:
+        return await self.standby.configure(input)
+
+    @configure_standby.validator
+    def _validate_configure_standby(self, input: StandbyConfigInput) -> None:
+        if self.k.s.state.is_ending() or self.k.destroy_requested:
+            reject(f"machine is {self.k.s.state}")
+        self.standby.validate_config(input)
+
+    @workflow.update
+    async def migrate(self, input: MigrateInput) -> MigrateResult:
+        return await self.failover.migrate(input)
+
+    @migrate.validator
+    def _validate_migrate(self, input: MigrateInput) -> None:
+        self.k.validate(Action.MIGRATE)
+        self.failover.validate_migrate(input)
 
     # --- lifecycle updates -------------------------------------------------------------
 
