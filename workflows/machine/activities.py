@@ -134,6 +134,26 @@ OPTIONS: dict[ActivityName, Callable[[LifecyclePolicy | None], ActivityConfig]] 
     ActivityName.RECORD_CONFIG: _record,
     ActivityName.SNAPSHOT_WORKSPACE: _snapshot,
     ActivityName.RESTORE_WORKSPACE: _snapshot,
+    # The standby's (core/contracts/standby.py): SSH work on the machines, heartbeating.
+    ActivityName.LINK_STANDBY: lambda policy: ActivityConfig(
+        start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_INSTALL_RETRY,
+    ),
+    ActivityName.UNLINK_STANDBY: lambda _: ActivityConfig(
+        start_to_close_timeout=timedelta(minutes=1), retry_policy=_INSTALL_RETRY
+    ),
+    ActivityName.SYNC_NOW: lambda policy: ActivityConfig(
+        start_to_close_timeout=timedelta(hours=1),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_INSTALL_RETRY,
+    ),
+    ActivityName.RESTORE_FROM_STANDBY: lambda policy: ActivityConfig(
+        start_to_close_timeout=timedelta(hours=6),
+        heartbeat_timeout=_heartbeat(policy),
+        retry_policy=_INSTALL_RETRY,
+    ),
+    ActivityName.CHECK_INSTANCE: _provider(2),
 }
 
 

@@ -228,7 +228,7 @@ class Failover:
             st.hunts += 1
             next_try = ""
             if st.reason is StandbyReason.GPU_LOST:
-                wait = backoff(st.hunts)
+                wait = backoff(st.hunts, k.policy.wake_offer_retry_seconds)
                 st.hunt_at = workflow.now() + wait
                 next_try = f"; tried again in {int(wait.total_seconds())} s"
             self.standby.record()

@@ -109,6 +109,9 @@ class MachineKernel:
         self.hooks = Hooks()
         self.outbox = Outbox(snapshot)
         self.lean_boot = False  # decided in begin()
+        # Work runs beside the lock's (the standby's task): reads are then full activities, as
+        # a local activity resolved among other coroutines' commands replays out of order.
+        self.concurrent_work = False
         self.runs_on_start = False  # decided in begin()
 
     @property
@@ -131,6 +134,10 @@ class MachineKernel:
         # A machine with an on-start runs it after every boot. Asked only of those, so other
         # machines' histories carry no marker; no run before it had an on-start.
         self.runs_on_start = self.s.spec.on_start is not None and workflow.patched(ON_START_PATCH)
+
+    @property
+    def reads_locally(self) -> bool:
+        return self.lean_boot and not self.concurrent_work
 
     @property
     def policy(self) -> LifecyclePolicy:

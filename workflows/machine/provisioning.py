@@ -202,7 +202,7 @@ class Provisioning:
                 OwnerKeysInput(owner_id=s.owner_id),
                 OwnerKeys,
                 s.policy,
-                local=self.k.lean_boot,
+                local=self.k.reads_locally,
             )
             s.owner_keys = keys.public_keys
         except ActivityError as err:

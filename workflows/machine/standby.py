@@ -61,14 +61,14 @@ S = MachineState
 STANDBY_PATCH = "standby-failover"
 # A standby is kept in these; a hibernated or deleted machine's workspace is its snapshot.
 _NO_STANDBY = frozenset({S.HIBERNATED, S.DELETED, S.DESTROYING, S.DESTROYED})
-# Tries of a standby that could not be made or linked: 30 s, 1, 2, 4 ... min, at most 15.
-_RETRY_FIRST = 30
+# Tries of a standby that could not be made or linked, and searches for a GPU on standby:
+# the policy's offer retry (30 s), doubling, at most 15 min apart.
 _RETRY_MOST = 900
 _ALIVE = frozenset({InstanceStatus.RUNNING, InstanceStatus.PROVISIONING, InstanceStatus.UNKNOWN})
 
 
-def backoff(tries: int) -> timedelta:
-    return timedelta(seconds=min(_RETRY_FIRST * 2 ** max(tries - 1, 0), _RETRY_MOST))
+def backoff(tries: int, first_seconds: int) -> timedelta:
+    return timedelta(seconds=min(first_seconds * 2 ** max(tries - 1, 0), _RETRY_MOST))
 
 
 def _reshapes(before: StandbyConfig, after: StandbyConfig) -> bool:
@@ -115,6 +115,7 @@ class Standby:
         # A standby to look at (sync failing, a provider event about it).
         self._check_due = False
         kernel.hooks.serving_instance = self._serving
+        kernel.hooks.idle_migrate_seconds = self.idle_migrate_seconds
         kernel.hooks.on_destroy_requested.append(self._cancel)
         kernel.hooks.after_destroy.append(self.remove)
         kernel.deadlines.watch("standby", self._deadlines)
@@ -128,10 +129,12 @@ class Standby:
             st.config = replace(config)
         if st.config.enabled:
             self._on = workflow.patched(STANDBY_PATCH)
+        self.k.concurrent_work = self._on
 
     def enable(self) -> None:
         """Standby enabled by an update (not a validator: it may add a marker)."""
         self._on = self._on or workflow.patched(STANDBY_PATCH)
+        self.k.concurrent_work = self._on
 
     @property
     def on(self) -> bool:
@@ -237,7 +240,7 @@ class Standby:
         st = self.k.s.standby
         st.retries += 1
         st.problem = problem
-        wait = backoff(st.retries)
+        wait = backoff(st.retries, self.k.policy.wake_offer_retry_seconds)
         st.retry_at = workflow.now() + wait
         self.record()
         await self.k.record_event(
@@ -292,7 +295,6 @@ class Standby:
                 OwnerKeysInput(owner_id=s.owner_id),
                 OwnerKeys,
                 s.policy,
-                local=True,
             )
             await self.attach_keys(instance, keys.public_keys)
             deadline = workflow.now() + timedelta(seconds=k.policy.boot_timeout_seconds)
@@ -517,7 +519,6 @@ class Standby:
             OwnerKeysInput(owner_id=self.k.s.owner_id),
             OwnerKeys,
             self.k.s.policy,
-            local=True,
         )
         await self.attach_keys(st.instance, keys.public_keys)
 

@@ -46,7 +46,12 @@ from core.contracts.workflow import MachineSnapshot
 from tests.conftest import binary
 from tests.workflows.fakes import FakeCloud
 from tests.workflows.helpers import SPEC, fake_worker, signals_processed, start_machine
-from tests.workflows.histories import other_scenarios, pause_scenarios, serverless_scenarios
+from tests.workflows.histories import (
+    failover_scenarios,
+    other_scenarios,
+    pause_scenarios,
+    serverless_scenarios,
+)
 from workflows.machine import MachineWorkflow
 
 HERE = Path(__file__).parent
@@ -393,6 +398,11 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     ),
     "machine_idle_after_boot": (
         functools.partial(serverless_scenarios.idle_after_boot, policy=POLICY),
+        "ts",
+    ),
+    "machine_failover": (functools.partial(failover_scenarios.failover, policy=POLICY), "dev"),
+    "machine_idle_migrate": (
+        functools.partial(failover_scenarios.idle_migrate, policy=POLICY),
         "ts",
     ),
 }
