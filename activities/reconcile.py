@@ -33,7 +33,7 @@ from core.models import Machine
 from core.orphans.ownership import LABEL_PREFIX, MachineRow, machine_of_label, why_orphan
 from core.orphans.table import OrphanInstance
 from providers.base import Provider, ProviderError, ProviderInstance
-from workflows.client import MachineClient, MachineDestroyed, MachineNotFound
+from workflows.client import MachineDestroyed, MachineNotFound
 
 OrphanPolicy = Literal["report", "destroy"]
 # A create may take this long before its machine's row names the instance (the provision
@@ -41,6 +41,9 @@ OrphanPolicy = Literal["report", "destroy"]
 CREATE_TIMEOUT = timedelta(minutes=5)
 # The states in which a machine's row names an instance that should be up.
 _WATCHED = (MachineState.RUNNING, MachineState.IDLE)
+# What a listed instance of an up machine must not be: failed, or stopped under the user (a
+# spot loss; a user's stop goes through the machine's workflow first).
+_LOST = (InstanceStatus.FAILED, InstanceStatus.STOPPED)
 
 
 class ProviderFleet(ProviderLookup, Protocol):
@@ -48,6 +51,12 @@ class ProviderFleet(ProviderLookup, Protocol):
 
     @property
     def names(self) -> list[str]: ...
+
+
+class MachineNotifier(Protocol):
+    """What the reconciler needs of `workflows.client.MachineClient`."""
+
+    async def provider_event(self, machine_id: str, event: ProviderEvent) -> None: ...
 
 
 class ReconcileActivities:
@@ -58,7 +67,7 @@ class ReconcileActivities:
         *,
         grace_seconds: int = 600,
         policy: OrphanPolicy = "destroy",
-        machines: MachineClient | None = None,
+        machines: MachineNotifier | None = None,
     ) -> None:
         self._providers = providers
         self._machines = machines
@@ -233,9 +242,9 @@ def _vanished(
             instance = listed.get(machine.instance_id)
             if instance is None:
                 status, detail = InstanceStatus.GONE, "no longer listed by the provider"
-            elif instance.status is InstanceStatus.FAILED or instance.interrupted:
+            elif instance.interrupted or instance.status in _LOST:
                 status = instance.status
-                detail = "interrupted" if instance.interrupted else "failed"
+                detail = "interrupted" if instance.interrupted else instance.status.value
             else:
                 continue
             found.append(

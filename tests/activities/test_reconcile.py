@@ -16,6 +16,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.reconcile import ReconcileActivities
 from core.accounts import create_user
 from core.contracts.monitor import MonitorTick
+from core.contracts.standby import ProviderEvent
+from core.contracts.states import InstanceStatus
 from core.db import session_scope
 from core.models import Machine
 from core.orphans.table import OrphanInstance
@@ -140,3 +142,38 @@ async def test_a_create_not_yet_recorded_is_not_an_orphan_too_soon(
     assert (early.orphans, early.destroyed) == (1, 0)
     live = {str(i["id"]) for i in await sim.admin.instances()}
     assert {starting, unrecorded} <= live
+
+
+class Told:
+    """The machines' workflows as the reconciler tells them (MachineNotifier)."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, ProviderEvent] = {}
+
+    async def provider_event(self, machine_id: str, event: ProviderEvent) -> None:
+        self.events[machine_id] = event
+
+
+async def test_a_machine_whose_instance_vanished_or_was_interrupted_is_told(
+    registry: ProviderRegistry, sim: SimHandle, sqlite_engine: Engine
+) -> None:
+    """The provider event that starts a failover (or a hibernate or an error without a
+    standby): for an up machine whose instance is gone or was stopped under it, never for one
+    whose instance runs or that holds none."""
+    vast = registry.get("vast")
+    gone = await vast_instance(registry, "dumont-m-0000000000d1-1", 0)
+    machine_row(sqlite_engine, "m-0000000000d1", "running", gone)
+    await vast.destroy_instance(gone)
+    spot = await vast_instance(registry, "dumont-m-0000000000d2-1", 1)
+    machine_row(sqlite_engine, "m-0000000000d2", "idle", spot)
+    await sim.admin.interrupt(int(spot))
+    fine = await vast_instance(registry, "dumont-m-0000000000d3-1", 2)
+    machine_row(sqlite_engine, "m-0000000000d3", "running", fine)
+    machine_row(sqlite_engine, "m-0000000000d4", "hibernated", None)
+    told = Told()
+    acts = ReconcileActivities(registry, sqlite_engine, machines=told)
+    result = await ActivityEnvironment().run(acts.reconcile_instances, MonitorTick(now=T0))
+    assert set(told.events) == {"m-0000000000d1", "m-0000000000d2"} and result.vanished == 2
+    assert told.events["m-0000000000d1"].status is InstanceStatus.GONE
+    assert told.events["m-0000000000d1"].instance_id == gone
+    assert told.events["m-0000000000d2"].status is InstanceStatus.STOPPED
