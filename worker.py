@@ -31,6 +31,7 @@ from activities.records import RecordActivities
 from activities.schedule_trigger import ScheduleTriggerActivities
 from activities.service import ServiceActivities
 from activities.snapshots import SnapshotActivities
+from activities.standby import StandbyActivities
 from core.contracts.monitor import FLEET_MONITOR_WORKFLOW_ID, MonitorInput
 from core.db import make_engine, migrate
 from core.installation import with_installation
@@ -87,6 +88,7 @@ def worker_activities(
     monitor = MonitorActivities(engine, machines)
     snapshots = SnapshotActivities(engine, store, identity, SnapshotPolicy.from_settings(settings))
     hooks = PreHibernateActivities(identity)
+    standby = StandbyActivities(providers, identity)
     reconcile = ReconcileActivities(
         providers,
         engine,
@@ -115,6 +117,11 @@ def worker_activities(
         snapshots.restore_workspace,
         snapshots.collect_snapshot_garbage,
         agent.install_agent,
+        standby.link_standby,
+        standby.unlink_standby,
+        standby.sync_now,
+        standby.restore_from_standby,
+        standby.check_instance,
         monitor.sweep_silent_agents,
         alerts.evaluate_alerts,
         alerts.deliver_webhooks,

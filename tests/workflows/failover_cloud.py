@@ -47,16 +47,6 @@ class FailoverCloud(FakeCloud):
         self.restores: list[tuple[str, str]] = []  # (standby, gpu)
         self.sync_error: str | None = None
 
-    def activities(self) -> list[Any]:
-        return [
-            *super().activities(),
-            self.link_standby,
-            self.unlink_standby,
-            self.sync_now,
-            self.restore_from_standby,
-            self.check_instance,
-        ]
-
     # --- what the tests look at ------------------------------------------------------------
 
     def standbys(self) -> list[FakeInstance]:
@@ -148,10 +138,10 @@ class FailoverCloud(FakeCloud):
         return LinkStandbyResult(installed=[])
 
     @activity.defn(name=ActivityName.UNLINK_STANDBY)
-    async def unlink_standby(self, input: UnlinkStandbyInput) -> LinkStandbyResult:
+    async def unlink_standby(self, input: UnlinkStandbyInput) -> str:
         self.calls.append(f"unlink {input.gpu.instance_id}")
         self.links.pop(input.gpu.instance_id, None)
-        return LinkStandbyResult()
+        return "sync file removed"
 
     @activity.defn(name=ActivityName.SYNC_NOW)
     async def sync_now(self, input: SyncNowInput) -> SyncOutcome:

@@ -44,6 +44,17 @@ from core.contracts.machine import InstanceInfo, LifecyclePolicy
 from core.contracts.records import PendingEvent, RecordBatchInput, RecordBatchResult
 from core.contracts.service import RunOnStartInput, RunOnStartResult
 from core.contracts.snapshots import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
+from core.contracts.standby import (
+    InstanceCheckInput,
+    InstanceCheckResult,
+    LinkStandbyInput,
+    LinkStandbyResult,
+    RestoreFromStandbyInput,
+    RestoreFromStandbyResult,
+    SyncNowInput,
+    SyncOutcome,
+    UnlinkStandbyInput,
+)
 from core.contracts.states import InstanceStatus, MachineState
 
 
@@ -142,6 +153,7 @@ class FakeCloud:
             self.snapshot_workspace,
             self.restore_workspace,
             self.run_on_start,
+            *self.standby_activities(),
         ]
 
     def live(self) -> list[FakeInstance]:
@@ -389,3 +401,43 @@ class FakeCloud:
                 detail=f"exited with status 127 at once: {self.on_start_error}",
             )
         return RunOnStartResult(started=True)
+
+    # --- the standby's (stand-ins: the failover's workflow tests may make them richer) ------
+
+    def standby_activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.link_standby,
+            self.unlink_standby,
+            self.sync_now,
+            self.restore_from_standby,
+            self.check_instance,
+        ]
+
+    @activity.defn(name=ActivityName.LINK_STANDBY)
+    async def link_standby(self, input: LinkStandbyInput) -> LinkStandbyResult:
+        self.calls.append(f"link {input.gpu.instance_id} -> {input.standby.instance_id}")
+        return LinkStandbyResult()
+
+    @activity.defn(name=ActivityName.UNLINK_STANDBY)
+    async def unlink_standby(self, input: UnlinkStandbyInput) -> str:
+        self.calls.append(f"unlink {input.gpu.instance_id}")
+        return "removed"
+
+    @activity.defn(name=ActivityName.SYNC_NOW)
+    async def sync_now(self, input: SyncNowInput) -> SyncOutcome:
+        self.calls.append(f"sync {input.gpu.instance_id}")
+        return SyncOutcome(completed_at=_now(), seconds=0.0, bytes_sent=0)
+
+    @activity.defn(name=ActivityName.RESTORE_FROM_STANDBY)
+    async def restore_from_standby(
+        self, input: RestoreFromStandbyInput
+    ) -> RestoreFromStandbyResult:
+        self.calls.append(f"restore {input.standby.instance_id} -> {input.gpu.instance_id}")
+        return RestoreFromStandbyResult(
+            files=0, bytes_total=0, bytes_received=0, seconds=0.0, tree_hash=""
+        )
+
+    @activity.defn(name=ActivityName.CHECK_INSTANCE)
+    async def check_instance(self, input: InstanceCheckInput) -> InstanceCheckResult:
+        found = self.instances.get(input.instance.instance_id)
+        return InstanceCheckResult(status=found.status if found else InstanceStatus.GONE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,7 +56,9 @@ async def start(
     )
 
 
-async def until(handle: MachineHandle, check: object, what: str) -> MachineSnapshot:
+async def until(
+    handle: MachineHandle, check: Callable[[MachineSnapshot], bool], what: str
+) -> MachineSnapshot:
     snapshot = await handle.query(MachineWorkflow.state)
     for _ in range(600):
         snapshot = await handle.query(MachineWorkflow.state)
@@ -162,9 +165,9 @@ async def test_a_silent_agent_moves_the_machine_only_when_the_provider_confirms(
         )
         moved = await until(
             handle,
-            lambda s: s.standby.side is Side.CPU or linked(s) and s.instance.instance_id != gpu,
+            lambda s: s.standby.side is Side.CPU or linked(s) and s.instance.instance_id != gpu,  # type: ignore[union-attr]
             "moved",
-        )  # type: ignore[union-attr]
+        )
     assert moved.instance is None or moved.instance.instance_id != gpu
     assert cloud.instances[gpu].status is InstanceStatus.GONE  # the failed GPU bills no more
 

@@ -61,6 +61,25 @@ _DESTROY_RETRY = RetryPolicy(
 )
 
 
+# The standby's SSH work (core/contracts/standby.py): a machine that is not there stops the
+# retries; anything else (an SSH hiccup, apt-get's mirror, a check that found a difference)
+# is worth a few more tries before the workflow decides.
+_STANDBY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=5,
+    non_retryable_error_types=[ErrorType.INSTANCE_GONE, ErrorType.INVALID_INPUT],
+)
+# A final sync or a restore is long and costly: fewer tries, spaced out.
+_STANDBY_COPY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=3,
+    non_retryable_error_types=[ErrorType.INSTANCE_GONE, ErrorType.INVALID_INPUT],
+)
+
+
 def _heartbeat(policy: LifecyclePolicy | None) -> timedelta:
     assert policy is not None
     return timedelta(seconds=policy.heartbeat_timeout_seconds)
@@ -89,6 +108,18 @@ def _provider(minutes: int) -> Callable[[Any], ActivityConfig]:
             start_to_close_timeout=timedelta(minutes=minutes),
             heartbeat_timeout=_heartbeat(policy),
             retry_policy=_PROVIDER_RETRY,
+        )
+
+    return options
+
+
+def _standby(duration: timedelta, retry: RetryPolicy) -> Callable[[Any], ActivityConfig]:
+    # They all heartbeat while their SSH commands run (an apt-get install, an rsync).
+    def options(policy: LifecyclePolicy | None) -> ActivityConfig:
+        return ActivityConfig(
+            start_to_close_timeout=duration,
+            heartbeat_timeout=_heartbeat(policy),
+            retry_policy=retry,
         )
 
     return options
@@ -134,26 +165,15 @@ OPTIONS: dict[ActivityName, Callable[[LifecyclePolicy | None], ActivityConfig]] 
     ActivityName.RECORD_CONFIG: _record,
     ActivityName.SNAPSHOT_WORKSPACE: _snapshot,
     ActivityName.RESTORE_WORKSPACE: _snapshot,
-    # The standby's (core/contracts/standby.py): SSH work on the machines, heartbeating.
-    ActivityName.LINK_STANDBY: lambda policy: ActivityConfig(
-        start_to_close_timeout=timedelta(minutes=10),
-        heartbeat_timeout=_heartbeat(policy),
-        retry_policy=_INSTALL_RETRY,
-    ),
-    ActivityName.UNLINK_STANDBY: lambda _: ActivityConfig(
-        start_to_close_timeout=timedelta(minutes=1), retry_policy=_INSTALL_RETRY
-    ),
-    ActivityName.SYNC_NOW: lambda policy: ActivityConfig(
-        start_to_close_timeout=timedelta(hours=1),
-        heartbeat_timeout=_heartbeat(policy),
-        retry_policy=_INSTALL_RETRY,
-    ),
-    ActivityName.RESTORE_FROM_STANDBY: lambda policy: ActivityConfig(
-        start_to_close_timeout=timedelta(hours=6),
-        heartbeat_timeout=_heartbeat(policy),
-        retry_policy=_INSTALL_RETRY,
-    ),
-    ActivityName.CHECK_INSTANCE: _provider(2),
+    # Link may install rsync on both ends; unlink is one file removed.
+    ActivityName.LINK_STANDBY: _standby(timedelta(minutes=15), _STANDBY_RETRY),
+    ActivityName.UNLINK_STANDBY: _standby(timedelta(minutes=2), _STANDBY_RETRY),
+    # A final sync pushes what changed since the last (usually little, but a first one is all).
+    ActivityName.SYNC_NOW: _standby(timedelta(hours=2), _STANDBY_COPY_RETRY),
+    # The whole workspace over the network, then hashed on both ends.
+    ActivityName.RESTORE_FROM_STANDBY: _standby(timedelta(hours=6), _STANDBY_COPY_RETRY),
+    # One provider read; it answers GONE rather than failing.
+    ActivityName.CHECK_INSTANCE: _provider(1),
 }
 
 

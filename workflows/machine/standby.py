@@ -365,7 +365,7 @@ class Standby:
             await activities.call(
                 ActivityName.UNLINK_STANDBY,
                 UnlinkStandbyInput(gpu=s.instance),
-                LinkStandbyResult,
+                str,
                 self.k.policy,
             )
         except ActivityError as err:
