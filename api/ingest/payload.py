@@ -69,6 +69,18 @@ class GpuReading(GpuMetrics):
     name: str | None = Field(default=None, max_length=200)
 
 
+class SyncBlock(_Report):
+    """The standby sync as the agent saw it (agent/sync_status.py); present only with a
+    standby linked."""
+
+    last_success_at: Timestamp | None = None
+    last_duration_seconds: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
+    last_bytes_sent: int | None = Field(default=None, ge=0, le=2**62)
+    consecutive_failures: Count = Field(default=0, le=10**9)
+    error: str | None = Field(default=None, max_length=2000)
+    target: str | None = Field(default=None, max_length=300)
+
+
 class AgentStatusReport(_Report):
     instance_id: str = Field(min_length=1, max_length=64, description="The Dumont machine id")
     timestamp: Timestamp
@@ -88,6 +100,7 @@ class AgentStatusReport(_Report):
     disk_total_gb: Size | None = None
     net_rx_bytes_per_s: Size | None = None
     net_tx_bytes_per_s: Size | None = None
+    sync: SyncBlock | None = None
 
     @model_validator(mode="after")
     def _used_fits(self) -> Self:
