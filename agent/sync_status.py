@@ -66,7 +66,7 @@ class SyncStatus:
 
 
 def cut(text: str) -> str:
-    text = text.strip() or "failed without a message"
+    text = text.replace("\0", "").strip() or "failed without a message"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 

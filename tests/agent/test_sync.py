@@ -218,3 +218,25 @@ def test_bytes_sent_is_read_from_the_stats() -> None:
     assert bytes_sent(stats) is not None and bytes_sent(stats) > 0  # type: ignore[operator]
     assert bytes_sent("Total bytes sent: 1,234,567\n") == 1_234_567
     assert bytes_sent("no stats") is None
+
+
+@pytest.mark.skipif(not Path("/usr/bin/rrsync").exists(), reason="needs rrsync")
+def test_the_standbys_rrsync_takes_the_push_into_its_workspace(tmp_path: Path) -> None:
+    """The standby's forced command, `rrsync /workspace`, accepts every option of the push and
+    roots its destination (here a stand-in for ssh runs rrsync as sshd would)."""
+    source, rooted = workspace(tmp_path), tmp_path / "standby-workspace"
+    rooted.mkdir()
+    (rooted / "stale.txt").write_text("deleted by the push")
+    fake_ssh = tmp_path / "ssh"
+    fake_ssh.write_text(
+        "#!/bin/sh\n"
+        'while [ "$1" != 10.0.0.2 ]; do shift; done; shift\n'
+        f'SSH_ORIGINAL_COMMAND="$*" exec /usr/bin/rrsync {rooted}\n'
+    )
+    fake_ssh.chmod(0o755)
+    command = rsync_command(SyncConfig.from_dict(_sync(workspace=str(source))))
+    command[command.index("-e") + 1] = str(fake_ssh)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert tree(rooted) == {k: v for k, v in tree(source).items() if k != "scratch.tmp"}
+    assert bytes_sent(result.stdout) is not None

@@ -164,6 +164,7 @@ def _bad_syncs(now: datetime) -> dict[str, tuple[Any, str]]:
         ),
         "not a time": ({**good, "last_success_at": "yesterday"}, "sync.last_success_at"),
         "target too long": ({**good, "target": "h" * 301}, "sync.target"),
+        "a NUL in the error": ({**good, "error": "bad\u0000"}, "sync.error"),
         "not an object": ("healthy", "sync"),
     }
 
