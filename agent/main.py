@@ -25,6 +25,9 @@ from agent import gpu, ssh_activity
 from agent.client import Uploader
 from agent.config import AgentConfig, ConfigError
 from agent.report import build_report
+from agent.sync import SyncLoop
+from agent.sync_config import agent_dir_of
+from agent.sync_status import report_block
 from agent.system import SystemSample, SystemSampler
 
 log = logging.getLogger("dumont.agent")
@@ -45,6 +48,7 @@ class Sampler:
         system: SystemSampler,
         ssh: ssh_activity.SshActivitySource,
         clock: Callable[[], datetime] = _utc_now,
+        agent_dir: str | None = None,
     ) -> None:
         self._config = config
         self._gpu = gpu_source
@@ -52,15 +56,22 @@ class Sampler:
         self._ssh = ssh
         self._clock = clock
         self._hostname = socket.gethostname()
+        self._agent_dir = agent_dir  # where sync.json is looked for (None: no sync)
 
     @classmethod
-    def for_this_machine(cls, config: AgentConfig) -> Sampler:
+    def for_this_machine(cls, config: AgentConfig, agent_dir: str | None = None) -> Sampler:
         return cls(
             config,
             gpu.choose_source(),
             SystemSampler(config.workspace),
             ssh_activity.choose_source(),
+            agent_dir=agent_dir,
         )
+
+    def _sync(self) -> dict[str, Any] | None:
+        if self._agent_dir is None:
+            return None
+        return _guard("the sync status", lambda: report_block(str(self._agent_dir)), None)
 
     def report(self) -> dict[str, Any]:
         return build_report(
@@ -70,6 +81,7 @@ class Sampler:
             _guard("system", self._system.sample, SystemSample()),
             _guard("SSH activity", self._ssh.sample, ssh_activity.SshActivity()),
             hostname=self._hostname,
+            sync=self._sync(),
         )
 
     def close(self) -> None:
@@ -116,11 +128,18 @@ def run(
     stop: StopSignal,
     sampler: Sampler | None = None,
     uploader: Uploader | None = None,
+    agent_dir: str | None = None,
 ) -> None:
-    sampler = sampler or Sampler.for_this_machine(config)
+    """`agent_dir`: the directory of config.json, where the sync file is looked for; the
+    sync runs in its own thread (agent.sync) and each report carries its status."""
+    sampler = sampler or Sampler.for_this_machine(config, agent_dir)
     uploader = uploader or Uploader(config, max_buffered=config.max_buffered_reports)
     interval = float(config.interval_seconds)
     log.info("agent started for %s, every %ss to %s", config.machine_id, interval, config.api_url)
+    sync = None
+    if agent_dir is not None:
+        sync = SyncLoop(agent_dir, idle_poll_seconds=min(interval, 5.0))
+        sync.start()
     next_tick = time.monotonic()
     try:
         while not stop.stopping:
@@ -133,6 +152,8 @@ def run(
             next_tick = max(next_tick + interval, time.monotonic())
             stop.sleep(next_tick - time.monotonic())
     finally:
+        if sync is not None:
+            sync.stop()
         sampler.close()
         log.info("agent stopped (%d report(s) not sent)", uploader.pending)
 
@@ -146,8 +167,8 @@ def _once_config() -> AgentConfig:
     )
 
 
-def _print_once(config: AgentConfig) -> None:
-    sampler = Sampler.for_this_machine(config)
+def _print_once(config: AgentConfig, agent_dir: str | None = None) -> None:
+    sampler = Sampler.for_this_machine(config, agent_dir)
     time.sleep(0.5)  # CPU and network are rates: give them an interval to measure
     try:
         print(json.dumps(sampler.report(), indent=2))
@@ -183,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_file)
     try:
         if args.once:
-            _print_once(AgentConfig.load(args.config) if args.config else _once_config())
+            if args.config:
+                _print_once(AgentConfig.load(args.config), agent_dir_of(args.config))
+            else:
+                _print_once(_once_config())
             return 0
         if not args.config:
             parser.error("--config is required (or --once)")
@@ -200,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     if args.ready_file:
         _say_ready(args.ready_file)
-    run(config, stop)
+    run(config, stop, agent_dir=agent_dir_of(args.config))
     return 0
 
 

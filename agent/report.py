@@ -28,7 +28,9 @@ def build_report(
     system: SystemSample,
     ssh: SshActivity,
     hostname: str | None = None,
+    sync: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`sync`: the standby sync's block (agent.sync_status.report_block); absent without one."""
     report: dict[str, Any] = {
         "instance_id": config.machine_id,
         "hostname": hostname if hostname is not None else socket.gethostname(),
@@ -44,4 +46,6 @@ def build_report(
         "last_activity": None if ssh.last_activity is None else iso(ssh.last_activity),
     }
     report.update(asdict(system))
+    if sync is not None:
+        report["sync"] = sync
     return report

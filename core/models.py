@@ -185,6 +185,16 @@ class Machine(SQLModel, table=True):
     # What the machine workflow was last told (`agent_report` signals go on transitions only).
     agent_online: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     agent_busy: bool | None = None
+    # The standby sync's newest figures, as the agent reported them (null: no sync reported),
+    # and its health as the machine workflow was last told (`standby_sync` on transitions).
+    sync_last_success_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    sync_seconds: float | None = None
+    sync_bytes: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+    sync_failures: int | None = None
+    sync_error: str | None = Field(default=None, max_length=2000)
+    sync_health: str | None = Field(default=None, max_length=16)
     # The machine workflow's outbox records this row holds, up to this number (a batch sent
     # again applies only what is newer).
     records_applied: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from api.ingest.payload import AgentStatusReport
-from core.metrics.liveness import Heartbeat
+from core.metrics.liveness import Heartbeat, SyncFigures
 from core.metrics.samples import Sample
 
 
@@ -40,4 +40,13 @@ def to_heartbeat(report: AgentStatusReport, received_at: datetime) -> Heartbeat:
         last_input_at=report.last_activity,
         interval_seconds=report.interval_seconds,
         agent_version=report.agent_version,
+        sync=None
+        if report.sync is None
+        else SyncFigures(
+            last_success_at=report.sync.last_success_at,
+            seconds=report.sync.last_duration_seconds,
+            bytes_sent=report.sync.last_bytes_sent,
+            failures=report.sync.consecutive_failures,
+            error=report.sync.error,
+        ),
     )

@@ -40,6 +40,16 @@ def _not_in_future(value: datetime, info: ValidationInfo) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_not_in_future)]
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: one such string would fail the writer's whole batch.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+StoredText = Annotated[str, AfterValidator(_no_nul)]
+
+
 def _used_within_total(model: BaseModel, used_field: str, total_field: str) -> None:
     used, total = getattr(model, used_field), getattr(model, total_field)
     if used is not None and total is not None and used > total:
@@ -69,11 +79,23 @@ class GpuReading(GpuMetrics):
     name: str | None = Field(default=None, max_length=200)
 
 
+class SyncBlock(_Report):
+    """The standby sync as the agent saw it (agent/sync_status.py); present only with a
+    standby linked."""
+
+    last_success_at: Timestamp | None = None
+    last_duration_seconds: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
+    last_bytes_sent: int | None = Field(default=None, ge=0, le=2**62)
+    consecutive_failures: Count = Field(default=0, le=10**9)
+    error: StoredText | None = Field(default=None, max_length=2000)
+    target: StoredText | None = Field(default=None, max_length=300)
+
+
 class AgentStatusReport(_Report):
     instance_id: str = Field(min_length=1, max_length=64, description="The Dumont machine id")
     timestamp: Timestamp
     hostname: str | None = Field(default=None, max_length=255)
-    agent_version: str | None = Field(default=None, max_length=64)
+    agent_version: StoredText | None = Field(default=None, max_length=64)
     interval_seconds: int = Field(default=30, ge=1, le=3600)
     gpu_metrics: GpuMetrics | None = None
     gpus: list[GpuReading] | None = Field(default=None, max_length=64)
@@ -88,6 +110,7 @@ class AgentStatusReport(_Report):
     disk_total_gb: Size | None = None
     net_rx_bytes_per_s: Size | None = None
     net_tx_bytes_per_s: Size | None = None
+    sync: SyncBlock | None = None
 
     @model_validator(mode="after")
     def _used_fits(self) -> Self:

@@ -10,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 
-from api.ingest.signals import Signaller, TemporalSignaller
+from api.ingest.signals import Signaller, SyncSignaller, TemporalSignaller
 from api.ingest.tokens import AgentTokenCache
 from api.ingest.writer import HeartbeatWriter
 from api.temporal import TemporalConnector
@@ -33,6 +33,7 @@ class Ingest:
         signal: Signaller,
         settings: IngestSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        sync_signal: SyncSignaller | None = None,
     ) -> None:
         settings = settings or IngestSettings()
         self.clock = clock  # replaceable, so tests can move time
@@ -43,6 +44,7 @@ class Ingest:
             self.now,
             flush_seconds=settings.flush_ms / 1000,
             wait_for_commit=settings.wait_for_commit,
+            sync_signal=sync_signal,
         )
 
     def now(self) -> datetime:
@@ -50,6 +52,7 @@ class Ingest:
 
 
 def start_ingest(engine: Engine, temporal: TemporalConnector) -> Ingest:
-    ingest = Ingest(engine, TemporalSignaller(temporal))
+    signaller = TemporalSignaller(temporal)
+    ingest = Ingest(engine, signaller, sync_signal=signaller.sync)
     ingest.writer.start()
     return ingest

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from api.ingest.signals import Signaller
+from api.ingest.signals import Signaller, SyncSignaller
 from core.metrics.liveness import (
     Heartbeat,
     Transition,
@@ -28,6 +28,7 @@ from core.metrics.liveness import (
     sweep_offline,
 )
 from core.metrics.samples import Sample
+from core.metrics.standby_sync import SyncTransition, forget_told_sync, record_sync
 from core.metrics.store import store_samples
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,14 @@ class HeartbeatWriter:
         max_queued_rows: int = 100_000,
         sweep_seconds: float = 10.0,
         wait_for_commit: bool = False,
+        sync_signal: SyncSignaller | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.wait_for_commit = wait_for_commit
         self.signal = signal
+        # `standby_sync` transitions (None: stored, never told).
+        self.sync_signal = sync_signal
         self._flush_seconds = flush_seconds
         self._max_rows = max_rows
         self._max_queued_rows = max_queued_rows
@@ -162,32 +166,52 @@ class HeartbeatWriter:
         for transition in transitions:
             self._deliver_later(transition)
 
-    def _write(self, batch: _Pending) -> list[Transition]:
+    def _write(self, batch: _Pending) -> list[Transition | SyncTransition]:
+        beats = list(batch.beats.values())
         with self.engine.begin() as conn:
             store_samples(conn, batch.samples)
-            return record_heartbeats(conn, list(batch.beats.values()))
+            transitions: list[Transition | SyncTransition] = []
+            transitions += record_heartbeats(conn, beats)
+            transitions += record_sync(conn, beats)
+            return transitions
 
     # --- signals ------------------------------------------------------------------------
 
-    def _deliver_later(self, transition: Transition) -> None:
+    def _deliver_later(self, transition: Transition | SyncTransition) -> None:
         task = asyncio.create_task(self._deliver(transition))
         self._signal_tasks.add(task)
         task.add_done_callback(self._signal_tasks.discard)
 
-    async def _deliver(self, transition: Transition) -> None:
+    async def _tell(self, transition: Transition | SyncTransition) -> None:
+        if isinstance(transition, SyncTransition):
+            if self.sync_signal is not None:
+                await self.sync_signal(transition)
+        else:
+            await self.signal(transition)
+
+    async def _deliver(self, transition: Transition | SyncTransition) -> None:
         async with self._signal_slots:
             for attempt in range(SIGNAL_ATTEMPTS):
                 try:
-                    await self.signal(transition)
+                    await self._tell(transition)
                     return
                 except Exception as exc:
                     if attempt == SIGNAL_ATTEMPTS - 1:
                         log.warning(
-                            "could not tell machine %s its agent is %s: %s",
+                            "could not tell machine %s %s: %s",
                             transition.machine_id,
-                            "online" if transition.report.online else "offline",
+                            _news(transition),
                             exc,
                         )
                     else:
                         await asyncio.sleep(0.5 * 2**attempt)
-        await asyncio.to_thread(forget_told_state, self.engine, transition)
+        if isinstance(transition, SyncTransition):
+            await asyncio.to_thread(forget_told_sync, self.engine, transition)
+        else:
+            await asyncio.to_thread(forget_told_state, self.engine, transition)
+
+
+def _news(transition: Transition | SyncTransition) -> str:
+    if isinstance(transition, SyncTransition):
+        return f"its standby sync is {transition.report.health.value}"
+    return f"its agent is {'online' if transition.report.online else 'offline'}"

@@ -50,6 +50,17 @@ _UPDATE_LIVE = BulkStatement(
 
 
 @dataclass(frozen=True, slots=True)
+class SyncFigures:
+    """The standby sync's block of a report (core/metrics/standby_sync.py stores it)."""
+
+    last_success_at: datetime | None
+    seconds: float | None
+    bytes_sent: int | None
+    failures: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """The newest report of one machine in a batch."""
 
@@ -61,6 +72,8 @@ class Heartbeat:
     last_input_at: datetime | None
     interval_seconds: int
     agent_version: str | None
+    # None: the report had no sync block (no standby linked).
+    sync: SyncFigures | None = None
 
 
 @dataclass(frozen=True, slots=True)
