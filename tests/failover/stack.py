@@ -51,7 +51,12 @@ class Stack:
         with session_scope(self.engine) as session:
             user = create_user(session, f"user-{uuid.uuid4().hex[:6]}")
             session.add(
-                SshKey(user_id=user.id, name="laptop", public_key=public(self.user_key), fingerprint=uuid.uuid4().hex)
+                SshKey(
+                    user_id=user.id,
+                    name="laptop",
+                    public_key=public(self.user_key),
+                    fingerprint=uuid.uuid4().hex,
+                )
             )
             machine = Machine(
                 id=f"m{uuid.uuid4().hex[:10]}",
@@ -116,7 +121,9 @@ def linked(snapshot: MachineSnapshot) -> bool:
     )
 
 
-def _settings(tmp_path: Path, engine: Engine, client: Client, sim: SimHandle, **extra: Any) -> Settings:
+def _settings(
+    tmp_path: Path, engine: Engine, client: Client, sim: SimHandle, **extra: Any
+) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "worker",
         "database_url": str(engine.url),
@@ -150,4 +157,6 @@ async def running_stack(
         max_heartbeat_throttle_interval=timedelta(milliseconds=500),
         default_heartbeat_throttle_interval=timedelta(milliseconds=500),
     ):
-        yield Stack(client, engine, settings, ensure_identity(settings.ssh_key_path), sim, new_key())
+        yield Stack(
+            client, engine, settings, ensure_identity(settings.ssh_key_path), sim, new_key()
+        )
