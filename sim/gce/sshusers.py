@@ -1,8 +1,10 @@
 """GCE's SSH model: the users named in the `ssh-keys` metadata, each with its own keys.
 
 Each line of `ssh-keys` (or the legacy `sshKeys`) is `USER:KEY_TYPE KEY [COMMENT]`; the
-guest agent makes USER an account with passwordless sudo. Root never logs in (GCE images set
-PermitRootLogin no), even when listed.
+guest agent makes USER an account with passwordless sudo and writes the keys into USER's
+`~/.ssh/authorized_keys`, each under a `# Added by Google` line, keeping the lines it did not
+write (a key added there by hand logs USER in too, with its options). Root never logs in (GCE
+images set PermitRootLogin no), even when listed.
 """
 
 from __future__ import annotations
@@ -10,8 +12,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import asyncssh
+
+from sim.sandbox import authorized
 from sim.sandbox.ssh import normalise_public_key
 
+# google-guest-agent's line before each key it manages in a user's authorized_keys.
+GOOGLE_MARKER = "# Added by Google"
 KEY_ITEMS = ("ssh-keys", "sshKeys")
 _USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
@@ -64,12 +71,36 @@ def may_log_in(users: dict[str, set[str]], username: str, key: str) -> bool:
     return username != "root" and key in users.get(username, set())
 
 
+def authorized_keys_file(home_root: Path, user: str) -> Path:
+    return home_root / user / ".ssh" / "authorized_keys"
+
+
 def prepare_homes(home_root: Path, users: dict[str, set[str]]) -> None:
-    """Each metadata user's home with its .ssh/authorized_keys, as the guest agent makes."""
+    """Each metadata user's home with its .ssh/authorized_keys, as the guest agent makes: the
+    metadata keys rewritten, the user's own lines kept."""
     for user, keys in users.items():
-        ssh_dir = home_root / user / ".ssh"
-        ssh_dir.mkdir(parents=True, exist_ok=True)
-        (ssh_dir / "authorized_keys").write_text("".join(f"{key}\n" for key in sorted(keys)))
+        path = authorized_keys_file(home_root, user)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            current = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            current = ""
+        text = authorized.with_managed(current, sorted(keys), GOOGLE_MARKER)
+        if text != current:
+            tmp = path.with_name(".authorized_keys.tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o600)
+            tmp.replace(path)  # a login reading it meanwhile sees the old file or the new one
+
+
+def own_keys(
+    home_root: Path, users: dict[str, set[str]], username: str
+) -> asyncssh.SSHAuthorizedKeys | None:
+    """The keys `username` added to its own authorized_keys (the metadata's are checked
+    against the live metadata instead); root and users not in the metadata have none."""
+    if username == "root" or username not in users:
+        return None
+    return authorized.load(authorized_keys_file(home_root, username), GOOGLE_MARKER)
 
 
 def install_sudo(bin_dir: Path) -> None:
