@@ -72,9 +72,9 @@ class GceMachines:
         return processes.machine_pids(self.layout(instance_id))
 
     def prepare(self, record: InstanceRecord) -> None:
-        """The machine's disk: workspace, homes of the metadata users, the sudo shim."""
+        """The machine's disk: workspace, homes of the metadata users, the sudo/chown shims."""
         self.layout(record.id).create()
-        sshusers.install_sudo(self.bin_dir(record.id))
+        sshusers.install_shims(self.bin_dir(record.id))
         sshusers.prepare_homes(
             self.home_root(record.id), sshusers.users_from_metadata(record.metadata)
         )

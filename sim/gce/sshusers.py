@@ -49,6 +49,26 @@ if [ "$login" = 1 ]; then exec /bin/bash -lc "$*"; fi
 exec "$@"
 """
 
+# `chown` for metadata users: they have no passwd entry on the sim's host (the sim never
+# touches the host's accounts), so `sudo chown dumont /workspace` names the sim's own uid,
+# which every sandbox process already runs as. Owners the host knows are left alone.
+CHOWN_SHIM = """#!/bin/bash
+# chown on a sim machine: a user or group the host does not know is the sim's own uid / gid.
+[[ " $* " == *" --reference"* ]] && exec /bin/chown "$@"
+args=() owner=""
+for arg in "$@"; do
+  if [ -z "$owner" ] && [ "${arg#-}" = "$arg" ]; then  # the first operand: OWNER[:GROUP]
+    owner=1 user=${arg%%:*} group=""
+    [ "$user" != "$arg" ] && group=${arg#*:}
+    [ -n "$user" ] && ! id -u "$user" >/dev/null 2>&1 && user=$(id -u)
+    [ -n "$group" ] && ! getent group "$group" >/dev/null && group=$(id -g)
+    arg=$user${group:+:$group}
+  fi
+  args+=("$arg")
+done
+exec /bin/chown "${args[@]}"
+"""
+
 
 def users_from_metadata(items: list[dict[str, str]]) -> dict[str, set[str]]:
     """USER -> the keys listed for USER (normalised, comments dropped); bad lines skipped."""
@@ -103,9 +123,11 @@ def own_keys(
     return authorized.load(authorized_keys_file(home_root, username), GOOGLE_MARKER)
 
 
-def install_sudo(bin_dir: Path) -> None:
+def install_shims(bin_dir: Path) -> None:
+    """`sudo` and `chown` as a metadata user needs them, first on the sessions' PATH."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    shim = bin_dir / "sudo"
-    if not shim.exists() or shim.read_text() != SUDO_SHIM:
-        shim.write_text(SUDO_SHIM)
-        shim.chmod(0o755)
+    for name, text in (("sudo", SUDO_SHIM), ("chown", CHOWN_SHIM)):
+        shim = bin_dir / name
+        if not shim.exists() or shim.read_text() != text:
+            shim.write_text(text)
+            shim.chmod(0o755)

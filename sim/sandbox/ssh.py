@@ -307,6 +307,7 @@ async def end_machine(layout: MachineLayout, server: MachineSSH | None, grace: f
 
 
 async def _copy_out(read: Callable[[int], Any], sink: asyncssh.SSHWriter[bytes]) -> None:
+    open_ = True
     while True:
         try:
             data = await read(65536)
@@ -314,8 +315,13 @@ async def _copy_out(read: Callable[[int], Any], sink: asyncssh.SSHWriter[bytes])
             return
         if not data:
             return
-        sink.write(data)
-        await sink.drain()
+        if not open_:
+            continue  # the client is gone: drain the pipe so the command is not blocked on it
+        try:
+            sink.write(data)
+            await sink.drain()
+        except (OSError, asyncssh.Error):  # the client closed the channel (BrokenPipeError)
+            open_ = False
 
 
 async def _finish(outputs: list[asyncio.Task[None]]) -> None:
