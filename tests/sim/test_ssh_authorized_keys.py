@@ -115,7 +115,7 @@ async def _vm(sim: SimHandle, tmp_path: Path, name: str, admin: asyncssh.SSHKey)
     return Login(nat_ip(vm), sim.gce_ssh_port, "dumont", Path(machine["workspace_path"]), tmp_path)
 
 
-async def _vast(sim: SimHandle, tmp_path: Path, admin: asyncssh.SSHKey) -> Login:
+async def _vast(sim: SimHandle, tmp_path: Path, admin: asyncssh.SSHKey) -> tuple[Login, int]:
     async with sim.client() as client:
         response = await client.post("/api/v0/ssh/", json={"ssh_key": public(admin)})
         assert response.status_code == 200, response.text
@@ -123,7 +123,8 @@ async def _vast(sim: SimHandle, tmp_path: Path, admin: asyncssh.SSHKey) -> Login
     await sim.wait_for_status(instance_id, "running")
     machine = await sim.admin.instance(instance_id)
     port = int(machine["ssh_port"])
-    return Login("127.0.0.1", port, "root", Path(machine["workspace_path"]), tmp_path)
+    login = Login("127.0.0.1", port, "root", Path(machine["workspace_path"]), tmp_path)
+    return login, instance_id
 
 
 async def test_gce_sync_key_pushes_the_workspace_and_does_nothing_else(
@@ -188,8 +189,8 @@ async def test_rrsync_ro_key_reads_the_workspace_but_cannot_write(
 async def test_vast_root_authorized_keys_line_works_likewise(
     key_sim: SimHandle, tmp_path: Path
 ) -> None:
-    admin, sync = new_key(), new_key()
-    machine = await _vast(key_sim, tmp_path, admin)
+    admin, sync, later = new_key(), new_key(), new_key()
+    machine, instance_id = await _vast(key_sim, tmp_path, admin)
     await machine.authorize(admin, _line(SYNC, sync))
     src = _source(tmp_path)
 
@@ -204,6 +205,18 @@ async def test_vast_root_authorized_keys_line_works_likewise(
     other = Login(machine.host, machine.port, "ubuntu", machine.workspace, tmp_path)
     assert (await other.ssh(sync, "true")).returncode == 255
     assert (await other.ssh(admin, "echo in")).stdout.strip() == "in"
+
+    # Attaching a key rewrites the file from the instance's keys, keeping root's own line.
+    async with key_sim.client() as client:
+        response = await client.post(
+            f"/api/v0/instances/{instance_id}/ssh/", json={"ssh_key": public(later)}
+        )
+        assert response.status_code == 200, response.text
+    assert (await machine.ssh(later, "echo in")).stdout.strip() == "in"
+    (src / "after-attach").write_text("y")
+    pushed = await machine.rsync(sync, f"{src}/", machine.remote)
+    assert pushed.returncode == 0, pushed.stderr
+    assert (machine.workspace / "after-attach").exists()
 
 
 async def _set_keys(gce: Gce, name: str, keys: str) -> None:
