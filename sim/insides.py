@@ -17,9 +17,20 @@ from sim.store import InstanceRecord
 
 
 def write_authorized_keys(layout: MachineLayout, record: InstanceRecord) -> None:
+    """Root's authorized_keys: the lines root added itself (with options or a comment), then
+    the instance's keys, each a bare `type base64` line as the sim writes them."""
     path = layout.home / ".ssh" / "authorized_keys"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key.public_key}\n" for key in record.ssh_keys))
+    try:
+        current = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        current = ""
+    own = [
+        line
+        for line in current.splitlines()
+        if line.lstrip().startswith("#") or len(line.split()) not in (0, 2)
+    ]
+    path.write_text("".join(f"{line}\n" for line in own + [k.public_key for k in record.ssh_keys]))
 
 
 def write_gpu_file(layout: MachineLayout, record: InstanceRecord) -> None:

@@ -21,7 +21,7 @@ from sim import insides
 from sim.catalogue import OfferSpec
 from sim.errors import VastError, invalid_args, no_such_ask, no_such_instance
 from sim.networks import Networks
-from sim.sandbox import network, processes
+from sim.sandbox import authorized, network, processes
 from sim.sandbox.layout import MachineLayout
 from sim.sandbox.ssh import MachineSSH, end_machine, normalise_public_key
 from sim.store import InstanceRecord, SimState, SshKey, StateStore
@@ -272,7 +272,14 @@ class Machines:
         # Its network first: every process of the machine starts inside it.
         layout = dataclasses.replace(layout, netns=await self.networks.up(record))
         self.save()
-        server = MachineSSH(layout, lambda: self._env(record), lambda: self._authorized(record))
+        # Root may add keys of its own (with options) to the file the attached keys are in.
+        root_keys = layout.home / ".ssh" / "authorized_keys"
+        server = MachineSSH(
+            layout,
+            lambda: self._env(record),
+            lambda: self._authorized(record),
+            user_keys=lambda user: authorized.load(root_keys) if user == "root" else None,
+        )
         # Registered before it listens, so a destroy that interrupts this still closes it.
         self._ssh[record.id] = server
         try:

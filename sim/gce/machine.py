@@ -14,6 +14,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncssh
+
 from sim.gce import sshusers
 from sim.gce.store import InstanceRecord
 from sim.sandbox import processes
@@ -70,9 +72,9 @@ class GceMachines:
         return processes.machine_pids(self.layout(instance_id))
 
     def prepare(self, record: InstanceRecord) -> None:
-        """The machine's disk: workspace, homes of the metadata users, the sudo shim."""
+        """The machine's disk: workspace, homes of the metadata users, the sudo/chown shims."""
         self.layout(record.id).create()
-        sshusers.install_sudo(self.bin_dir(record.id))
+        sshusers.install_shims(self.bin_dir(record.id))
         sshusers.prepare_homes(
             self.home_root(record.id), sshusers.users_from_metadata(record.metadata)
         )
@@ -97,10 +99,15 @@ class GceMachines:
         new one); returns the address. `current` gives the live record at each login."""
         self.prepare(record)
 
-        def authorize(username: str, key: str) -> bool:
+        def users() -> dict[str, set[str]]:
             live = current()
-            users = sshusers.users_from_metadata(live.metadata) if live else {}
-            return sshusers.may_log_in(users, username, key)
+            return sshusers.users_from_metadata(live.metadata) if live else {}
+
+        def authorize(username: str, key: str) -> bool:
+            return sshusers.may_log_in(users(), username, key)
+
+        def own_keys(username: str) -> asyncssh.SSHAuthorizedKeys | None:
+            return sshusers.own_keys(self.home_root(record.id), users(), username)
 
         server = MachineSSH(
             self.layout(record.id),
@@ -108,6 +115,7 @@ class GceMachines:
             set,
             authorize=authorize,
             user_environment=lambda user: self.environment(record, user),
+            user_keys=own_keys,
         )
         self._ssh[record.id] = server
         address = record.address or random_address()

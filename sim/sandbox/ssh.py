@@ -4,7 +4,10 @@ to the machine's own loopback (forwarding.py), over asyncssh.
 Only the public keys currently attached to the machine are let in (checked on each login, so a
 key attached while running works at once); any username will do, as on vast.ai. A machine may
 instead check (username, key) pairs itself (GCE's metadata users) and give each login user its
-own environment. Every session is a real subprocess started through
+own environment. The login user's own `~/.ssh/authorized_keys` lets keys in too, with their
+OpenSSH options (authorized.py): a forced command runs instead of whatever the client asked
+for (exec, shell, or a subsystem; `sftp` is refused on such a key), with
+`SSH_ORIGINAL_COMMAND` set. Every session is a real subprocess started through
 `processes.spawn`, so it sees the machine's /workspace and carries the machine's markers.
 """
 
@@ -13,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import pty
@@ -21,12 +23,14 @@ import signal
 import struct
 import termios
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
+from asyncssh.channel import SSHChannel
+from asyncssh.sftp import MIN_SFTP_VERSION
 
-from sim.sandbox import forwarding, processes
+from sim.sandbox import authorized, forwarding, processes
+from sim.sandbox.activity import InteractiveActivity
 from sim.sandbox.layout import MachineLayout
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,10 @@ class _Auth(asyncssh.SSHServer):
             self._machine.connections.discard(self._conn)
 
     def begin_auth(self, username: str) -> bool:
+        # The user's own file, read at each login; asyncssh tries it before validate_public_key.
+        keys = self._machine.user_keys(username) if self._machine.user_keys else None
+        if keys is not None and self._conn is not None:
+            self._conn.set_authorized_keys(keys)
         return True
 
     def password_auth_supported(self) -> bool:
@@ -95,6 +103,24 @@ class _Auth(asyncssh.SSHServer):
     ) -> Awaitable[asyncssh.SSHTCPSession[bytes]]:
         # `ssh -L` / `-W`: only to the machine's own loopback, reached inside its network.
         return forwarding.connection_requested(self._machine.layout, dest_host, dest_port)
+
+    def session_requested(self) -> asyncssh.SSHServerProcess[bytes]:
+        forced = self._conn.get_key_option(authorized.FORCED_COMMAND) if self._conn else None
+        command = forced if isinstance(forced, str) else None
+        layout = self._machine.layout
+
+        async def run(process: asyncssh.SSHServerProcess[bytes]) -> None:
+            await self._machine.session(process, command)
+
+        def sftp(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+            return _MappedSFTP(cast(asyncssh.SSHServerChannel[bytes], chan), layout)
+
+        # A forced command gets no built-in SFTP or scp server, so an exec (scp -O's too), a
+        # shell or a subsystem all run the command; asyncssh then refuses an `sftp` subsystem
+        # outright (it cannot hand one to the command).
+        return asyncssh.SSHServerProcess(
+            run, None if command is not None else sftp, MIN_SFTP_VERSION, command is None
+        )
 
 
 class _MappedSFTP(asyncssh.SFTPServer):
@@ -116,42 +142,6 @@ class _MappedSFTP(asyncssh.SFTPServer):
             self.channel.exit(0)
 
 
-class InteractiveActivity:
-    """What sshd's terminals tell the agent on a real machine, written to the machine's
-    ssh.json: how many pty sessions are open, and when a client last sent input to one."""
-
-    def __init__(self, layout: MachineLayout) -> None:
-        self._path = layout.ssh_file
-        self.sessions = 0
-        self.last_input_at = self._recorded_last_input()
-
-    def _recorded_last_input(self) -> str | None:
-        # The last keystroke outlives a restart of the machine's SSH server.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            value = json.loads(self._path.read_text()).get("last_input_at")
-            return value if isinstance(value, str) else None
-        return None
-
-    def opened(self) -> None:
-        self.sessions += 1
-        self.write()
-
-    def closed(self) -> None:
-        self.sessions -= 1
-        self.write()
-
-    def input_received(self) -> None:
-        self.last_input_at = datetime.now(UTC).isoformat()
-        self.write()
-
-    def write(self) -> None:
-        payload = {"sessions": self.sessions, "last_input_at": self.last_input_at}
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, self._path)
-
-
 class MachineSSH:
     """One machine's SSH listener and its open connections."""
 
@@ -163,6 +153,7 @@ class MachineSSH:
         *,
         authorize: Callable[[str, str], bool] | None = None,
         user_environment: Callable[[str], dict[str, str]] | None = None,
+        user_keys: Callable[[str], asyncssh.SSHAuthorizedKeys | None] | None = None,
     ) -> None:
         self.layout = layout
         self.environment = environment
@@ -171,6 +162,8 @@ class MachineSSH:
         self.authorize = authorize
         # The login user's environment (USER, HOME, ...), replacing `environment`.
         self.user_environment = user_environment
+        # username -> the keys in that login user's own authorized_keys (None: it has none).
+        self.user_keys = user_keys
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.activity = InteractiveActivity(layout)
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -182,10 +175,7 @@ class MachineSSH:
             host,
             port,
             server_host_keys=[load_host_key(self.layout)],
-            server_factory=lambda: _Auth(self),
-            process_factory=self._session,
-            sftp_factory=lambda chan: _MappedSFTP(chan, self.layout),
-            allow_scp=True,
+            server_factory=lambda: _Auth(self),  # its session_requested makes each session
             encoding=None,
             line_editor=False,
             keepalive_interval=15,
@@ -219,16 +209,24 @@ class MachineSSH:
                 env[name_text] = os.fsdecode(value) if isinstance(value, bytes) else str(value)
         return env
 
-    async def _session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    async def session(self, process: asyncssh.SSHServerProcess[bytes], forced: str | None) -> None:
+        """Run what the client asked for, or the key's forced command (`forced`) in its place."""
         try:
-            if process.subsystem:
+            env = self._env(process)
+            command = process.command
+            if forced is not None:
+                original = process.command if process.command is not None else process.subsystem
+                if original is not None:
+                    env["SSH_ORIGINAL_COMMAND"] = original
+                command = forced
+            elif process.subsystem:
                 process.stderr.write(f"subsystem {process.subsystem} is not supported\n".encode())
                 process.exit(1)
                 return
             if process.get_terminal_type():
-                status = await self._run_with_pty(process)
+                status = await self._run_with_pty(process, command, env)
             else:
-                status = await self._run_with_pipes(process)
+                status = await self._run_with_pipes(process, command, env)
             process.exit(status)
         except (asyncssh.Error, OSError, ConnectionError) as exc:
             log.debug("machine %s: session ended: %s", self.layout.instance_id, exc)
@@ -236,14 +234,14 @@ class MachineSSH:
 
     @staticmethod
     def _argv(command: str | None, interactive: bool) -> list[str]:
-        if command:
+        if command is not None:
             return ["/bin/bash", "-c", command]
         return ["/bin/bash", "-i"] if interactive else ["/bin/bash"]
 
-    async def _run_with_pipes(self, process: asyncssh.SSHServerProcess[bytes]) -> int:
-        proc = await processes.spawn(
-            self.layout, self._argv(process.command, False), self._env(process)
-        )
+    async def _run_with_pipes(
+        self, process: asyncssh.SSHServerProcess[bytes], command: str | None, env: dict[str, str]
+    ) -> int:
+        proc = await processes.spawn(self.layout, self._argv(command, False), env)
         assert proc.stdin and proc.stdout and proc.stderr
         outputs = [
             asyncio.create_task(_copy_out(proc.stdout.read, process.stdout)),
@@ -257,16 +255,17 @@ class MachineSSH:
             feeding.cancel()
         return _exit_status(status)
 
-    async def _run_with_pty(self, process: asyncssh.SSHServerProcess[bytes]) -> int:
+    async def _run_with_pty(
+        self, process: asyncssh.SSHServerProcess[bytes], command: str | None, env: dict[str, str]
+    ) -> int:
         master, slave = pty.openpty()
         width, height, _, _ = process.get_terminal_size()
         _set_winsize(master, width or 80, height or 24)
-        env = self._env(process)
         env["TERM"] = process.get_terminal_type() or "xterm"
         try:
             proc = await processes.spawn(
                 self.layout,
-                self._argv(process.command, True),
+                self._argv(command, True),
                 env,
                 stdin=slave,
                 stdout=slave,
@@ -308,6 +307,7 @@ async def end_machine(layout: MachineLayout, server: MachineSSH | None, grace: f
 
 
 async def _copy_out(read: Callable[[int], Any], sink: asyncssh.SSHWriter[bytes]) -> None:
+    open_ = True
     while True:
         try:
             data = await read(65536)
@@ -315,8 +315,13 @@ async def _copy_out(read: Callable[[int], Any], sink: asyncssh.SSHWriter[bytes])
             return
         if not data:
             return
-        sink.write(data)
-        await sink.drain()
+        if not open_:
+            continue  # the client is gone: drain the pipe so the command is not blocked on it
+        try:
+            sink.write(data)
+            await sink.drain()
+        except (OSError, asyncssh.Error):  # the client closed the channel (BrokenPipeError)
+            open_ = False
 
 
 async def _finish(outputs: list[asyncio.Task[None]]) -> None:
