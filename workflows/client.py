@@ -53,7 +53,7 @@ from core.contracts.serverless import (
     WakeForRequestInput,
     WakeForRequestResult,
 )
-from core.contracts.standby import ProviderEvent
+from core.contracts.standby import ProviderEvent, StandbyConfig
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineInput, MachineResult
 from workflows.machine import MachineWorkflow
@@ -196,13 +196,19 @@ class MachineClient:
         )
 
     async def start(
-        self, *, machine_id: str, owner_id: str, spec: MachineSpec, task_queue: str
+        self,
+        *,
+        machine_id: str,
+        owner_id: str,
+        spec: MachineSpec,
+        task_queue: str,
+        standby: StandbyConfig | None = None,
     ) -> MachineHandle:
         """Start the machine's workflow. A machine id is never reused, even after destroy."""
         with _translated(machine_id):
             return await self.client.start_workflow(
                 MachineWorkflow.run,
-                MachineInput(machine_id=machine_id, owner_id=owner_id, spec=spec),
+                MachineInput(machine_id=machine_id, owner_id=owner_id, spec=spec, standby=standby),
                 id=machine_workflow_id(machine_id),
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
