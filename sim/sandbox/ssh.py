@@ -81,8 +81,9 @@ class _Auth(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         # The user's own file, read at each login; asyncssh tries it before validate_public_key.
+        # Set even when None: a client may try another username on the same connection.
         keys = self._machine.user_keys(username) if self._machine.user_keys else None
-        if keys is not None and self._conn is not None:
+        if self._conn is not None:
             self._conn.set_authorized_keys(keys)
         return True
 
