@@ -53,13 +53,24 @@ from core.contracts.serverless import (
     WakeForRequestInput,
     WakeForRequestResult,
 )
-from core.contracts.standby import ProviderEvent
+from core.contracts.standby import (
+    ProviderEvent,
+    MigrateInput,
+    MigrateResult,
+    StandbyConfig,
+    StandbyConfigInput,
+    StandbyView,
+)
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineInput, MachineResult
 from workflows.machine import MachineWorkflow
 
 LifecycleAction = Literal["stop", "start", "restart", "destroy", "pause", "resume"]
 Operation = Literal["snapshot", "restore"]
+# The standby's updates, called by name until `MachineWorkflow` has them (the workflow side is
+# written apart): then `_update` with `MachineWorkflow.configure_standby` / `.migrate`.
+CONFIGURE_STANDBY_UPDATE = "configure_standby"
+MIGRATE_UPDATE = "migrate"
 MachineHandle = WorkflowHandle[MachineWorkflow, MachineResult]
 
 In = TypeVar("In")
@@ -196,13 +207,19 @@ class MachineClient:
         )
 
     async def start(
-        self, *, machine_id: str, owner_id: str, spec: MachineSpec, task_queue: str
+        self,
+        *,
+        machine_id: str,
+        owner_id: str,
+        spec: MachineSpec,
+        task_queue: str,
+        standby: StandbyConfig | None = None,
     ) -> MachineHandle:
         """Start the machine's workflow. A machine id is never reused, even after destroy."""
         with _translated(machine_id):
             return await self.client.start_workflow(
                 MachineWorkflow.run,
-                MachineInput(machine_id=machine_id, owner_id=owner_id, spec=spec),
+                MachineInput(machine_id=machine_id, owner_id=owner_id, spec=spec, standby=standby),
                 id=machine_workflow_id(machine_id),
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -239,6 +256,31 @@ class MachineClient:
                 return await handle.execute_update(update, arg, id=update_id)
             started = await handle.start_update(
                 update, arg, id=update_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            )
+            await raise_if_rejected(started)
+            return None
+
+    async def _update_named(
+        self,
+        machine_id: str,
+        name: str,
+        arg: object,
+        result_type: type[Out],
+        *,
+        wait: bool,
+        update_id: str | None,
+    ) -> Out | None:
+        """`_update` for an update named by its string (see CONFIGURE_STANDBY_UPDATE)."""
+        handle = self._handle(machine_id)
+        with _translated(machine_id):
+            if wait:
+                return await handle.execute_update(name, arg, id=update_id, result_type=result_type)
+            started = await handle.start_update(
+                name,
+                arg,
+                id=update_id,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=result_type,
             )
             await raise_if_rejected(started)
             return None
@@ -339,6 +381,38 @@ class MachineClient:
         )
         assert result is not None
         return result
+
+    async def configure_standby(self, machine_id: str, input: StandbyConfigInput) -> StandbyView:
+        """Set the machine's standby config (`enabled=False` removes the standby); the
+        workflow creates or removes the standby itself, after answering."""
+        result = await self._update_named(
+            machine_id, CONFIGURE_STANDBY_UPDATE, input, StandbyView, wait=True, update_id=None
+        )
+        assert result is not None
+        return result
+
+    @overload
+    async def migrate(
+        self,
+        machine_id: str,
+        input: MigrateInput,
+        *,
+        wait: Literal[True],
+        update_id: str | None = None,
+    ) -> MigrateResult: ...
+
+    @overload
+    async def migrate(
+        self, machine_id: str, input: MigrateInput, *, wait: bool, update_id: str | None = None
+    ) -> MigrateResult | None: ...
+
+    async def migrate(
+        self, machine_id: str, input: MigrateInput, *, wait: bool, update_id: str | None = None
+    ) -> MigrateResult | None:
+        """Move the machine onto its standby (`to=cpu`) or back onto a new GPU (`to=gpu`)."""
+        return await self._update_named(
+            machine_id, MIGRATE_UPDATE, input, MigrateResult, wait=wait, update_id=update_id
+        )
 
     async def wake_for_request(
         self, machine_id: str, input: WakeForRequestInput
