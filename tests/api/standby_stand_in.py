@@ -125,9 +125,7 @@ class StandIns:
         )
 
     async def seen(self, machine_id: str) -> StandInState:
-        handle = self.client.get_workflow_handle_for(
-            StandbyStandIn.run, machine_workflow_id(machine_id)
-        )
+        handle = self.client.get_workflow_handle(machine_workflow_id(machine_id))
         return await handle.query(StandbyStandIn.seen)
 
 

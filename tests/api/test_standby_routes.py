@@ -35,7 +35,7 @@ from tests.api.test_hibernation_routes import add_machine
 from tests.api.test_machines_input import VALID
 
 SETTINGS = "/api/v1/settings/standby"
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "provider": "gcp",
     "machine_type": "e2-medium",
     "zone": None,
