@@ -63,7 +63,9 @@ def apply_standby(
     return row
 
 
-def config_of(row: MachineStandby | StandbySettings, *, enabled: bool | None = None) -> StandbyConfig:
+def config_of(
+    row: MachineStandby | StandbySettings, *, enabled: bool | None = None
+) -> StandbyConfig:
     """The config a row holds; a settings row has no `enabled` of its own: say it."""
     values = {name: getattr(row, name) for name in DEFAULT_FIELDS}
     values["excludes"] = list(values["excludes"] or [])

@@ -6,6 +6,8 @@ Revises: 0014 (0015, the heartbeat's sync columns, is written in parallel: the m
 Create Date: 2026-12-05 10:00:00
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
@@ -18,19 +20,19 @@ depends_on = None
 _TEXT = sqlmodel.sql.sqltypes.AutoString
 
 
-def _config_columns(*, server_defaults: bool) -> list[sa.Column[object]]:
+def _config_columns(*, server_defaults: bool) -> list[sa.Column[Any]]:
     """`StandbyConfig`'s fields but `enabled`, as both tables hold them."""
-    true = {"server_default": sa.true()} if server_defaults else {}
+    true = sa.true() if server_defaults else None
     return [
         sa.Column("provider", _TEXT(length=16), nullable=False),
         sa.Column("machine_type", _TEXT(length=64), nullable=True),
         sa.Column("zone", _TEXT(length=64), nullable=True),
-        sa.Column("spot", sa.Boolean(), nullable=False, **true),
+        sa.Column("spot", sa.Boolean(), nullable=False, server_default=true),
         sa.Column("disk_gb", sa.Integer(), nullable=False),
         sa.Column("max_price", sa.Float(), nullable=True),
         sa.Column("sync_interval_seconds", sa.Integer(), nullable=False),
         sa.Column("excludes", sa.JSON(), nullable=False),
-        sa.Column("auto_migrate", sa.Boolean(), nullable=False, **true),
+        sa.Column("auto_migrate", sa.Boolean(), nullable=False, server_default=true),
         sa.Column("idle_migrate_minutes", sa.Integer(), nullable=False),
     ]
 
