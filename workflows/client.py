@@ -54,9 +54,9 @@ from core.contracts.serverless import (
     WakeForRequestResult,
 )
 from core.contracts.standby import (
-    ProviderEvent,
     MigrateInput,
     MigrateResult,
+    ProviderEvent,
     StandbyConfig,
     StandbyConfigInput,
     StandbyView,
@@ -67,10 +67,6 @@ from workflows.machine import MachineWorkflow
 
 LifecycleAction = Literal["stop", "start", "restart", "destroy", "pause", "resume"]
 Operation = Literal["snapshot", "restore"]
-# The standby's updates, called by name until `MachineWorkflow` has them (the workflow side is
-# written apart): then `_update` with `MachineWorkflow.configure_standby` / `.migrate`.
-CONFIGURE_STANDBY_UPDATE = "configure_standby"
-MIGRATE_UPDATE = "migrate"
 MachineHandle = WorkflowHandle[MachineWorkflow, MachineResult]
 
 In = TypeVar("In")
@@ -260,31 +256,6 @@ class MachineClient:
             await raise_if_rejected(started)
             return None
 
-    async def _update_named(
-        self,
-        machine_id: str,
-        name: str,
-        arg: object,
-        result_type: type[Out],
-        *,
-        wait: bool,
-        update_id: str | None,
-    ) -> Out | None:
-        """`_update` for an update named by its string (see CONFIGURE_STANDBY_UPDATE)."""
-        handle = self._handle(machine_id)
-        with _translated(machine_id):
-            if wait:
-                return await handle.execute_update(name, arg, id=update_id, result_type=result_type)
-            started = await handle.start_update(
-                name,
-                arg,
-                id=update_id,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=result_type,
-            )
-            await raise_if_rejected(started)
-            return None
-
     @overload
     async def act(
         self,
@@ -385,8 +356,8 @@ class MachineClient:
     async def configure_standby(self, machine_id: str, input: StandbyConfigInput) -> StandbyView:
         """Set the machine's standby config (`enabled=False` removes the standby); the
         workflow creates or removes the standby itself, after answering."""
-        result = await self._update_named(
-            machine_id, CONFIGURE_STANDBY_UPDATE, input, StandbyView, wait=True, update_id=None
+        result = await self._update(
+            machine_id, MachineWorkflow.configure_standby, input, wait=True, update_id=None
         )
         assert result is not None
         return result
@@ -410,8 +381,8 @@ class MachineClient:
         self, machine_id: str, input: MigrateInput, *, wait: bool, update_id: str | None = None
     ) -> MigrateResult | None:
         """Move the machine onto its standby (`to=cpu`) or back onto a new GPU (`to=gpu`)."""
-        return await self._update_named(
-            machine_id, MIGRATE_UPDATE, input, MigrateResult, wait=wait, update_id=update_id
+        return await self._update(
+            machine_id, MachineWorkflow.migrate, input, wait=wait, update_id=update_id
         )
 
     async def wake_for_request(

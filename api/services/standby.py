@@ -40,7 +40,7 @@ from core.contracts.standby import (
 )
 from core.contracts.standby import standby_config_problem as config_problem
 from core.contracts.states import MachineState
-from core.models import Machine, MetricSample
+from core.models import Machine
 from core.standby.projection import (
     disabled,
     owner_defaults,
@@ -54,45 +54,20 @@ SETTINGS_PATH = "/api/v1/settings/standby"
 NO_GPU = "a cpu machine has no standby: a standby keeps a GPU machine's workspace"
 
 # --- the agent's sync figures -----------------------------------------------------------
-# ADAPTER: the heartbeat's sync columns (migration 0015) are written on another branch. They
-# are read with getattr, from the machine's row first, then from its newest metric sample, so
-# this runs with or without them; once merged, read the columns directly.
-_SYNC_COLUMNS = (
-    "sync_last_success_at",
-    "sync_seconds",
-    "sync_bytes",
-    "sync_failures",
-    "sync_error",
-)
 
 
-def _sync_of(row: object) -> AgentSyncOut | None:
-    values = [getattr(row, name, None) for name in _SYNC_COLUMNS]
-    if all(value is None for value in values):
+def agent_sync(machine: Machine) -> AgentSyncOut | None:
+    """The newest sync figures the machine's agent reported (the heartbeat ingest keeps them
+    on the machine's row); None before the first."""
+    if machine.sync_last_success_at is None and machine.sync_failures is None:
         return None
-    last, seconds, sent, failures, error = values
     return AgentSyncOut(
-        last_success_at=last,
-        seconds=seconds,
-        bytes_sent=sent,
-        consecutive_failures=failures,
-        error=error,
+        last_success_at=machine.sync_last_success_at,
+        seconds=machine.sync_seconds,
+        bytes_sent=machine.sync_bytes,
+        consecutive_failures=machine.sync_failures,
+        error=machine.sync_error,
     )
-
-
-def agent_sync(session: Session | None, machine: Machine) -> AgentSyncOut | None:
-    """The newest sync figures an agent reported for the machine (None: none yet). Without a
-    session, only what the machine's own row holds (a listing reads no more per machine)."""
-    found = _sync_of(machine)
-    if found is not None or session is None or not hasattr(MetricSample, _SYNC_COLUMNS[0]):
-        return found
-    newest = session.exec(
-        select(MetricSample)
-        .where(MetricSample.machine_id == machine.id)
-        .order_by(col(MetricSample.timestamp).desc())
-        .limit(1)
-    ).first()
-    return None if newest is None else _sync_of(newest)
 
 
 # --- answers ----------------------------------------------------------------------------
@@ -176,9 +151,7 @@ def standby_of(session: Session, machine: Machine) -> StandbyStatus:
 
 def current(session: Session, machine: Machine) -> StandbyOut:
     standby = standby_of(session, machine)
-    return standby_out(
-        machine.id, MachineState(machine.status), standby, agent_sync(session, machine)
-    )
+    return standby_out(machine.id, MachineState(machine.status), standby, agent_sync(machine))
 
 
 def summaries(session: Session, machines: list[Machine]) -> dict[str, StandbySummary]:
@@ -193,7 +166,7 @@ def summaries(session: Session, machines: list[Machine]) -> dict[str, StandbySum
         row = rows.get(machine.id)
         if row is None or (not row.enabled and row.instance_id is None):
             continue
-        fields = _summary_fields(status_of(row), agent_sync(None, machine), now)
+        fields = _summary_fields(status_of(row), agent_sync(machine), now)
         shown[machine.id] = StandbySummary(**fields)
     return shown
 
@@ -281,7 +254,7 @@ async def configure(
     view = await machines.configure_standby(
         machine.id, StandbyConfigInput(config=config, reason=reason)
     )
-    sync = await run_in_threadpool(agent_sync, session, machine)
+    sync = agent_sync(machine)
     # The workflow's answer is fresher than the projection, which its outbox writes after.
     return standby_out(machine.id, view.state, view.standby, sync)
 

@@ -276,8 +276,18 @@ async def test_migrate_waits_or_answers_202_and_refusals_are_409(
 
 
 async def test_the_read_model_shows_the_projection_and_the_agents_figures(api: Api) -> None:
-    machine_id = add_machine(api, ssh_host="10.1.1.1", ssh_port=22)
-    synced = datetime.now(UTC) - timedelta(seconds=90)
+    synced = datetime.now(UTC) - timedelta(seconds=150)
+    pushed = synced + timedelta(seconds=60)  # the agent's newer word than the workflow's
+    machine_id = add_machine(
+        api,
+        ssh_host="10.1.1.1",
+        ssh_port=22,
+        sync_last_success_at=pushed,
+        sync_seconds=1.5,
+        sync_bytes=2048,
+        sync_failures=3,
+        sync_error="rsync: connection unexpectedly closed",
+    )
     project(
         api,
         machine_id,
@@ -297,11 +307,17 @@ async def test_the_read_model_shows_the_projection_and_the_agents_figures(api: A
     assert shown["config"]["sync_interval_seconds"] == 20
     assert shown["sync_error"] == "rsync: connection unexpectedly closed"
     assert shown["problem"] == "looking for a GPU" and shown["ssh_login"]["user"] == "dumont"
-    assert datetime.fromisoformat(shown["last_sync_at"]) == synced
+    assert datetime.fromisoformat(shown["last_sync_at"]) == pushed
     assert shown["lag_seconds"] >= 90
-    # This branch has no heartbeat sync columns yet (0015, apart): none shown.
-    if not hasattr(Machine, "sync_last_success_at"):
-        assert shown["agent_sync"] is None
+    assert shown["agent_sync"] == {
+        "last_success_at": shown["last_sync_at"],
+        "seconds": 1.5,
+        "bytes_sent": 2048,
+        "consecutive_failures": 3,
+        "error": "rsync: connection unexpectedly closed",
+    }
+    never = add_machine(api)
+    assert (await api.call("GET", f"/api/v1/machines/{never}/standby")).json()["agent_sync"] is None
 
     # The machine's own answer, and the list, carry the summary.
     machine = (await api.call("GET", f"/api/v1/machines/{machine_id}")).json()

@@ -1,8 +1,7 @@
 """GPU -> CPU failover: owners' standby defaults and each machine's standby projection
 
 Revision ID: 0016
-Revises: 0014 (0015, the heartbeat's sync columns, is written in parallel: the merge chains
-0016 after it)
+Revises: 0015
 Create Date: 2026-12-05 10:00:00
 """
 
@@ -13,7 +12,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
