@@ -32,6 +32,7 @@ from core.contracts.records import PendingEvent, RecordBatchInput, RecordBatchRe
 from core.contracts.states import MachineState
 from core.db import session_scope
 from core.models import Event, Machine, ProviderInstanceRecord, SshKey, utcnow
+from core.standby.projection import apply_standby
 
 # How far back a retried single write looks for the event it may already have written.
 _RECENT_EVENTS = 50
@@ -56,13 +57,17 @@ class RecordActivities:
                 if record.instance_created is not None:
                     _record_instance(session, input.machine_id, record.instance_created)
                 if record.instances_destroyed:
+                    # A standby's instances are another provider's (GCE for a vast machine).
+                    provider = record.destroyed_provider or input.spec.provider
                     _record_destroyed(
-                        session, input.machine_id, input.spec.provider, record.instances_destroyed
+                        session, input.machine_id, provider, record.instances_destroyed
                     )
                 if record.config is not None:
                     _apply_config(machine, record.config)
                 if record.event is not None:
                     _apply_event(session, machine, input.owner_id, record.event, record.event.at)
+                if record.standby is not None:
+                    apply_standby(session, input.machine_id, record.standby)
                 machine.records_applied = record.number
             session.add(machine)
             return RecordBatchResult(applied=len(fresh), applied_through=machine.records_applied)

@@ -37,6 +37,8 @@ from core.snapshots.tables import SnapshotChunk as SnapshotChunk
 from core.snapshots.tables import SnapshotPack as SnapshotPack
 from core.snapshots.tables import SnapshotPackRef as SnapshotPackRef
 from core.snapshots.tables import SnapshotRetention as SnapshotRetention
+from core.standby.table import MachineStandby as MachineStandby
+from core.standby.table import StandbySettings as StandbySettings
 
 
 class User(SQLModel, table=True):

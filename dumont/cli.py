@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from dumont.commands import alerts, machines, serverless, sim, snapshots, ssh_keys, token
+from dumont.commands import (
+    alerts,
+    machines,
+    serverless,
+    sim,
+    snapshots,
+    ssh_keys,
+    standby,
+    token,
+)
 from dumont.commands.gateway import gateway
 from dumont.commands.offers import offers
 from dumont.dev import dev
@@ -22,6 +31,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(snapshots.app, name="snapshots")
 app.add_typer(serverless.app, name="serverless")
+app.add_typer(standby.app, name="standby")
 app.add_typer(sim.app, name="sim")
 app.command("gateway")(gateway)
 

@@ -53,7 +53,14 @@ from core.contracts.serverless import (
     WakeForRequestInput,
     WakeForRequestResult,
 )
-from core.contracts.standby import ProviderEvent, StandbyConfig
+from core.contracts.standby import (
+    MigrateInput,
+    MigrateResult,
+    ProviderEvent,
+    StandbyConfig,
+    StandbyConfigInput,
+    StandbyView,
+)
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineInput, MachineResult
 from workflows.machine import MachineWorkflow
@@ -345,6 +352,38 @@ class MachineClient:
         )
         assert result is not None
         return result
+
+    async def configure_standby(self, machine_id: str, input: StandbyConfigInput) -> StandbyView:
+        """Set the machine's standby config (`enabled=False` removes the standby); the
+        workflow creates or removes the standby itself, after answering."""
+        result = await self._update(
+            machine_id, MachineWorkflow.configure_standby, input, wait=True, update_id=None
+        )
+        assert result is not None
+        return result
+
+    @overload
+    async def migrate(
+        self,
+        machine_id: str,
+        input: MigrateInput,
+        *,
+        wait: Literal[True],
+        update_id: str | None = None,
+    ) -> MigrateResult: ...
+
+    @overload
+    async def migrate(
+        self, machine_id: str, input: MigrateInput, *, wait: bool, update_id: str | None = None
+    ) -> MigrateResult | None: ...
+
+    async def migrate(
+        self, machine_id: str, input: MigrateInput, *, wait: bool, update_id: str | None = None
+    ) -> MigrateResult | None:
+        """Move the machine onto its standby (`to=cpu`) or back onto a new GPU (`to=gpu`)."""
+        return await self._update(
+            machine_id, MachineWorkflow.migrate, input, wait=wait, update_id=update_id
+        )
 
     async def wake_for_request(
         self, machine_id: str, input: WakeForRequestInput

@@ -14,6 +14,7 @@ from api.routes import (
     snapshot_retention,
     snapshots,
     ssh_keys,
+    standby,
 )
 
 api_router = APIRouter()
@@ -25,3 +26,5 @@ api_router.include_router(snapshots.router)
 api_router.include_router(snapshot_retention.router)
 api_router.include_router(alerts.router)
 api_router.include_router(serverless.router)
+api_router.include_router(standby.router)
+api_router.include_router(standby.settings_router)

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from api.schemas.provider_choice import ProviderChoice, check_gcp_image, on_gcp
+from api.schemas.standby import StandbyConfigUpdate, StandbySummary
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind
 from core.contracts.service import (
@@ -90,6 +91,13 @@ class MachineCreate(ProviderChoice, ApiInput):
         description=f"A shell command run after every boot (create, start, restart, wake), once"
         f" the workspace is in place; detached, from /workspace, output in {ON_START_LOG}."
         f" At most {MAX_ON_START_BYTES} bytes",
+    )
+
+    standby: StandbyConfigUpdate | None = Field(
+        default=None,
+        description="A CPU standby the workspace is synced to, taking over when the GPU is lost:"
+        " the fields given over your defaults (`/api/v1/settings/standby`), enabled unless"
+        " `enabled` is false; left out: a standby only if your defaults' `auto_standby` is on",
     )
 
     _region = field_validator("region")(normalise_region)
@@ -174,6 +182,8 @@ class MachineOut(BaseModel):
     savings_usd: float = 0.0
     # In serverless mode: paused when idle, resumed by a request to its gateway URL.
     serverless: bool = False
+    # The CPU standby (null when the machine has none): where the workspace is synced to.
+    standby: StandbySummary | None = None
     # The service as declared (env values are never stored, so never shown).
     env_names: list[str] = Field(default_factory=list)
     on_start: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from fastapi import HTTPException, status
@@ -18,6 +18,7 @@ from api.schemas.common import ActionAccepted
 from api.schemas.machines import MachineCreate, MachineOut
 from api.services.quota import check_quota
 from api.services.savings import savings_of
+from api.services.standby import for_new_machine, summaries
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind, MachineSpec
 from core.contracts.providers import ProviderFeature
@@ -97,8 +98,9 @@ async def create_machine(
     unsupported = unsupported_kind_reason(body.provider, body.kind)
     if unsupported is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, unsupported)
+    standby = await run_in_threadpool(for_new_machine, session, owner_id, body.kind, body.standby)
     # The service's env values go to the workflow only: the row and the event keep the names.
-    asked = body.model_dump(mode="json", exclude={"ports", "env"})
+    asked = body.model_dump(mode="json", exclude={"ports", "env", "standby"})
     service: dict[str, Any] = {
         "declared_ports": [str(port) for port in body.ports] or None,
         "env_names": list(body.env) or None,
@@ -114,7 +116,11 @@ async def create_machine(
         owner_id=owner_id,
         event_type=EventType.CREATED.value,
         state=MachineState.STARTING.value,
-        data={k: v for k, v in {**asked, **service}.items() if v is not None},
+        data={
+            k: v
+            for k, v in {**asked, **service, "standby": standby and asdict(standby)}.items()
+            if v is not None
+        },
     )
     spec = replace(spec_of(machine), env=dict(body.env))
     # The rows are committed first, in a short transaction, then the workflow is started; if
@@ -124,7 +130,11 @@ async def create_machine(
     await run_in_threadpool(_insert_committed, session, quota, owner_id, machine, created)
     try:
         await machines.start(
-            machine_id=machine.id, owner_id=owner_id, spec=spec, task_queue=task_queue
+            machine_id=machine.id,
+            owner_id=owner_id,
+            spec=spec,
+            task_queue=task_queue,
+            standby=standby,
         )
     except MachineExists:
         # Another machine's workflow has this id (ids are never reused): ours never started,
@@ -150,16 +160,19 @@ def serverless_machine_ids(session: Session, machine_ids: list[str]) -> set[str]
 
 
 def machines_out(session: Session, settings: Settings, machines: list[Machine]) -> list[MachineOut]:
-    """The machines as the API shows them, with what hibernation saved on each."""
+    """The machines as the API shows them, with what hibernation saved on each and their
+    standbys."""
     if not machines:
         return []
     savings = savings_of(session, settings, machines[0].owner_id, machines)
     serverless = serverless_machine_ids(session, [m.id for m in machines])
+    standbys = summaries(session, machines)
     return [
         MachineOut.model_validate(m).model_copy(
             update={
                 "savings_usd": round(savings[m.id].net_usd, 6),
                 "serverless": m.id in serverless,
+                "standby": standbys.get(m.id),
             }
         )
         for m in machines

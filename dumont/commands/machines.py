@@ -23,6 +23,7 @@ from dumont.commands.service import (
     ports_text,
     service_fields,
 )
+from dumont.commands.standby import add_standby_rows, migrate, standby_cell
 from dumont.commands.top import agent_text, top
 from dumont.config import load_client_config
 from dumont.output import (
@@ -215,10 +216,11 @@ def list_machines(
         else:
             console.print("No machines yet: `dumont machines create --gpu ... --image ...`")
         return
-    # A machine's ports' addresses, when any of them runs a service.
+    # A machine's ports' addresses, when any of them runs a service; its standby, when any has.
     ports = ("PORTS",) if any(m.get("ports") for m in machines) else ()
+    standby = ("STANDBY",) if any(m.get("standby") for m in machines) else ()
     rows = table(
-        "ID", "NAME", "STATUS", "GPU", "$/H", "SAVINGS", "LOCATION", "SSH", *ports,
+        "ID", "NAME", "STATUS", "GPU", "$/H", "SAVINGS", "LOCATION", "SSH", *standby, *ports,
         keep_whole=("ID", "STATUS", "$/H", "SAVINGS", "SSH"),
     )  # fmt: skip
     for m in machines:
@@ -231,6 +233,7 @@ def list_machines(
             savings_text(m.get("savings_usd")),
             _location(m),
             m.get("ssh") or "-",
+            *([standby_cell(m)] if standby else []),
             *([ports_text(m, arrow="→")] if ports else []),
         )
     console.print(rows)
@@ -276,6 +279,8 @@ def show(
         details.add_row("env", ", ".join(machine["env_names"]))
     if machine.get("on_start"):
         details.add_row("on-start", Text(machine["on_start"]))  # shell, not markup
+    if machine.get("kind") != "cpu":
+        add_standby_rows(details, machine)
     details.add_row("created", when(machine.get("created_at")))
     details.add_row("updated", when(machine.get("updated_at")))
     console.print(details)
@@ -387,3 +392,4 @@ app.command("config")(config)
 app.command("top")(top)
 app.command("metrics")(metrics)
 app.command("schedule")(schedule)
+app.command("migrate")(migrate)
