@@ -98,7 +98,7 @@ class Stack:
 
 
 async def until(
-    handle: MachineHandle, check: Callable[[MachineSnapshot], bool], what: str, seconds: float = 180
+    handle: MachineHandle, check: Callable[[MachineSnapshot], bool], what: str, seconds: float = 120
 ) -> MachineSnapshot:
     snapshot: MachineSnapshot | None = None
     loop = asyncio.get_running_loop()

@@ -29,8 +29,8 @@ from workflows.machine import MachineWorkflow
 S = MachineState
 # The user's workload: a numbered file every second, holding the second it was written.
 WRITER = (
-    "mkdir -p /workspace/n && cd /workspace/n && "
-    "nohup sh -c 'i=0; while true; do i=$((i+1)); date +%s > $i; sleep 1; done' "
+    "mkdir -p /workspace/n; cd /workspace/n; "
+    "nohup setsid sh -c 'i=0; while true; do i=$((i+1)); date +%s > $i; sleep 1; done' "
     ">/dev/null 2>&1 </dev/null &"
 )
 # Every path with its type, mode, size, link target, and every file's hash.
@@ -97,10 +97,7 @@ async def live(
         if str(i["label"] or "").startswith(prefix) and i["actual_status"] != "destroyed"
     ]
     standbys = [
-        i
-        for i in await stack.sim.gce_admin.instances()
-        if str(i.get("labels", {}).get("dumont-label", "")).startswith(prefix)
-        and i.get("status") not in ("TERMINATED_DELETED", "DELETED")
+        i for i in await stack.sim.gce_admin.instances() if f"-{handle_id}-sb" in str(i["name"])
     ]
     return gpus, standbys
 
