@@ -26,12 +26,20 @@ from activities.heartbeat import heartbeating
 from activities.provider import ProviderLookup
 from core.contracts.activities import ActivityName
 from core.contracts.monitor import MonitorTick, ReconcileResult
-from core.contracts.standby import ProviderEvent
+from core.contracts.standby import ProviderEvent, machine_of_standby_label
 from core.contracts.states import InstanceStatus, MachineState
 from core.db import session_scope
 from core.models import Machine
-from core.orphans.ownership import LABEL_PREFIX, MachineRow, machine_of_label, why_orphan
+from core.orphans.ownership import (
+    LABEL_PREFIX,
+    MachineRow,
+    StandbyRow,
+    machine_of_label,
+    why_orphan,
+    why_standby_orphan,
+)
 from core.orphans.table import OrphanInstance
+from core.standby.table import MachineStandby
 from providers.base import Provider, ProviderError, ProviderInstance
 from workflows.client import MachineDestroyed, MachineNotFound
 
@@ -127,7 +135,7 @@ class ReconcileActivities:
         now: datetime,
         result: ReconcileResult,
     ) -> None:
-        labelled = {i.instance_id: i for i in live if machine_of_label(i.label) is not None}
+        labelled = {i.instance_id: i for i in live if _owner_of(i.label) is not None}
         orphans = await asyncio.to_thread(self._record, provider.name, labelled, now)
         result.orphans += len(orphans)
         for instance, first_seen, is_new in orphans:
@@ -162,7 +170,8 @@ class ReconcileActivities:
         """The orphans among `labelled`, each with when it was first seen and whether that is
         now; rows of instances that are owned again or gone are dropped."""
         with session_scope(self._engine) as session:
-            machines = _machines(session, [machine_of_label(i.label) for i in labelled.values()])
+            machines = _machines(session, [_owner_of(i.label) for i in labelled.values()])
+            standbys = _standbys(session, list(machines))
             rows = {
                 row.instance_id: row
                 for row in session.exec(
@@ -171,10 +180,17 @@ class ReconcileActivities:
             }
             found: list[tuple[ProviderInstance, datetime, bool]] = []
             for instance in labelled.values():
-                machine_id = machine_of_label(instance.label)
-                reason = why_orphan(
-                    provider, instance.instance_id, instance.label, machines.get(machine_id or "")
-                )
+                machine_id = _owner_of(instance.label)
+                machine = machines.get(machine_id or "")
+                if machine_of_label(instance.label) is not None:
+                    reason = why_orphan(provider, instance.instance_id, instance.label, machine)
+                else:
+                    owner = (
+                        StandbyRow(machine=machine, instance_id=standbys.get(machine.id))
+                        if machine is not None
+                        else None
+                    )
+                    reason = why_standby_orphan(instance.instance_id, instance.label, owner)
                 row = rows.pop(instance.instance_id, None)
                 if reason is None:
                     if row is not None:
@@ -259,7 +275,60 @@ def _vanished(
                     ),
                 )
             )
+        found.extend(_standbys_lost(session, provider, listed, listing_from))
     return found
+
+
+def _standbys_lost(
+    session: Session, provider: str, listed: dict[str, ProviderInstance], listing_from: datetime
+) -> list[tuple[str, ProviderEvent]]:
+    """Standbys on `provider` that are gone or stopped (a preempted spot VM): their machines
+    are told, and make a new one."""
+    found: list[tuple[str, ProviderEvent]] = []
+    rows = session.exec(
+        select(MachineStandby).where(
+            MachineStandby.instance_provider == provider,
+            col(MachineStandby.instance_id).is_not(None),
+        )
+    )
+    for row in rows:
+        updated = row.updated_at
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=UTC)
+        if updated >= listing_from or row.instance_id is None:
+            continue
+        instance = listed.get(row.instance_id)
+        if instance is None:
+            status, detail = InstanceStatus.GONE, "standby no longer listed by the provider"
+        elif instance.interrupted or instance.status in _LOST:
+            status = instance.status
+            detail = "standby preempted" if instance.interrupted else f"standby {status.value}"
+        else:
+            continue
+        event = ProviderEvent(
+            instance_id=row.instance_id,
+            status=status,
+            at=datetime.now(UTC),
+            interrupted=instance.interrupted if instance else False,
+            detail=detail,
+        )
+        found.append((row.machine_id, event))
+    return found
+
+
+def _owner_of(label: str | None) -> str | None:
+    """The machine a Dumont label belongs to: its own instance's, or its standby's."""
+    return machine_of_label(label) or machine_of_standby_label(label)
+
+
+def _standbys(session: Session, machine_ids: list[str]) -> dict[str, str | None]:
+    """Machine id -> the standby instance its row names."""
+    if not machine_ids:
+        return {}
+    rows = session.exec(
+        select(MachineStandby).where(col(MachineStandby.machine_id).in_(machine_ids))
+    )
+    return {row.machine_id: row.instance_id for row in rows}
 
 
 def _machines(session: Session, ids: list[str | None]) -> dict[str, MachineRow]:

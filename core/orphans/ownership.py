@@ -47,3 +47,26 @@ def why_orphan(
     if machine.instance_id in (None, instance_id) or machine.status in _RENTING:
         return None
     return f"machine {machine.id} runs on instance {machine.instance_id}, not this one"
+
+
+@dataclass(frozen=True)
+class StandbyRow:
+    """What the standby rule needs of a machine and its standby's row."""
+
+    machine: MachineRow
+    # The standby instance the machine's standby row names (None: none made yet, or gone).
+    instance_id: str | None
+
+
+def why_standby_orphan(instance_id: str, label: str | None, owner: StandbyRow | None) -> str | None:
+    """Why no live machine owns this standby instance (`dumont-{id}-sb{n}`), or None when one
+    does (or may: a standby being made is not named by its row yet, and the grace period covers
+    that)."""
+    if owner is None:
+        return f"no machine owns standby {label or instance_id}"
+    machine = owner.machine
+    if machine.status in INSTANCELESS_STATES:
+        return f"machine {machine.id} is {machine.status.value} and keeps no standby"
+    if owner.instance_id in (None, instance_id):
+        return None
+    return f"machine {machine.id}'s standby is {owner.instance_id}, not this one"

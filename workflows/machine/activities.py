@@ -9,6 +9,7 @@ write may land after the destroy has moved on.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -185,11 +186,16 @@ async def call(
     summary: str | None = None,
     *,
     local: bool = False,
+    attempts: int | None = None,
 ) -> T:
     """Run activity `name` with its options from the table; `summary` shows in the Web UI.
     `local` runs it in the workflow's own worker, recorded as one marker: for short reads,
-    which would otherwise cost a round trip through the server's task queue."""
+    which would otherwise cost a round trip through the server's task queue. `attempts` caps
+    its tries where the caller retries on its own schedule (a standby)."""
     config = OPTIONS[name](policy)
+    retry = config.get("retry_policy")
+    if attempts is not None and retry is not None:
+        config["retry_policy"] = dataclasses.replace(retry, maximum_attempts=attempts)
     config["cancellation_type"] = WAIT
     if summary is not None:
         config["summary"] = summary

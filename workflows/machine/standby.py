@@ -64,6 +64,7 @@ _NO_STANDBY = frozenset({S.HIBERNATED, S.DELETED, S.DESTROYING, S.DESTROYED})
 # Tries of a standby that could not be made or linked, and searches for a GPU on standby:
 # the policy's offer retry (30 s), doubling, at most 15 min apart.
 _RETRY_MOST = 900
+_CREATE_ATTEMPTS = 2
 _ALIVE = frozenset({InstanceStatus.RUNNING, InstanceStatus.PROVISIONING, InstanceStatus.UNKNOWN})
 
 
@@ -262,6 +263,8 @@ class Standby:
                 InstanceInfo,
                 k.policy,
                 summary=f"rent standby {label}",
+                # No standby is worth minutes of retries: this workflow tries again later.
+                attempts=_CREATE_ATTEMPTS,
             )
         except ActivityError as err:
             _, message = failure(err)
