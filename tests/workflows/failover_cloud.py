@@ -62,6 +62,13 @@ class FailoverCloud(FakeCloud):
             if gpu.status is InstanceStatus.RUNNING and standby.status is InstanceStatus.RUNNING:
                 standby.workspace = dict(gpu.workspace)
 
+    def _running(self) -> FakeInstance:
+        """The instance holding the workspace: the GPU when one runs, else the standby."""
+        running = [i for i in self.live() if i.status is InstanceStatus.RUNNING]
+        gpus = [i for i in running if not machine_of_standby_label(i.label)]
+        (instance,) = gpus or running
+        return instance
+
     # --- provider overrides ----------------------------------------------------------------
 
     def _info(self, instance: FakeInstance) -> InstanceInfo:

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import machine_workflow_id
 from core.contracts.agent import AgentReport
+from core.contracts.hibernation import HibernateInput, WakeInput
 from core.contracts.machine import ActionInput, LifecyclePolicy
 from core.contracts.standby import (
     MigrateInput,
@@ -337,3 +338,28 @@ async def test_an_idle_machine_with_a_standby_moves_to_it_instead_of_hibernating
         still = await handle.query(MachineWorkflow.state)
     assert still.state is S.STANDBY and cloud.gpus() == []
     assert still.hibernation.snapshot_id is None  # moved, not hibernated
+
+
+async def test_a_machine_on_its_standby_hibernates_from_it_and_wakes_on_a_gpu(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    cloud = FailoverCloud(POLICY)
+    async with fake_worker(dev_env.client, cloud) as task_queue:
+        handle = await start(dev_env.client, task_queue)
+        state = await until(handle, linked, "linked")
+        assert state.instance is not None
+        cloud.instances[state.instance.instance_id].workspace = {"notes.md": "day 3"}
+        cloud.sync()
+        cloud.offers = []
+        await handle.signal(MachineWorkflow.provider_event, lost(cloud, state.instance.instance_id))
+        await until(handle, on_standby, "on standby")
+        slept = await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+        assert slept.state is S.HIBERNATED
+        assert cloud.live() == []  # the standby goes too: the snapshot holds the workspace
+        assert cloud.snapshots[slept.snapshot_id] == {"notes.md": "day 3"}
+        cloud.offers = ["offer-7"]
+        woke = await handle.execute_update(MachineWorkflow.wake, WakeInput())
+        assert woke.state is S.RUNNING
+        again = await until(handle, linked, "a new standby linked")
+    assert cloud.instances[woke.instance.instance_id].workspace == {"notes.md": "day 3"}
+    assert again.standby.side is Side.GPU and again.standby.attempt == 2

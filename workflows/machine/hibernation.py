@@ -80,7 +80,7 @@ class Hibernation:
         instance. Any failure before the destroy leaves the machine as it was, with why."""
         k, s = self.k, self.k.s
         h = s.hibernation
-        instance = k.require_instance()
+        instance = k.require_serving()  # the standby, when the machine is on it
         was = s.state
         await k.transition(S.HIBERNATING, EventType.HIBERNATING, reason)
         problem = await self.pre_hibernate_hook(instance)
@@ -98,6 +98,8 @@ class Hibernation:
             )
             return
         await self.provisioning.destroy_all()
+        for hook in k.hooks.after_hibernate:  # a standby: the snapshot holds its workspace
+            await hook()
         s.instance = None
         s.boot_deadline = None
         h.needs_restore = True
@@ -144,7 +146,7 @@ class Hibernation:
         worker restart) resumes the same snapshot instead of starting another."""
         k, s = self.k, self.k.s
         h = s.hibernation
-        instance = k.require_instance()
+        instance = k.require_serving()
         if h.pending_snapshot_id is None:
             h.pending_snapshot_id = f"{s.machine_id}-{workflow.uuid4().hex[:12]}"
         assert instance.ssh_host is not None and instance.ssh_port is not None

@@ -92,6 +92,8 @@ class Hooks:
     # Told at once when a destroy is asked for; run after a destroy removed the instances.
     on_destroy_requested: list[Callable[[], None]] = field(default_factory=list)
     after_destroy: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run once a hibernate's snapshot is committed and the instance destroyed.
+    after_hibernate: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 class MachineKernel:
@@ -213,6 +215,13 @@ class MachineKernel:
         if self.s.instance is None:
             reject("machine has no instance")
         return self.s.instance
+
+    def require_serving(self) -> InstanceInfo:
+        """The instance that holds the workspace now (the standby while on it)."""
+        serving = self.serving_instance()
+        if serving is None:
+            reject("machine has no instance")
+        return serving
 
     # --- state and records --------------------------------------------------------------
 

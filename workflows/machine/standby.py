@@ -119,6 +119,7 @@ class Standby:
         kernel.hooks.idle_migrate_seconds = self.idle_migrate_seconds
         kernel.hooks.on_destroy_requested.append(self._cancel)
         kernel.hooks.after_destroy.append(self.remove)
+        kernel.hooks.after_hibernate.append(self._hibernated)
         kernel.deadlines.watch("standby", self._deadlines)
 
     # --- whether this machine has one --------------------------------------------------
@@ -417,6 +418,9 @@ class Standby:
         self._cancel()
         await workflow.wait_condition(self.idle)
         await self._remove(why)
+
+    async def _hibernated(self) -> None:
+        await self.remove("hibernated: its snapshot holds the workspace")
 
     def idle(self) -> bool:
         return self.task is None or self.task.done()

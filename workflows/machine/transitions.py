@@ -55,8 +55,9 @@ ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # On its host or on a new one; a resume that found neither stays paused, or, when its old
     # instance was gone too: hibernated, as its snapshot is committed.
     S.RESUMING: frozenset({S.RUNNING, S.PAUSED, S.HIBERNATED, S.ERROR}) | _ENDING,
-    # A failed hibernate puts the machine back as it was: running, idle or paused.
-    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.ERROR}) | _ENDING,
+    # A failed hibernate puts the machine back as it was: running, idle, paused or on standby.
+    S.HIBERNATING: frozenset({S.HIBERNATED, S.RUNNING, S.IDLE, S.PAUSED, S.STANDBY, S.ERROR})
+    | _ENDING,
     S.HIBERNATED: frozenset({S.WAKING, S.DELETED}) | _ENDING,
     S.DELETED: frozenset({S.WAKING}) | _ENDING,
     # A wake that found no offer goes back to where it came from.
@@ -64,8 +65,8 @@ ALLOWED: dict[MachineState, frozenset[MachineState]] = {
     # Onto the standby (a lost GPU, a migration), or back onto a new GPU; a migration whose
     # final sync failed keeps the GPU it had.
     S.FAILING_OVER: frozenset({S.STANDBY, S.RUNNING, S.IDLE, S.ERROR}) | _ENDING,
-    # Back to a GPU (the hunt after a loss, or a migration).
-    S.STANDBY: frozenset({S.FAILING_OVER}) | _ENDING,
+    # Back to a GPU (the hunt after a loss, or a migration), or hibernated from the standby.
+    S.STANDBY: frozenset({S.FAILING_OVER, S.HIBERNATING}) | _ENDING,
     S.ERROR: frozenset({S.STARTING}) | _ENDING,
     # A destroy that failed leaves the machine in error, to be destroyed again.
     S.DESTROYING: frozenset({S.DESTROYED, S.ERROR}),
@@ -107,7 +108,7 @@ STARTS_FROM: dict[Action, frozenset[MachineState]] = {
     Action.START: frozenset({S.STOPPED, S.ERROR}),
     Action.RESTART: UP_STATES,
     Action.DESTROY: frozenset(S) - {S.DESTROYED},
-    Action.HIBERNATE: UP_STATES,
+    Action.HIBERNATE: UP_STATES | {S.STANDBY},
     Action.WAKE: frozenset({S.HIBERNATED, S.DELETED}),
     Action.PAUSE: UP_STATES,
     # A machine hibernated after a long pause resumes by waking.
@@ -165,7 +166,6 @@ _HINTS: dict[tuple[Action, MachineState], str] = {
     (Action.PAUSE, S.STANDBY): "machine runs on its standby; migrate it to a GPU or destroy it",
     (Action.RESTART, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
     (Action.WAKE, S.STANDBY): "machine runs on its standby; migrate it to a GPU",
-    (Action.HIBERNATE, S.STANDBY): "machine runs on its standby; migrate it to a GPU first",
 }
 
 

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import machine_workflow_id
 from core.contracts.agent import AgentReport
+from core.contracts.hibernation import HibernateInput, WakeInput
 from core.contracts.machine import ActionInput, LifecyclePolicy
 from core.contracts.standby import (
     MigrateInput,
@@ -126,6 +127,35 @@ async def idle_migrate(
         await env.sleep(timedelta(minutes=12))
         await _until(handle, lambda s: s.state is S.STANDBY)
         await env.sleep(timedelta(minutes=5))
+        await handle.execute_update(MachineWorkflow.destroy, ActionInput())
+        await handle.result()
+        history = await handle.fetch_history()
+        return [(handle.id, history.to_json())]
+
+
+async def standby_hibernate(
+    env: WorkflowEnvironment, *, policy: LifecyclePolicy
+) -> list[tuple[str, str]]:
+    """The GPU lost with no GPU to be had: hibernated from the standby (the standby goes), then
+    woken on a GPU (a new standby made); destroy."""
+    cloud = FailoverCloud(policy)
+    async with fake_worker(env.client, cloud) as task_queue:
+        handle = await _start(env.client, task_queue, StandbyConfig(enabled=True))
+        state = await _until(handle, _linked)
+        assert state.instance is not None
+        gpu = state.instance.instance_id
+        cloud.instances[gpu].status = InstanceStatus.GONE
+        cloud.offers = []
+        at = await env.get_current_time()
+        await handle.signal(
+            MachineWorkflow.provider_event,
+            ProviderEvent(instance_id=gpu, status=InstanceStatus.GONE, at=at),
+        )
+        await _until(handle, lambda s: s.state is S.STANDBY)
+        await handle.execute_update(MachineWorkflow.hibernate, HibernateInput())
+        cloud.offers = ["offer-8"]
+        await handle.execute_update(MachineWorkflow.wake, WakeInput())
+        await _until(handle, _linked)
         await handle.execute_update(MachineWorkflow.destroy, ActionInput())
         await handle.result()
         history = await handle.fetch_history()

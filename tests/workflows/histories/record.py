@@ -401,6 +401,10 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
         "ts",
     ),
     "machine_failover": (functools.partial(failover_scenarios.failover, policy=POLICY), "dev"),
+    "machine_standby_hibernate": (
+        functools.partial(failover_scenarios.standby_hibernate, policy=POLICY),
+        "dev",
+    ),
     "machine_idle_migrate": (
         functools.partial(failover_scenarios.idle_migrate, policy=POLICY),
         "ts",
