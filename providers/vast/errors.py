@@ -39,6 +39,28 @@ class SearchQuotaExceeded(RateLimited):
     back, so it is never retried."""
 
 
+class CreatedStopped(ProviderError):
+    """A create that failed yet made an instance, left stopped (a bid below the offer's
+    minimum): whoever catches it owns `instance_id` and must destroy it."""
+
+    def __init__(self, message: str, *, instance_id: str) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.retryable = False
+
+
+def new_contract(response: httpx.Response) -> str | None:
+    """The instance id a failed answer still carries (`new_contract`), if any."""
+    try:
+        body: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    contract = body.get("new_contract") if isinstance(body, dict) else None
+    if contract is None or isinstance(contract, bool) or not isinstance(contract, int | str):
+        return None
+    return str(contract)
+
+
 @dataclass(frozen=True)
 class VastErrorBody:
     code: str | None
