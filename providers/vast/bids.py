@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from core.contracts.states import InstanceStatus
-from providers.base import CreateRequest, InvalidRequest
+from providers.base import CreateRequest, InvalidRequest, OfferUnavailable
 
 # The key of an offer's minimum bid in its `provider_data` (USD per hour, as a string).
 MIN_BID = "min_bid"
@@ -65,3 +65,14 @@ def create_price(request: CreateRequest) -> float | None:
 def interrupted(status: InstanceStatus, status_msg: str | None) -> bool:
     """Stopped by the host (outbid, preempted), not by a stop Dumont asked for."""
     return status is InstanceStatus.STOPPED and bool(_INTERRUPTED.search(status_msg or ""))
+
+
+def refused_bid(
+    offer_id: str, price: float | None, refusal: Exception, instance_id: str
+) -> OfferUnavailable:
+    """What an under-bid create raises once the stopped instance it made is destroyed."""
+    bid = "no bid" if price is None else f"the bid of ${price:g}/h"
+    return OfferUnavailable(
+        f"vast: offer {offer_id} refused {bid} ({refusal}); the stopped instance {instance_id}"
+        " it made was destroyed"
+    )

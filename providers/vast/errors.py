@@ -118,3 +118,12 @@ def error_for(response: httpx.Response, what: str, *, api_key: str) -> ProviderE
     error = ProviderError(message, status_code=status)
     error.retryable = False  # a 2xx saying `success: false` will say it again
     return error
+
+
+def failure_for(response: httpx.Response, what: str, *, api_key: str) -> ProviderError:
+    """`error_for`, or `CreatedStopped` when the failure still made an instance (an under-bid
+    create answers `success: false` with its `new_contract`)."""
+    error = error_for(response, what, api_key=api_key)
+    if (contract := new_contract(response)) is not None:
+        return CreatedStopped(str(error), instance_id=contract)
+    return error

@@ -28,13 +28,13 @@ from providers.base import (
     unsupported,
 )
 from providers.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from providers.vast.bids import create_price
+from providers.vast.bids import create_price, refused_bid
 from providers.vast.errors import (
     CreatedStopped,
     SearchQuotaExceeded,
     UncertainOutcome,
     error_for,
-    new_contract,
+    failure_for,
     redact,
 )
 from providers.vast.labels import InstallationLabels
@@ -200,11 +200,7 @@ class VastProvider:
         destroyed here (else it bills its disk, and a retry would adopt it by its label); a
         failed destroy raises instead, and the retry's look-up by label finds it again."""
         await self.destroy_instance(exc.instance_id)
-        bid = "no bid" if price is None else f"the bid of ${price:g}/h"
-        return OfferUnavailable(
-            f"vast: offer {request.offer_id} refused {bid} ({exc}); the stopped instance"
-            f" {exc.instance_id} it made was destroyed"
-        )
+        return refused_bid(request.offer_id, price, exc, exc.instance_id)
 
     async def _live_with_label(self, label: str) -> ProviderInstance | None:
         for instance in await self.find_by_exact_label(label):
@@ -409,22 +405,14 @@ class VastProvider:
 
     def _decode(self, response: httpx.Response, what: str) -> Any:
         if not response.is_success:
-            raise self._failure(response, what)
+            raise failure_for(response, what, api_key=self._api_key)
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self._unexpected(what, response.text) from exc
         if isinstance(body, dict) and body.get("success") is False:
-            raise self._failure(response, what)
+            raise failure_for(response, what, api_key=self._api_key)
         return body
-
-    def _failure(self, response: httpx.Response, what: str) -> ProviderError:
-        """The typed error; `CreatedStopped` when the failure still made an instance (an
-        under-bid create answers `success: false` with its `new_contract`)."""
-        error = error_for(response, what, api_key=self._api_key)
-        if (contract := new_contract(response)) is not None:
-            return CreatedStopped(str(error), instance_id=contract)
-        return error
 
     def _transport_message(self, what: str, exc: Exception) -> str:
         reason = str(exc) or type(exc).__name__
