@@ -21,6 +21,8 @@ def offer_query(spec: MachineSpec, *, limit: int) -> OfferQuery:
         min_disk_gb=float(spec.disk_gb),
         sort="price",
         limit=limit,
+        interruptible=spec.interruptible,
+        bid_price=spec.bid_price if spec.interruptible else None,
         provider_data=catalogue_choice(spec),
     )
 
@@ -41,6 +43,9 @@ def describe_search(spec: MachineSpec, *, excluded: int = 0) -> str:
     if spec.machine_type:
         machine = spec.machine_type + (" (Spot)" if spec.spot else "")
     parts = [machine, f"{spec.disk_gb} GB disk"]
+    if spec.interruptible:
+        bid = "at the offer's minimum" if spec.bid_price is None else f"${spec.bid_price:g}/h"
+        parts.append(f"interruptible, bidding {bid}")
     if spec.zone:
         parts.append(f"zone {spec.zone}")
     if spec.region:

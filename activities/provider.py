@@ -200,6 +200,8 @@ class ProviderActivities:
                     env=dict(spec.env),
                     ports=list(spec.ports),
                     ssh_keys=[self._identity.public_key],
+                    interruptible=spec.interruptible,
+                    bid_price=spec.bid_price if spec.interruptible else None,
                     provider_data=dict(offer.provider_data),
                 )
                 try:

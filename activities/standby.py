@@ -9,8 +9,6 @@ what differs and checks the whole tree, an unlink of a machine that is gone is d
 
 from __future__ import annotations
 
-import re
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -39,8 +37,6 @@ from providers.base import InstanceNotFound
 
 GPU = "GPU machine"
 STANDBY = "standby"
-# vast.ai says why an interruptible instance stopped only in its status message.
-_INTERRUPTED = re.compile(r"interrupt|outbid|preempt", re.IGNORECASE)
 
 
 class StandbyActivities:
@@ -115,8 +111,8 @@ class StandbyActivities:
                 status=InstanceStatus.GONE,
                 detail=f"instance {info.instance_id} no longer exists at {info.provider}",
             )
+        # Each provider says whether the host took it away (vast: from its status message).
         said = current.status_msg or current.raw_status
-        interrupted = current.interrupted or (
-            current.status is InstanceStatus.STOPPED and bool(_INTERRUPTED.search(said or ""))
+        return InstanceCheckResult(
+            status=current.status, interrupted=current.interrupted, detail=said
         )
-        return InstanceCheckResult(status=current.status, interrupted=interrupted, detail=said)

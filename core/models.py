@@ -99,6 +99,9 @@ class Machine(SQLModel, table=True):
     machine_type: str | None = Field(default=None, max_length=64)
     zone: str | None = Field(default=None, max_length=64)
     spot: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    # A vast interruptible (bid) instance and its bid, USD/h (null: each offer's minimum).
+    interruptible: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    bid_price: float | None = None
 
     status: str = Field(default="starting", max_length=32, index=True)
     status_reason: str | None = Field(default=None, max_length=2000)

@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import CurrentUser, ProvidersDep
+from api.errors import invalid
 from api.pagination import Pager
 from api.schemas.common import AUTHENTICATED, INVALID, ErrorOut
 from api.schemas.offers import OfferFilters, OfferOut
 from api.services import offers as service
+from core.contracts.bid import check_interruptible
 from providers.base import Offer, OfferQuery
 
 router = APIRouter(
@@ -42,6 +44,10 @@ async def list_offers(
     in that ranking, which the market changes between requests."""
     page = Pager(request, response, filters.limit, filters.cursor)
     wanted = min(page.offset + filters.limit + 1, MAX_RANK)
+    try:
+        check_interruptible(filters.provider, filters.interruptible)
+    except ValueError as exc:
+        raise invalid(("query", "interruptible"), str(exc)) from None
     search, kind = service.searching(providers, filters.provider)
     query = OfferQuery(
         kind=kind,
@@ -54,5 +60,6 @@ async def list_offers(
         min_disk_gb=filters.disk_gb,
         sort=filters.sort,
         limit=wanted,
+        interruptible=filters.interruptible,
     )
     return page.window(await search(query))

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from api.schemas.common import MAX_PRICE_PER_HOUR, MAX_VRAM_GB, ApiInput, normalise_region
 from api.schemas.provider_choice import ProviderChoice, check_gcp_image, on_gcp
 from api.schemas.standby import StandbyConfigUpdate, StandbySummary
+from core.contracts.bid import MAX_BID_PER_HOUR, check_bid_price, check_interruptible
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind
 from core.contracts.service import (
@@ -67,6 +68,21 @@ class MachineCreate(ProviderChoice, ApiInput):
     min_vram_gb: float | None = Field(
         default=None, ge=0, le=MAX_VRAM_GB, description="Not for a cpu machine"
     )
+    # After the provider's fields, `bid_price` after `interruptible`: each is checked against
+    # those before it.
+    interruptible: bool = Field(
+        default=False,
+        description="vast only: an interruptible (bid) instance, cheaper than on-demand; vast.ai"
+        " stops it when outbid (GCP's counterpart is `spot`)",
+    )
+    bid_price: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_BID_PER_HOUR,
+        examples=[0.35],
+        description="With `interruptible`: the bid, USD per hour (only offers whose minimum bid"
+        " it meets are rented); left out: each offer's minimum bid",
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     # A service: published ports, its environment, and a command run after every boot.
     ports: list[int | str] = Field(
@@ -101,6 +117,21 @@ class MachineCreate(ProviderChoice, ApiInput):
     )
 
     _region = field_validator("region")(normalise_region)
+
+    @field_validator("interruptible")
+    @classmethod
+    def _interruptible(cls, value: bool, info: ValidationInfo) -> bool:
+        provider = info.data.get("provider")  # absent when the provider was invalid
+        if provider is not None:
+            check_interruptible(provider, value)
+        return value
+
+    @field_validator("bid_price")
+    @classmethod
+    def _bid_price(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if "interruptible" in info.data:  # absent when it was invalid: said there
+            check_bid_price(info.data["interruptible"], value)
+        return value
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -163,6 +194,8 @@ class MachineOut(BaseModel):
     machine_type: str | None = None
     zone: str | None = None
     spot: bool = False
+    interruptible: bool = False
+    bid_price: float | None = None
     price_per_hour: float | None
     geolocation: str | None
     instance_id: str | None

@@ -25,6 +25,10 @@ class OfferFilters(ApiInput):
     limit: int = Field(default=50, ge=1, le=500, description="Offers per page")
     cursor: str | None = Field(default=None, max_length=100, description=CURSOR_HELP)
     provider: str = Field(default="vast", min_length=1, max_length=32, examples=["vast"])
+    interruptible: bool = Field(
+        default=False,
+        description="vast only: interruptible (bid) offers, priced at their minimum bid",
+    )
 
     _region = field_validator("region")(normalise_region)
 

@@ -53,6 +53,8 @@ def spec_of(machine: Machine) -> MachineSpec:
         machine_type=machine.machine_type,
         zone=machine.zone,
         spot=machine.spot,
+        interruptible=machine.interruptible,
+        bid_price=machine.bid_price,
         ports=list(machine.declared_ports or []),
         on_start=machine.on_start,
     )

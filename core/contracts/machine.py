@@ -34,6 +34,11 @@ class MachineSpec:
     machine_type: str | None = None
     zone: str | None = None
     spot: bool = False
+    # A marketplace's interruptible (bid) instance (vast.ai): cheaper, and stopped by the host
+    # when outbid. `bid_price` is the bid in USD per hour; None bids each offer's minimum.
+    # Checked by core/contracts/bid.py.
+    interruptible: bool = False
+    bid_price: float | None = None
     # A service on the machine: container ports to publish ("8000/tcp"), environment variables
     # for its processes, and a command Dumont runs after every boot (create, start, resume,
     # wake) once the workspace is in place. Limits are in core/contracts/service.py.

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from core.contracts.bid import check_bid_price, check_interruptible
 from core.contracts.states import UP_STATES
 from dumont.client import DumontClient
 from dumont.commands.hibernation import config, event_detail, hibernate, savings_text, wake
@@ -103,6 +104,18 @@ def wait_until_up(
             time.sleep(poll)
 
 
+def check_bid_flags(provider: str, interruptible: bool, bid: float | None) -> None:
+    """The API's own checks (core/contracts/bid.py), before anything is sent."""
+    for flag, check in (
+        ("--interruptible", lambda: check_interruptible(provider, interruptible)),
+        ("--bid", lambda: check_bid_price(interruptible, bid)),
+    ):
+        try:
+            check()
+        except ValueError as exc:
+            raise fail(f"{flag}: {exc}", 2) from None
+
+
 @app.command("create")
 @reports_errors
 def create(
@@ -121,6 +134,14 @@ def create(
     ] = None,
     zone: Annotated[str | None, typer.Option(help="GCP zone, e.g. us-central1-a.")] = None,
     spot: Annotated[bool, typer.Option(help="A GCP Spot VM (cheaper, may be preempted).")] = False,
+    interruptible: Annotated[
+        bool,
+        typer.Option(help="A vast.ai interruptible (bid) instance: cheaper, stopped when outbid."),
+    ] = False,
+    bid: Annotated[
+        float | None,
+        typer.Option(help="With --interruptible: the bid, USD per hour [each offer's minimum]."),
+    ] = None,
     disk: Annotated[int, typer.Option(help="Disk size in GB.")] = 50,
     region: Annotated[
         str | None, typer.Option(help="NA, SA, EU, AS, OC, AF or an ISO country code.")
@@ -142,6 +163,7 @@ def create(
     on_gcp = provider == "gcp"
     if not on_gcp and (gpu is None or image is None):
         raise fail("a vast.ai machine needs --gpu and --image (or use --provider gcp)", 2)
+    check_bid_flags(provider, interruptible, bid)
     image = image or "debian-12"
     body = {
         "provider": provider,
@@ -149,6 +171,8 @@ def create(
         "machine_type": machine_type,
         "zone": zone,
         "spot": spot or None,
+        "interruptible": interruptible or None,
+        "bid_price": bid,
         "gpu_name": gpu,
         "image": image,
         "disk_gb": disk,
@@ -268,6 +292,9 @@ def show(
     details.add_row("region", machine.get("region") or "-")
     details.add_row("location", machine.get("geolocation") or "-")
     details.add_row("price", f"{money(machine.get('price_per_hour'))}/h")
+    if machine.get("interruptible"):
+        bid = machine.get("bid_price")
+        details.add_row("bid", f"{money(bid)}/h" if bid is not None else "each offer's minimum")
     details.add_row("agent", agent_text(machine, time.time()))
     if machine.get("gpu_utilization") is not None:
         details.add_row("gpu util", f"{machine['gpu_utilization']:.0f}%")

@@ -23,6 +23,9 @@ def offers(
     min_reliability: Annotated[float | None, typer.Option(help="0..1.")] = None,
     min_vram: Annotated[float | None, typer.Option(help="GB of memory per GPU.")] = None,
     num_gpus: Annotated[int | None, typer.Option(help="GPUs per machine.")] = None,
+    interruptible: Annotated[
+        bool, typer.Option(help="Interruptible (bid) offers, priced at their minimum bid.")
+    ] = False,
     sort: Annotated[SortKey, typer.Option(help="Order of the list.")] = "price",
     limit: Annotated[int, typer.Option(help="How many offers.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -37,6 +40,7 @@ def offers(
         "num_gpus": num_gpus,
         "sort": sort,
         "limit": limit,
+        "interruptible": interruptible or None,
     }
     with DumontClient(load_client_config()) as client:
         found = client.offers(params)
@@ -46,9 +50,11 @@ def offers(
     if not found:
         console.print("No offer matches.")
         return
+    # A bid offer's price is its minimum bid (and its disk): what a bid must at least be.
+    price = "MIN BID $/H" if interruptible else "$/H"
     rows = table(
-        "OFFER", "GPU", "VRAM", "$/H", "RELIAB.", "LOCATION", "DISK", "CPU", "RAM",
-        keep_whole=("OFFER", "VRAM", "$/H", "RELIAB.", "DISK", "RAM"),
+        "OFFER", "GPU", "VRAM", price, "RELIAB.", "LOCATION", "DISK", "CPU", "RAM",
+        keep_whole=("OFFER", "VRAM", price, "RELIAB.", "DISK", "RAM"),
     )  # fmt: skip
     for offer in found:
         rows.add_row(

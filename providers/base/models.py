@@ -27,6 +27,10 @@ class OfferQuery:
     min_disk_gb: float | None = None
     sort: SortKey = "price"
     limit: int = 50
+    # Interruptible (bid) offers, priced at their minimum bid; with `bid_price`, only those
+    # whose minimum bid it meets. A provider without them ignores both.
+    interruptible: bool = False
+    bid_price: float | None = None
     provider_data: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,6 +68,9 @@ class CreateRequest:
     # Public keys for a provider that puts them on the instance at creation (GCE metadata); a
     # provider with an account or per-instance key API gets them that way instead.
     ssh_keys: list[str] = field(default_factory=list)
+    # An interruptible instance at `bid_price` USD/h (None: the offer's minimum bid).
+    interruptible: bool = False
+    bid_price: float | None = None
     # The chosen offer's `provider_data` (where and what to create).
     provider_data: dict[str, str] = field(default_factory=dict)
 

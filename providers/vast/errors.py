@@ -39,6 +39,28 @@ class SearchQuotaExceeded(RateLimited):
     back, so it is never retried."""
 
 
+class CreatedStopped(ProviderError):
+    """A create that failed yet made an instance, left stopped (a bid below the offer's
+    minimum): whoever catches it owns `instance_id` and must destroy it."""
+
+    def __init__(self, message: str, *, instance_id: str) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.retryable = False
+
+
+def new_contract(response: httpx.Response) -> str | None:
+    """The instance id a failed answer still carries (`new_contract`), if any."""
+    try:
+        body: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    contract = body.get("new_contract") if isinstance(body, dict) else None
+    if contract is None or isinstance(contract, bool) or not isinstance(contract, int | str):
+        return None
+    return str(contract)
+
+
 @dataclass(frozen=True)
 class VastErrorBody:
     code: str | None
@@ -95,4 +117,13 @@ def error_for(response: httpx.Response, what: str, *, api_key: str) -> ProviderE
         return InvalidRequest(message, status_code=status)
     error = ProviderError(message, status_code=status)
     error.retryable = False  # a 2xx saying `success: false` will say it again
+    return error
+
+
+def failure_for(response: httpx.Response, what: str, *, api_key: str) -> ProviderError:
+    """`error_for`, or `CreatedStopped` when the failure still made an instance (an under-bid
+    create answers `success: false` with its `new_contract`)."""
+    error = error_for(response, what, api_key=api_key)
+    if (contract := new_contract(response)) is not None:
+        return CreatedStopped(str(error), instance_id=contract)
     return error

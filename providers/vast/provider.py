@@ -28,7 +28,15 @@ from providers.base import (
     unsupported,
 )
 from providers.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
-from providers.vast.errors import SearchQuotaExceeded, UncertainOutcome, error_for, redact
+from providers.vast.bids import create_price, refused_bid
+from providers.vast.errors import (
+    CreatedStopped,
+    SearchQuotaExceeded,
+    UncertainOutcome,
+    error_for,
+    failure_for,
+    redact,
+)
 from providers.vast.labels import InstallationLabels
 from providers.vast.wire import (
     PROVIDER_NAME,
@@ -148,6 +156,8 @@ class VastProvider:
             "runtype": SSH_RUNTYPE,
             "cancel_unavail": True,  # fail now rather than park a stopped instance
         }
+        if (price := create_price(request)) is not None:
+            payload["price"] = price  # its presence makes the instance interruptible
         what = f"create instance on offer {request.offer_id}"
         uncertain: UncertainOutcome | None = None
         for attempt in range(self._retry.max_retries + 1):
@@ -159,6 +169,8 @@ class VastProvider:
                     json_body=payload,
                     retry_uncertain=False,
                 )
+            except CreatedStopped as exc:
+                raise await self._refused_bid(request, price, exc) from exc
             except UncertainOutcome as exc:
                 uncertain = exc
                 if adopted := await self._live_with_label(request.label):
@@ -180,6 +192,15 @@ class VastProvider:
             return instance
         assert uncertain is not None
         raise uncertain
+
+    async def _refused_bid(
+        self, request: CreateRequest, price: float | None, exc: CreatedStopped
+    ) -> OfferUnavailable:
+        """A bid below the offer's minimum: vast made the instance anyway, stopped. It is
+        destroyed here (else it bills its disk, and a retry would adopt it by its label); a
+        failed destroy raises instead, and the retry's look-up by label finds it again."""
+        await self.destroy_instance(exc.instance_id)
+        return refused_bid(request.offer_id, price, exc, exc.instance_id)
 
     async def _live_with_label(self, label: str) -> ProviderInstance | None:
         for instance in await self.find_by_exact_label(label):
@@ -384,13 +405,13 @@ class VastProvider:
 
     def _decode(self, response: httpx.Response, what: str) -> Any:
         if not response.is_success:
-            raise error_for(response, what, api_key=self._api_key)
+            raise failure_for(response, what, api_key=self._api_key)
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self._unexpected(what, response.text) from exc
         if isinstance(body, dict) and body.get("success") is False:
-            raise error_for(response, what, api_key=self._api_key)
+            raise failure_for(response, what, api_key=self._api_key)
         return body
 
     def _transport_message(self, what: str, exc: Exception) -> str:

@@ -13,6 +13,7 @@ from core.contracts.service import SSH_PORT, split_port
 from core.contracts.states import InstanceStatus
 from core.regions import countries_for
 from providers.base import InvalidRequest, Offer, OfferQuery, ProviderInstance
+from providers.vast.bids import bid_admits, interrupted, offer_data
 
 PROVIDER_NAME = "vast"
 
@@ -56,7 +57,8 @@ def search_body(query: OfferQuery) -> dict[str, Any]:
         "rentable": {"eq": True},
         "rented": {"eq": False},
         "order": [[field, direction]],
-        "type": "on-demand",
+        # A bid search prices each offer at its minimum bid (`min_bid`) instead.
+        "type": "bid" if query.interruptible else "on-demand",
         "limit": query.limit,
         "allocated_storage": float(query.min_disk_gb or DEFAULT_DISK_GB),
     }
@@ -72,6 +74,8 @@ def search_body(query: OfferQuery) -> dict[str, Any]:
         body["reliability"] = {"gte": str(query.min_reliability)}
     if query.min_vram_gb is not None:
         body["gpu_ram"] = {"gte": float(query.min_vram_gb) * MB_PER_GB}
+    if query.interruptible and query.bid_price is not None:
+        body["min_bid"] = {"lte": str(query.bid_price)}
     return body
 
 
@@ -133,6 +137,7 @@ def parse_offer(row: dict[str, Any]) -> Offer:
         cpu_ram_gb=_float(row, "cpu_ram") * ram_share / MB_PER_GB,
         inet_down_mbps=_float(row, "inet_down"),
         inet_up_mbps=_float(row, "inet_up"),
+        provider_data=offer_data(row),
     )
 
 
@@ -155,6 +160,8 @@ def offer_matches(row: dict[str, Any], offer: Offer, query: OfferQuery) -> bool:
     if query.min_reliability is not None and offer.reliability < query.min_reliability:
         return False
     if query.min_vram_gb is not None and offer.gpu_ram_gb < query.min_vram_gb:
+        return False
+    if query.interruptible and not bid_admits(row, query.bid_price):
         return False
     return query.min_disk_gb is None or offer.disk_space_gb >= query.min_disk_gb
 
@@ -260,10 +267,11 @@ def disk_price_per_hour(row: dict[str, Any]) -> float | None:
 
 def parse_instance(row: dict[str, Any]) -> ProviderInstance:
     host, port = ssh_address(row)
+    status, status_msg = normalize_status(row), _str(row, "status_msg")
     return ProviderInstance(
         instance_id=str(row["id"]),
         label=_str(row, "label"),
-        status=normalize_status(row),
+        status=status,
         raw_status=_str(row, "actual_status"),
         gpu_name=_str(row, "gpu_name") or "",
         num_gpus=_int(row, "num_gpus"),
@@ -271,9 +279,10 @@ def parse_instance(row: dict[str, Any]) -> ProviderInstance:
         geolocation=_str(row, "geolocation"),
         ssh_host=host,
         ssh_port=port,
-        status_msg=_str(row, "status_msg"),
+        status_msg=status_msg,
         ports=published_ports(row),
         disk_price_per_hour=disk_price_per_hour(row),
+        interrupted=interrupted(status, status_msg),
     )
 
 
