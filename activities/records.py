@@ -32,7 +32,9 @@ from core.contracts.records import PendingEvent, RecordBatchInput, RecordBatchRe
 from core.contracts.states import MachineState
 from core.db import session_scope
 from core.models import Event, Machine, ProviderInstanceRecord, SshKey, utcnow
+from core.savings import gpu_per_hour
 from core.standby.projection import apply_standby
+from core.standby.table import MachineStandby
 
 # How far back a retried single write looks for the event it may already have written.
 _RECENT_EVENTS = 50
@@ -128,14 +130,17 @@ def _apply_event(
     at: datetime,
 ) -> None:
     """The event's row, and the projection as it stood when it happened (`at`)."""
-    _account_hibernation(machine, event.state, at)
+    standby = session.get(MachineStandby, machine.id)
+    _account_hibernation(machine, event.state, at, standby)
     _account_pause(machine, event.state, at)
+    _account_standby(machine, event.state, at, standby)
     machine.status = event.state.value
     machine.status_reason = event.reason
     machine.idle_since = event.idle_since
     if event.snapshot_id is not None:
         machine.snapshot_id = event.snapshot_id
     _project_instance(machine, event.instance)
+    _account_cost(machine, standby, at)
     machine.updated_at = utcnow()
     session.add(
         Event(
@@ -216,15 +221,46 @@ def _event_exists(session: Session, machine_id: str, seq: int) -> bool:
 # States in which no instance bills: time in them is what hibernation saves.
 _HIBERNATED = frozenset({MachineState.HIBERNATED.value, MachineState.DELETED.value})
 
+# The accounting below is core/savings.py's rule: each helper runs before the event's
+# projection (the machine's price is still the instance it ran on) but `_account_cost`, after.
 
-def _account_hibernation(machine: Machine, state: MachineState, now: datetime) -> None:
+
+def _serves_standby(machine: Machine, standby: MachineStandby | None) -> bool:
+    """The projected instance is the machine's standby (it is on its standby)."""
+    return (
+        standby is not None
+        and standby.instance_id is not None
+        and machine.instance_id == standby.instance_id
+    )
+
+
+def _gpu_price(machine: Machine, standby: MachineStandby | None) -> float | None:
+    """The GPU's price: the projected instance's, or on the standby the one it left."""
+    if _serves_standby(machine, standby):
+        return machine.standby_price_per_hour
+    return machine.price_per_hour
+
+
+def _running_price(machine: Machine, standby: MachineStandby | None) -> float | None:
+    """What the machine costs per hour up on its GPU: the GPU plus its live standby."""
+    gpu = _gpu_price(machine, standby)
+    extra = standby.price_per_hour if standby is not None and standby.instance_id else None
+    if extra is None:
+        return gpu
+    return (gpu or 0.0) + extra
+
+
+def _account_hibernation(
+    machine: Machine, state: MachineState, now: datetime, standby: MachineStandby | None = None
+) -> None:
     """Open a hibernated period on entering hibernated/deleted (at the price of the instance
-    that was destroyed); close it, adding its hours and avoided cost, on leaving."""
+    that was destroyed, plus the standby's, which goes too); close it, adding its hours and
+    avoided cost, on leaving."""
     if state.value in _HIBERNATED:
         if machine.hibernated_since is None:
             machine.hibernated_since = now
             machine.hibernated_price_per_hour = (
-                machine.price_per_hour or machine.hibernated_price_per_hour
+                _running_price(machine, standby) or machine.hibernated_price_per_hour
             )
         return
     if machine.hibernated_since is not None:
@@ -239,7 +275,7 @@ def _account_hibernation(machine: Machine, state: MachineState, now: datetime) -
 def _account_pause(machine: Machine, state: MachineState, now: datetime) -> None:
     """Open a paused period on entering paused (at the price the machine ran at, its stopped
     disk at the disk's price); close it on leaving, adding its hours, the cost avoided and
-    what the disk cost meanwhile."""
+    what the disk cost meanwhile. A standby keeps billing while paused: not avoided."""
     if state is MachineState.PAUSED:
         if machine.paused_since is None:
             machine.paused_since = now
@@ -252,6 +288,45 @@ def _account_pause(machine: Machine, state: MachineState, now: datetime) -> None
         machine.paused_cost_avoided += hours * (machine.paused_price_per_hour or 0.0)
         machine.paused_disk_cost += hours * (machine.disk_price_per_hour or 0.0)
         machine.paused_since = None
+
+
+def _account_standby(
+    machine: Machine, state: MachineState, now: datetime, standby: MachineStandby | None
+) -> None:
+    """Open a standby period on entering `standby` (at the price of the GPU it left: the
+    projection's until this event, unless that is already the standby, as after a failed
+    search for a new GPU); close it on leaving, adding its hours and the GPU cost avoided."""
+    if state is MachineState.STANDBY:
+        if machine.standby_since is None:
+            machine.standby_since = now
+            machine.standby_price_per_hour = (
+                _gpu_price(machine, standby) or machine.standby_price_per_hour
+            )
+        return
+    if machine.standby_since is not None:
+        seconds = max((now - machine.standby_since).total_seconds(), 0.0)
+        machine.standby_seconds = (machine.standby_seconds or 0.0) + seconds
+        machine.standby_cost_avoided = (machine.standby_cost_avoided or 0.0) + (
+            seconds / 3600.0 * (machine.standby_price_per_hour or 0.0)
+        )
+        machine.standby_since = None
+
+
+def _account_cost(machine: Machine, standby: MachineStandby | None, at: datetime) -> None:
+    """The GPU's cost ledger: the open stretch closed at its rate, a new one opened at the
+    rate of the projection as it now is (`at` never runs it backwards)."""
+    since = machine.billed_since
+    if since is not None:
+        at = max(at, since)
+        hours = (at - since).total_seconds() / 3600.0
+        machine.billed_usd = (machine.billed_usd or 0.0) + hours * (machine.billed_per_hour or 0)
+    machine.billed_since = at
+    machine.billed_per_hour = gpu_per_hour(
+        status=machine.status,
+        price_per_hour=machine.price_per_hour,
+        disk_price_per_hour=machine.disk_price_per_hour,
+        serves_standby=_serves_standby(machine, standby),
+    )
 
 
 def _event_data(input: PendingEvent | RecordStateInput) -> dict[str, object]:

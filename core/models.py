@@ -156,6 +156,21 @@ class Machine(SQLModel, table=True):
     paused_price_per_hour: float | None = None
     # What the current instance costs per hour while stopped (its disk).
     disk_price_per_hour: float | None = None
+    # `standby` bookkeeping, as for hibernation (null: never on its standby), and the GPU
+    # price a standby hour does not bill. Then the GPU's cost ledger: billed up to
+    # `billed_since`, and the rate since (the GPU's or its stopped disk's; the standby bills
+    # from its instance records, the snapshots' storage is added when read).
+    standby_since: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    standby_seconds: float | None = None
+    standby_cost_avoided: float | None = None
+    standby_price_per_hour: float | None = None
+    billed_since: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    billed_usd: float | None = None
+    billed_per_hour: float | None = None
     # A paused machine is hibernated after this long (its stopped disk bills; a snapshot less).
     hibernate_paused_after_minutes: int = Field(
         default=24 * 60, sa_column_kwargs={"server_default": "1440"}

@@ -31,6 +31,7 @@ from core.contracts.service import (
 )
 from core.contracts.states import MachineState
 from core.metrics.liveness import offline_after
+from core.savings import Savings
 
 # Fields about the GPU: a cpu machine has none of them.
 GPU_FIELDS = ("gpu_name", "num_gpus", "min_vram_gb")
@@ -177,6 +178,34 @@ class MachineCreate(ProviderChoice, ApiInput):
         return value
 
 
+class MachineSavingsOut(BaseModel):
+    """`savings_usd`'s parts (core/savings.py says the rule)."""
+
+    hibernated_hours: float = 0.0
+    paused_hours: float = 0.0
+    standby_hours: float = Field(default=0.0, description="On the CPU standby, the GPU released")
+    cost_avoided_usd: float = Field(
+        default=0.0, description="GPU hours not billed while hibernated, paused or on standby"
+    )
+    disk_cost_usd: float = Field(default=0.0, description="The stopped disk while paused")
+    storage_cost_usd: float = Field(
+        default=0.0, description="The snapshots' storage over the hibernated and paused hours"
+    )
+    net_usd: float = 0.0
+
+    @classmethod
+    def of(cls, savings: Savings) -> MachineSavingsOut:
+        return cls(
+            hibernated_hours=round(savings.hibernated_hours, 6),
+            paused_hours=round(savings.paused_hours, 6),
+            standby_hours=round(savings.standby_hours, 6),
+            cost_avoided_usd=round(savings.cost_avoided_usd, 6),
+            disk_cost_usd=round(savings.disk_cost_usd, 6),
+            storage_cost_usd=round(savings.storage_cost_usd, 6),
+            net_usd=round(savings.net_usd, 6),
+        )
+
+
 class MachineOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -211,8 +240,15 @@ class MachineOut(BaseModel):
     last_report_at: datetime | None = None
     last_activity: datetime | None = None
     report_interval_seconds: int | None = None
-    # What auto-hibernation saved on this machine so far (net of snapshot storage), USD.
+    # What auto-hibernation and the standby saved on this machine so far (net of snapshot
+    # storage), USD, and its parts.
     savings_usd: float = 0.0
+    savings: MachineSavingsOut = Field(default_factory=MachineSavingsOut)
+    # What it costs per hour now (the GPU, or its disk while stopped or paused; the standby;
+    # the snapshots' storage while hibernated or paused) and has cost so far, USD. `price_per_hour`
+    # stays the serving instance's own price.
+    cost_per_hour_usd: float = 0.0
+    cost_usd: float = 0.0
     # In serverless mode: paused when idle, resumed by a request to its gateway URL.
     serverless: bool = False
     # The CPU standby (null when the machine has none): where the workspace is synced to.

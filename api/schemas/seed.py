@@ -36,7 +36,9 @@ class VastInfoOut(BaseModel):
 class SavingsOut(BaseModel):
     hibernated_hours: float
     paused_hours: float
-    cost_avoided_usd: float = Field(description="GPU hours not billed while hibernated or paused")
+    cost_avoided_usd: float = Field(
+        description="GPU hours not billed while hibernated, paused or on the standby"
+    )
     disk_cost_usd: float = Field(description="The stopped disk, billed on its host while paused")
     storage_cost_usd: float = Field(description="The snapshots' storage over those hours")
     net_usd: float

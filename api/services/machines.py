@@ -15,9 +15,9 @@ from sqlmodel import Session, SQLModel, col, select
 from api.deps import MachineAction
 from api.pagination import Pager, newest_first
 from api.schemas.common import ActionAccepted
-from api.schemas.machines import MachineCreate, MachineOut
+from api.schemas.machines import MachineCreate, MachineOut, MachineSavingsOut
 from api.services.quota import check_quota
-from api.services.savings import savings_of
+from api.services.savings import billing_of
 from api.services.standby import for_new_machine, summaries
 from core.contracts.events import EventType
 from core.contracts.machine import MachineKind, MachineSpec
@@ -166,13 +166,16 @@ def machines_out(session: Session, settings: Settings, machines: list[Machine]) 
     standbys."""
     if not machines:
         return []
-    savings = savings_of(session, settings, machines[0].owner_id, machines)
+    billing = billing_of(session, settings, machines[0].owner_id, machines)
     serverless = serverless_machine_ids(session, [m.id for m in machines])
     standbys = summaries(session, machines)
     return [
         MachineOut.model_validate(m).model_copy(
             update={
-                "savings_usd": round(savings[m.id].net_usd, 6),
+                "savings_usd": round(billing[m.id][0].net_usd, 6),
+                "savings": MachineSavingsOut.of(billing[m.id][0]),
+                "cost_per_hour_usd": round(billing[m.id][1].per_hour_usd, 6),
+                "cost_usd": round(billing[m.id][1].total_usd, 6),
                 "serverless": m.id in serverless,
                 "standby": standbys.get(m.id),
             }
