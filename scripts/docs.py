@@ -44,6 +44,12 @@ MEANINGS: dict[MachineState, str] = {
     "only once the snapshot is committed the instance is destroyed",
     MachineState.HIBERNATED: "no instance; the workspace is in a committed snapshot",
     MachineState.WAKING: "a new instance on any matching offer, the snapshot restored onto it",
+    MachineState.FAILING_OVER: "moving between the GPU and the CPU standby: onto the standby "
+    "after a lost GPU or a migration, or back onto a new GPU with the standby's workspace "
+    "restored and verified",
+    MachineState.STANDBY: "the CPU standby serves the workspace (every byte of the last "
+    "completed sync); `ssh` points there; after a lost GPU a new one is looked for with "
+    "backoff, after an idle or requested migration it waits for `migrate to gpu`",
     MachineState.ERROR: "something failed and needs the owner (the last event says what); "
     "start it again or destroy it",
     MachineState.DELETED: "hibernated for longer than `delete_after_minutes`: no instance, the "
