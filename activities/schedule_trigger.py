@@ -26,6 +26,7 @@ from core.contracts.schedules import (
     ScheduleTriggerInput,
     ScheduleTriggerResult,
 )
+from core.contracts.standby import MigrateInput, Side
 from workflows.client import (
     ActionFailed,
     ActionRejected,
@@ -104,6 +105,9 @@ class ScheduleTriggerActivities:
                 )
                 state = hibernated.state
         except ActionRejected as err:
+            if err.type == ErrorType.ON_STANDBY and input.kind is ScheduleKind.WAKE:
+                # Parked on its standby (idle, or migrated): the day begins back on a GPU.
+                return await self._back_to_gpu(input, update_id)
             if err.type in SKIP_TYPES:
                 return skipped(err.problem)
             raise _failed(input.kind, err.problem) from err
@@ -117,6 +121,27 @@ class ScheduleTriggerActivities:
         # attaches to the same update.
         return ScheduleTriggerResult(
             machine_id=machine_id, kind=input.kind, skipped=False, outcome=state.value
+        )
+
+    async def _back_to_gpu(
+        self, input: ScheduleTriggerInput, update_id: str
+    ) -> ScheduleTriggerResult:
+        try:
+            moved = await _heartbeating(
+                self._machines.migrate(
+                    input.machine_id,
+                    MigrateInput(to=Side.GPU, reason=input.reason),
+                    wait=True,
+                    update_id=f"{update_id}/migrate",
+                )
+            )
+        except (ActionRejected, ActionFailed) as err:
+            raise _failed(input.kind, err.problem) from err
+        return ScheduleTriggerResult(
+            machine_id=input.machine_id,
+            kind=input.kind,
+            skipped=False,
+            outcome=f"{moved.state.value} (back from its standby)",
         )
 
 

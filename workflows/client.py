@@ -80,6 +80,7 @@ REJECTION_TYPES = frozenset(
         ErrorType.SUPERSEDED,
         ErrorType.UNSUPPORTED,
         ErrorType.INVALID_INPUT,
+        ErrorType.ON_STANDBY,
     }
 )
 

@@ -11,6 +11,9 @@ class ErrorType(StrEnum):
     UNSUPPORTED = "Unsupported"  # the machine's provider cannot do this (HTTP 409, with why)
     ACTION_FAILED = "ActionFailed"  # an accepted update could not finish; the state says why
     SUPERSEDED = "Superseded"  # an accepted update was overtaken by destroy
+    # A wake (a schedule's, or the user's) of a machine served by its standby: it goes back to
+    # a GPU by `migrate to gpu` (HTTP 409, with how).
+    ON_STANDBY = "OnStandby"
     NO_MATCHING_OFFER = "NoMatchingOffer"
     OFFERS_TAKEN = "OffersTaken"  # every matching offer was rented by others: search again
     INSTANCE_FAILED = "InstanceFailed"  # the instance will never boot: destroy it, go elsewhere

@@ -48,31 +48,8 @@ class Stack:
 
     async def create(self, standby: StandbyConfig | None = STANDBY) -> MachineHandle:
         """A GPU machine as the API makes it, for a user with an SSH key of their own."""
-        with session_scope(self.engine) as session:
-            user = create_user(session, f"user-{uuid.uuid4().hex[:6]}")
-            session.add(
-                SshKey(
-                    user_id=user.id,
-                    name="laptop",
-                    public_key=public(self.user_key),
-                    fingerprint=uuid.uuid4().hex,
-                )
-            )
-            machine = Machine(
-                id=f"m{uuid.uuid4().hex[:10]}",
-                owner_id=user.id,
-                gpu_name="RTX 4090",
-                image="pytorch/pytorch:latest",
-                disk_gb=20,
-                region="NA",
-            )
-            session.add(machine)
-        return await MachineClient(self.client).start(
-            machine_id=machine.id,
-            owner_id=machine.owner_id,
-            spec=spec_of(machine),
-            task_queue=self.settings.task_queue,
-            standby=standby,
+        return await start_gpu_machine(
+            self.client, self.engine, self.settings.task_queue, standby, public(self.user_key)
         )
 
     async def as_dumont(self, instance: InstanceInfo, command: str) -> str:
@@ -95,6 +72,59 @@ class Stack:
             config=None,
         ) as conn:
             return str((await conn.run(command, check=True)).stdout)
+
+
+async def start_gpu_machine(
+    client: Client,
+    engine: Engine,
+    task_queue: str,
+    standby: StandbyConfig | None = STANDBY,
+    user_key: str | None = None,
+) -> MachineHandle:
+    """A user (with `user_key` as their SSH key), the machine's row, then its workflow."""
+    with session_scope(engine) as session:
+        user = create_user(session, f"user-{uuid.uuid4().hex[:6]}")
+        if user_key is not None:
+            session.add(
+                SshKey(
+                    user_id=user.id,
+                    name="laptop",
+                    public_key=user_key,
+                    fingerprint=uuid.uuid4().hex,
+                )
+            )
+        machine = Machine(
+            id=f"m{uuid.uuid4().hex[:10]}",
+            owner_id=user.id,
+            gpu_name="RTX 4090",
+            image="pytorch/pytorch:latest",
+            disk_gb=20,
+            region="NA",
+        )
+        session.add(machine)
+    return await MachineClient(client).start(
+        machine_id=machine.id,
+        owner_id=machine.owner_id,
+        spec=spec_of(machine),
+        task_queue=task_queue,
+        standby=standby,
+    )
+
+
+async def live_instances(sim: SimHandle, machine_id: str) -> tuple[list[str], list[str]]:
+    """The machine's live instances on each provider: (vast GPU ids, GCE standby names)."""
+    prefix = f"dumont-{machine_id}-"
+    gpus = [
+        str(i["id"])
+        for i in await sim.admin.instances()
+        if str(i["label"] or "").startswith(prefix) and i["actual_status"] != "destroyed"
+    ]
+    standbys = [
+        str(i["name"])
+        for i in await sim.gce_admin.instances()
+        if f"-{machine_id}-sb" in str(i["name"])
+    ]
+    return gpus, standbys
 
 
 async def until(

@@ -16,18 +16,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
-from api.services.machines import spec_of
-from core.accounts import create_user
 from core.contracts.activities import ActivityName
 from core.contracts.standby import ProviderEvent
 from core.contracts.states import InstanceStatus
-from core.db import session_scope
-from core.models import Machine
 from core.ssh import SshIdentity, connect_machine, ensure_identity
-from tests.failover.stack import STANDBY, linked, until
+from tests.failover.stack import linked, live_instances, start_gpu_machine, until
 from tests.fixtures.sim import SimHandle
 from tests.hibernation.watch import running_activity
-from tests.workflows.machines import MachineHandle, machine_id
+from tests.workflows.machines import machine_id
 from tests.workflows.test_worker_crash import WorkerProcess
 from workflows.client import MachineClient
 
@@ -86,42 +82,6 @@ async def crash(
         await worker.stop()
 
 
-async def _machine(dev_env: WorkflowEnvironment, engine: Engine, task_queue: str) -> MachineHandle:
-    with session_scope(engine) as session:
-        user = create_user(session, f"user-{uuid.uuid4().hex[:6]}")
-        machine = Machine(
-            id=f"m{uuid.uuid4().hex[:10]}",
-            owner_id=user.id,
-            gpu_name="RTX 4090",
-            image="pytorch/pytorch:latest",
-            disk_gb=20,
-            region="NA",
-        )
-        session.add(machine)
-    return await MachineClient(dev_env.client).start(
-        machine_id=machine.id,
-        owner_id=machine.owner_id,
-        spec=spec_of(machine),
-        task_queue=task_queue,
-        standby=STANDBY,
-    )
-
-
-async def _live(sim: SimHandle, handle: MachineHandle) -> tuple[list[str], list[str]]:
-    prefix = f"dumont-{machine_id(handle)}-"
-    gpus = [
-        str(i["id"])
-        for i in await sim.admin.instances()
-        if str(i["label"] or "").startswith(prefix) and i["actual_status"] != "destroyed"
-    ]
-    standbys = [
-        str(i["name"])
-        for i in await sim.gce_admin.instances()
-        if f"-{machine_id(handle)}-sb" in str(i["name"])
-    ]
-    return gpus, standbys
-
-
 @pytest.mark.parametrize(
     "killed_in", [ActivityName.WAIT_UNTIL_READY, ActivityName.RESTORE_FROM_STANDBY]
 )
@@ -133,7 +93,7 @@ async def test_a_worker_killed_while_failing_back_leaves_one_gpu_one_standby_and
     killed_in: ActivityName,
 ) -> None:
     worker, task_queue, identity = crash
-    handle = await _machine(dev_env, sqlite_engine, task_queue)
+    handle = await start_gpu_machine(dev_env.client, sqlite_engine, task_queue)
     up = await until(handle, linked, "linked", seconds=180)
     assert up.instance is not None and up.standby.instance is not None
     await run(identity, up.instance, WORKSPACE)
@@ -176,5 +136,5 @@ async def test_a_worker_killed_while_failing_back_leaves_one_gpu_one_standby_and
     )
     assert back.instance is not None
     assert await run(identity, back.instance, DESCRIBE) == before  # nothing of the user's lost
-    gpus, standbys = await _live(sim, handle)
+    gpus, standbys = await live_instances(sim, machine_id(handle))
     assert gpus == [back.instance.instance_id] and len(standbys) == 1

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.contracts.machine import ActionInput, InstanceInfo
 from core.contracts.standby import MigrateInput, ProviderEvent, Side
 from core.contracts.states import InstanceStatus, MachineState
-from tests.failover.stack import Stack, linked, running_stack, until
+from tests.failover.stack import Stack, linked, live_instances, running_stack, until
 from tests.fixtures.sim import SimHandle
 from tests.workflows.machines import machine_id, recorded_events
 from workflows.client import MachineClient
@@ -86,22 +86,6 @@ def numbered(listing: str) -> dict[int, int]:
 LIST_NUMBERED = 'cd /workspace/n && for f in *; do echo "$f $(cat $f)"; done'
 
 
-async def live(
-    stack: Stack, handle_id: str
-) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """The machine's live instances on each provider: (vast GPUs, GCE standbys)."""
-    prefix = f"dumont-{handle_id}-"
-    gpus = [
-        i
-        for i in await stack.sim.admin.instances()
-        if str(i["label"] or "").startswith(prefix) and i["actual_status"] != "destroyed"
-    ]
-    standbys = [
-        i for i in await stack.sim.gce_admin.instances() if f"-{handle_id}-sb" in str(i["name"])
-    ]
-    return gpus, standbys
-
-
 async def test_a_spot_killed_gpu_fails_over_to_the_standby_and_back_losing_no_synced_work(
     stack: Stack,
 ) -> None:
@@ -155,12 +139,15 @@ async def test_a_spot_killed_gpu_fails_over_to_the_standby_and_back_losing_no_sy
     # While on standby, the machine's ssh pointed at the standby.
     moved = next(e for e in events if e.event_type == "on_standby")
     assert moved.data["provider"] == "gcp" and moved.data["instance_id"] == standby.instance_id
-    gpus, standbys = await live(stack, machine_id(handle))
-    assert [str(g["id"]) for g in gpus] == [back.instance.instance_id]  # the lost GPU bills no more
+    gpus, standbys = await live_instances(stack.sim, machine_id(handle))
+    assert gpus == [back.instance.instance_id]  # the lost GPU bills no more
     assert len(standbys) == 1  # the failover kept the standby
 
     await handle.execute_update(MachineWorkflow.destroy, ActionInput())
-    assert await live(stack, machine_id(handle)) == ([], [])  # a user destroy removes both
+    assert await live_instances(stack.sim, machine_id(handle)) == (
+        [],
+        [],
+    )  # a user destroy removes both
 
 
 async def test_migrate_to_the_cpu_and_back_keeps_the_workspace(stack: Stack) -> None:
@@ -176,7 +163,7 @@ async def test_migrate_to_the_cpu_and_back_keeps_the_workspace(stack: Stack) -> 
     moved = await handle.execute_update(MachineWorkflow.migrate, MigrateInput(to=Side.CPU))
     assert moved.state is S.STANDBY and moved.instance is not None
     assert await stack.as_user(moved.instance, DESCRIBE) == before  # the final sync took it all
-    gpus, standbys = await live(stack, machine_id(handle))
+    gpus, standbys = await live_instances(stack.sim, machine_id(handle))
     assert gpus == [] and len(standbys) == 1
     back = await handle.execute_update(MachineWorkflow.migrate, MigrateInput(to=Side.GPU))
     assert back.state is S.RUNNING and back.instance is not None

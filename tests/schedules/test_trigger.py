@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.schedule_trigger import ScheduleTriggerActivities
+from core.contracts import machine_workflow_id
 from core.contracts.hibernation import WakeInput
 from core.contracts.machine import LifecyclePolicy
 from core.contracts.schedules import (
@@ -29,10 +30,13 @@ from core.contracts.schedules import (
     ScheduleTriggerResult,
     schedule_id,
 )
+from core.contracts.standby import MigrateInput, Side, StandbyConfig
 from core.contracts.states import MachineState
+from core.contracts.workflow import MachineInput
 from core.schedules import delete_machine_schedules, get_machine_schedule, set_machine_schedule
+from tests.workflows.failover_cloud import FailoverCloud
 from tests.workflows.fakes import FakeCloud
-from tests.workflows.helpers import MachineHandle, start_machine
+from tests.workflows.helpers import SPEC, MachineHandle, start_machine
 from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
 from workflows.schedule_trigger import ScheduleTriggerWorkflow
@@ -219,3 +223,40 @@ async def test_a_schedule_in_pause_mode_pauses_and_resumes_on_the_same_instance(
     reasons = [e.reason or "" for e in cloud.events if e.event_type in ("pausing", "resuming")]
     assert "scheduled pause at 18:00 America/Sao_Paulo" in reasons
     assert "scheduled resume at 09:00 America/Sao_Paulo" in reasons
+
+
+async def test_a_wake_schedule_brings_a_machine_on_its_standby_back_to_a_gpu(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """After an idle migration (or `migrate to cpu`) the machine waits on its standby: the
+    day's wake moves it back onto a GPU."""
+    client = dev_env.client
+    cloud = FailoverCloud(POLICY)
+    async with trigger_worker(client, cloud) as task_queue:
+        machine_id = f"m{uuid.uuid4().hex[:10]}"
+        machine = await client.start_workflow(
+            MachineWorkflow.run,
+            MachineInput(
+                machine_id=machine_id,
+                owner_id="u_test",
+                spec=SPEC,
+                standby=StandbyConfig(enabled=True),
+            ),
+            id=machine_workflow_id(machine_id),
+            task_queue=task_queue,
+        )
+        for _ in range(600):
+            state = await machine.query(MachineWorkflow.state)
+            if state.instance and state.standby.linked_instance_id == state.instance.instance_id:
+                break
+            await asyncio.sleep(0.05)
+        await machine.execute_update(MachineWorkflow.migrate, MigrateInput(to=Side.CPU))
+        await schedule(client, machine_id, task_queue)
+        try:
+            result = await fire(client, machine_id, ScheduleKind.WAKE)
+        finally:
+            await delete_machine_schedules(client, machine_id)
+        snapshot = await machine.query(MachineWorkflow.state)
+    assert result.skipped is False and "back from its standby" in result.outcome
+    assert snapshot.state is MachineState.RUNNING and snapshot.standby.side is Side.GPU
+    assert len(cloud.gpus()) == 1 and len(cloud.standbys()) == 1

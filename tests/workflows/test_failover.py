@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.contracts import machine_workflow_id
 from core.contracts.agent import AgentReport
 from core.contracts.hibernation import HibernateInput, WakeInput
-from core.contracts.machine import ActionInput, LifecyclePolicy
+from core.contracts.machine import ActionInput, LifecyclePolicy, SshKeysChanged
 from core.contracts.standby import (
     MigrateInput,
     ProviderEvent,
@@ -363,3 +363,20 @@ async def test_a_machine_on_its_standby_hibernates_from_it_and_wakes_on_a_gpu(
         again = await until(handle, linked, "a new standby linked")
     assert cloud.instances[woke.instance.instance_id].workspace == {"notes.md": "day 3"}
     assert again.standby.side is Side.GPU and again.standby.attempt == 2
+
+
+async def test_keys_the_user_adds_later_reach_the_standby_too(dev_env: WorkflowEnvironment) -> None:
+    cloud = FailoverCloud(POLICY)
+    async with fake_worker(dev_env.client, cloud) as task_queue:
+        handle = await start(dev_env.client, task_queue)
+        await until(handle, linked, "linked")
+        cloud.owner_keys.append("ssh-ed25519 AAAAdesk owner@desk")
+        await handle.signal(MachineWorkflow.ssh_keys_changed, SshKeysChanged(fingerprint="x"))
+        [standby] = cloud.standbys()
+        for _ in range(300):
+            if "ssh-ed25519 AAAAdesk owner@desk" in standby.keys:
+                break
+            await asyncio.sleep(0.02)
+    assert standby.keys == list(cloud.owner_keys)
+    [gpu] = cloud.gpus()
+    assert gpu.keys == list(cloud.owner_keys)

@@ -405,6 +405,8 @@ class MachineWorkflow:
 
     @wake.validator
     def _validate_wake(self, input: WakeInput) -> None:
+        if self.k.s.state is S.STANDBY and not self.k.destroy_requested:
+            reject("machine runs on its standby; migrate it to a GPU", ErrorType.ON_STANDBY)
         self.k.validate(Action.WAKE)
         if input.max_price is not None and input.max_price <= 0:
             reject("max_price must be above 0", ErrorType.INVALID_INPUT)
