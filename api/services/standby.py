@@ -176,14 +176,11 @@ def summaries(session: Session, machines: list[Machine]) -> dict[str, StandbySum
 
 def merged(base: StandbyConfig, body: StandbyFields, loc: tuple[str, ...]) -> StandbyConfig:
     """`base` with the body's fields; a 422 at `loc + (field,)` in the contract's words. A
-    change of provider drops the fields the new one does not take, unless given."""
+    change of provider to gcp brings its default machine type back, unless given."""
     given = body.model_dump(exclude_unset=True, exclude={"auto_standby"})
     provider = given.get("provider", base.provider)
-    if provider != base.provider:
-        if provider == "vast":
-            given = {"machine_type": None, "zone": None} | given
-        elif provider == "gcp":
-            given = {"machine_type": DEFAULT_STANDBY_MACHINE_TYPE, "zone": None} | given
+    if provider != base.provider and provider == "gcp":
+        given = {"machine_type": DEFAULT_STANDBY_MACHINE_TYPE, "zone": None} | given
     config = replace(base, **given)
     problem = config_problem(config)
     if problem is not None:

@@ -80,8 +80,10 @@ def standby_config_problem(config: StandbyConfig) -> tuple[str, str] | None:
     the workflow's validator refuses the update, both with these words."""
     if config.provider not in STANDBY_PROVIDERS:
         return "provider", f"must be one of {', '.join(STANDBY_PROVIDERS)}"
-    if config.provider == "vast" and (config.machine_type or config.zone):
-        return "machine_type", "a vast.ai standby is a CPU offer: no machine type or zone"
+    if config.provider == "vast":
+        # The vast provider rents GPU machines only (ProviderFeature.CPU_MACHINES): a vast
+        # standby would fail at every try. Refused until it rents CPU offers.
+        return "provider", "vast.ai CPU offers are not supported yet; use gcp"
     if config.machine_type is not None and not _is_name(config.machine_type):
         return "machine_type", "must be a GCE machine type such as e2-medium"
     if config.zone is not None and not _is_name(config.zone):
