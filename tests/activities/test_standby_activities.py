@@ -40,7 +40,7 @@ from providers.vast import VastProvider
 from tests.fixtures.sim import SimHandle
 from tests.providers.gcp_helpers import gcp_provider
 
-GPU_SPEC = MachineSpec(gpu_name="RTX 4090", image="pytorch/pytorch", disk_gb=20, region="NA")
+GPU_SPEC = MachineSpec(gpu_name="RTX 4090", image="pytorch/pytorch", disk_gb=20)
 CPU_SPEC = MachineSpec(
     kind=MachineKind.CPU,
     image="debian-12",
