@@ -70,6 +70,8 @@ WRITER = (
 )
 LIST_NUMBERED = 'cd /workspace/n && for f in *; do echo "$f $(cat $f)"; done'
 MiB = 1024 * 1024
+# Up on a GPU: `idle` is `running` with no work on it (the sim's GPU reads 0 %).
+UP = ("running", "idle")
 
 
 @dataclass
@@ -161,6 +163,12 @@ class Bench:
             await asyncio.sleep(0.5)
         raise SystemExit(f"no sync began after {after} and completed within {limit} s")
 
+    async def event_at(self, machine_id: str, kind: str, after: float) -> float | None:
+        events = await self.call("GET", f"/api/v1/machines/{machine_id}/events")
+        items = events.get("items", events) if isinstance(events, dict) else events
+        times = [iso(e["timestamp"]) or 0.0 for e in items if e["event_type"] == kind]
+        return min((t for t in times if t >= after), default=None)
+
     async def until(self, machine_id: str, check: Any, what: str, limit: float) -> dict[str, Any]:
         deadline = time.time() + limit
         while time.time() < deadline:
@@ -182,7 +190,7 @@ class Bench:
         machine_id = (await self.call("POST", "/api/v1/machines", body))["id"]
         return await self.until(
             machine_id,
-            lambda m: m["status"] == "running" and (m.get("standby") or {}).get("last_sync_at"),
+            lambda m: m["status"] in UP and (m.get("standby") or {}).get("last_sync_at"),
             "running with a first sync to its standby",
             300,
         )
@@ -203,17 +211,26 @@ class Bench:
         response.raise_for_status()
         run.killed = time.time()
         print(f"  GPU {run.gpu_id} interrupted; waiting for the standby", flush=True)
-        while True:
+        # `standby` is the `on_standby` event's moment: the workflow records it and the start
+        # of the hunt for a new GPU in one batch, so the machine row may never show it.
+        while (standby_at := await self.event_at(run.machine_id, "on_standby", run.killed)) is None:
             now_m = await self.machine(run.machine_id)
             run.states.setdefault(now_m["status"], time.time())
-            if now_m["status"] == "standby" and now_m["ssh_host"]:
-                break
             if time.time() - run.killed > 600:
                 raise SystemExit(f"never on standby: {now_m}")
             await asyncio.sleep(0.2)
+        run.states["standby"] = standby_at
+        now_m = await self.machine(run.machine_id)
+        # The standby's login as the API gives it (what the user's `ssh` command uses).
+        login = (await self.call("GET", f"/api/v1/machines/{run.machine_id}/standby"))["ssh_login"]
+        on_standby = {
+            "ssh_host": login["host"],
+            "ssh_port": login["port"],
+            "ssh_user": login["user"],
+        }
         while True:
             try:
-                listing = await self.on_machine(now_m, LIST_NUMBERED)
+                listing = await self.on_machine(on_standby, LIST_NUMBERED)
                 break
             except (OSError, asyncssh.Error):
                 await asyncio.sleep(0.1)
@@ -224,7 +241,7 @@ class Bench:
         print("  on the standby; waiting for a new GPU", flush=True)
         back = await self.until(
             run.machine_id,
-            lambda x: x["status"] == "running" and str(x["instance_id"]) != run.gpu_id,
+            lambda x: x["status"] in UP and str(x["instance_id"]) != run.gpu_id,
             "running on a new GPU",
             600,
         )
@@ -244,7 +261,7 @@ class Bench:
         rows: list[tuple[str, float, int]] = []
         with running_s3(work / "s3", bucket="scratch") as s3:
             dumont = Dumont(s3, work)
-            dumont.snapshot(workspace, "s1")
+            await asyncio.to_thread(dumont.snapshot, workspace, "s1")
             first = await self.synced_after(instance, time.time(), 1800)
             print(
                 f"  first sync of it: {first['last_duration_seconds']:.1f} s, "
@@ -263,7 +280,7 @@ class Bench:
             )
             before = bucket_bytes(s3, dumont.bucket)
             took = time.perf_counter()
-            dumont.snapshot(workspace, "s2")
+            await asyncio.to_thread(dumont.snapshot, workspace, "s2")
             rows.append(
                 (
                     "Dumont incremental snapshot",
@@ -273,7 +290,7 @@ class Bench:
             )
             tar = TarZstd(s3, work)
             took = time.perf_counter()
-            tar.snapshot(workspace, "whole")
+            await asyncio.to_thread(tar.snapshot, workspace, "whole")
             rows.append(
                 (
                     "tar | zstd -3 of it, to S3",
@@ -293,9 +310,7 @@ def monitor_interval() -> float:
     return float(os.environ.get("DUMONT_MONITOR_INTERVAL_SECONDS", "30"))
 
 
-def report(
-    run: Run, history: History, ticks: list[float], sync: list[tuple[str, float, int]]
-) -> None:
+def report(run: Run, history: History, ticks: list[float]) -> None:
     interval = 30.0
     standby_at = run.states["standby"]
     silent = first_signal(history, "agent_report", run.killed) or standby_at
@@ -351,10 +366,12 @@ def report(
     print("\n  activities after the silence signal:")
     for name, seconds in ran(history, silent, run.running):
         print(f"    {name:<40}{seconds:>7.2f} s")
-    if sync:
-        print(f"\n{'one sync after a 1 % change':<44}{'time':>8}   {'bytes':>12}")
-        for name, seconds, sent in sync:
-            print(f"{name:<44}{seconds:>8.1f} s {sent / 1e6:>10.1f} MB")
+
+
+def report_sync(sync: list[tuple[str, float, int]]) -> None:
+    print(f"{'':<44}{'time':>8}   {'bytes':>12}")
+    for name, seconds, sent in sync:
+        print(f"{name:<44}{seconds:>8.1f} s {sent / 1e6:>10.1f} MB")
 
 
 async def measure(args: argparse.Namespace, env: dict[str, str], data_dir: Path) -> None:
@@ -367,11 +384,11 @@ async def measure(args: argparse.Namespace, env: dict[str, str], data_dir: Path)
     client = await Client.connect(env["TEMPORAL_ADDRESS"])
     history = await machine_history(client, run.machine_id)
     ticks = await sweep_ticks(client)
-    sync: list[tuple[str, float, int]] = []
+    report(run, history, ticks)
     if not args.skip_sync:
+        print(f"\nOne sync of a {args.size_gb:g} GB workspace after a 1 % change:", flush=True)
         back = await bench.machine(run.machine_id)
-        sync = await bench.sync_cost(back, data_dir / "sync-bench")
-    report(run, history, ticks, sync)
+        report_sync(await bench.sync_cost(back, data_dir / "sync-bench"))
     await bench.call("DELETE", f"/api/v1/machines/{run.machine_id}")
 
 
