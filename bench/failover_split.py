@@ -132,22 +132,6 @@ def ran(history: History, start: float, end: float) -> list[tuple[str, float]]:
     ]
 
 
-async def sweep_ticks(client: Client, monitor_id: str = "fleet-monitor") -> list[float]:
-    """When the fleet monitor's sweeps ran (its current run)."""
-    history = await read_history(client, monitor_id)
-    return sorted(a for name, (a, _) in history.runs if name == A.SWEEP_SILENT_AGENTS)
-
-
-def next_tick(ticks: list[float], interval: float, after: float) -> float:
-    """The first sweep after `after`, on the monitor's rhythm (observed or extrapolated)."""
-    later = [t for t in ticks if t > after]
-    if later:
-        return later[0]
-    last = ticks[-1]
-    steps = int((after - last) // interval) + 1
-    return last + steps * interval
-
-
 def iso(at: datetime | str | None) -> float | None:
     if at is None:
         return None
