@@ -23,8 +23,9 @@ class MonitorActivities:
 
     @activity.defn(name=ActivityName.SWEEP_SILENT_AGENTS)
     async def sweep_silent_agents(self, input: MonitorTick) -> SweepResult:
-        """Machines whose agent has not reported for three intervals go offline (each exactly
-        once: the database arbitrates) and their workflow hears it."""
+        """Machines whose agent has not reported for three intervals (1.5 with a standby:
+        core/metrics/liveness.py) go offline, each exactly once (the database arbitrates),
+        and their workflow hears it."""
         transitions = await asyncio.to_thread(sweep_offline, self._engine, input.now)
         signalled = 0
         for transition in transitions:

@@ -22,14 +22,22 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.contracts.agent import AgentReport
 from core.contracts.states import MachineState
 from core.metrics.bulk import BulkStatement
-from core.models import Machine
+from core.models import Machine, MachineStandby
 
 DEFAULT_INTERVAL_SECONDS = 30
 OFFLINE_AFTER_INTERVALS = 3
+# A machine with a standby is declared silent sooner: its workflow asks the provider before
+# anything moves (a false alarm costs one provider read), and a lost GPU must be noticed
+# within a minute (90 s + a monitor interval is up to two). 1.5 intervals still leave half
+# an interval for a late heartbeat.
+STANDBY_OFFLINE_AFTER_INTERVALS = 1.5
 # States in which an agent is expected to report; silence there means offline.
 REPORTING_STATES = frozenset({MachineState.RUNNING.value, MachineState.IDLE.value})
 
 _machines = Machine.__table__  # type: ignore[attr-defined]
+_standbys = MachineStandby.__table__  # type: ignore[attr-defined]
+# A standby instance exists to fail over to (the sweep's shorter window is for these only).
+_has_standby = and_(_standbys.c.enabled.is_(True), _standbys.c.instance_id.is_not(None))
 
 
 _LIVE_COLUMNS = (
@@ -94,10 +102,9 @@ def is_busy(beat: Heartbeat, threshold: float) -> bool:
     return beat.last_input_at is not None and beat.last_input_at >= window_start
 
 
-def offline_after(interval_seconds: int | None) -> timedelta:
-    return timedelta(
-        seconds=(interval_seconds or DEFAULT_INTERVAL_SECONDS) * OFFLINE_AFTER_INTERVALS
-    )
+def offline_after(interval_seconds: int | None, *, standby: bool = False) -> timedelta:
+    intervals = STANDBY_OFFLINE_AFTER_INTERVALS if standby else OFFLINE_AFTER_INTERVALS
+    return timedelta(seconds=(interval_seconds or DEFAULT_INTERVAL_SECONDS) * intervals)
 
 
 def is_offline(machine: Machine, now: datetime) -> bool:
@@ -188,8 +195,9 @@ def record_heartbeats(conn: Connection, beats: Sequence[Heartbeat]) -> list[Tran
 
 
 def sweep_offline(engine: Engine, now: datetime) -> list[Transition]:
-    """Mark machines whose agent fell silent for three intervals as offline; return those
-    transitions (each exactly once, whoever else sweeps). Safe to call from any process."""
+    """Mark machines whose agent fell silent for three intervals (1.5 with a standby) as
+    offline; return those transitions (each exactly once, whoever else sweeps). Safe to call
+    from any process."""
     transitions: list[Transition] = []
     with engine.begin() as conn:
         online = conn.execute(
@@ -198,12 +206,14 @@ def sweep_offline(engine: Engine, now: datetime) -> list[Transition]:
                 _machines.c.last_report_at,
                 _machines.c.report_interval_seconds,
                 _machines.c.agent_busy,
-            ).where(_machines.c.agent_online.is_(True))
+                _has_standby.label("has_standby"),
+            )
+            .select_from(_machines.outerjoin(_standbys, _standbys.c.machine_id == _machines.c.id))
+            .where(_machines.c.agent_online.is_(True))
         ).all()
         for row in online:
-            if row.last_report_at is not None and (
-                now - row.last_report_at <= offline_after(row.report_interval_seconds)
-            ):
+            window = offline_after(row.report_interval_seconds, standby=bool(row.has_standby))
+            if row.last_report_at is not None and now - row.last_report_at <= window:
                 continue
             result = conn.execute(
                 update(_machines)
