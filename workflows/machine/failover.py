@@ -215,10 +215,12 @@ class Failover:
 
     async def back_to_gpu(self, why: str) -> None:
         """Rent a new GPU with the standby's workspace restored: `running`, or `standby` again
-        with a next try (after a loss) or the reason (a migration)."""
+        with a next try (after a loss) or the reason (a migration). The machine shows
+        `standby` (the user works there) while a GPU is found and boots, and `failing_over`
+        only from the restore on, when the workspace moves."""
         k, s = self.k, self.k.s
         st = s.standby
-        await k.transition(S.FAILING_OVER, EventType.MIGRATING, f"renting a new GPU: {why}")
+        await k.record_event(EventType.MIGRATING, f"renting a new GPU: {why}")
         self._restoring, self._restored = True, None
         try:
             outcome = await self.provisioning.rent(s.spec)
@@ -232,9 +234,13 @@ class Failover:
                 st.hunt_at = workflow.now() + wait
                 next_try = f"; tried again in {int(wait.total_seconds())} s"
             self.standby.record()
-            await k.transition(
-                S.STANDBY, EventType.GPU_SEARCH_FAILED, f"no GPU yet: {outcome.problem}{next_try}"
-            )
+            problem = f"no GPU yet: {outcome.problem}{next_try}"
+            if s.state is S.STANDBY:
+                s.reason = problem
+                await k.record_event(EventType.GPU_SEARCH_FAILED, problem)
+                k.deadlines.check()
+            else:  # a restore had begun on an instance that then failed
+                await k.transition(S.STANDBY, EventType.GPU_SEARCH_FAILED, problem)
             return
         st.side = Side.GPU
         st.reason = None
@@ -256,6 +262,13 @@ class Failover:
             return None
         st = s.standby
         assert s.instance is not None and st.instance is not None
+        if s.state is S.STANDBY:
+            where = s.instance.geolocation or s.instance.instance_id
+            await k.transition(
+                S.FAILING_OVER,
+                EventType.MIGRATING,
+                f"restoring the standby's workspace onto {s.instance.gpu_name} in {where}",
+            )
         try:
             self._restored = await activities.call(
                 ActivityName.RESTORE_FROM_STANDBY,

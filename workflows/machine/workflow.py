@@ -142,11 +142,12 @@ class MachineWorkflow:
                 )
             except TimeoutError:
                 pass  # a deadline passed: checked just below
-            if self.agent.work_due():
-                await self.agent.upkeep()
-                continue
+            # A lost GPU before its agent's re-install: a dead machine is not worth one.
             if self.failover.work_due():
                 await self.failover.upkeep()
+                continue
+            if self.agent.work_due():
+                await self.agent.upkeep()
                 continue
             if self.standby.work_due():
                 self.standby.kick()
