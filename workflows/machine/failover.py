@@ -90,8 +90,6 @@ class Failover:
 
     def on_provider_event(self, event: ProviderEvent) -> None:
         s = self.k.s
-        if self.standby.on_provider_event(event):
-            return
         if s.instance is None or event.instance_id != s.instance.instance_id:
             return  # an instance the machine no longer has
         stopped_under_us = event.status is InstanceStatus.STOPPED and s.state in _WATCHED

@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         OwnerKeysInput,
         ProvisionInput,
     )
-    from core.contracts.errors import ErrorType
     from core.contracts.events import EventType
     from core.contracts.machine import InstanceInfo, MachineKind, MachineSpec
     from core.contracts.records import PendingRecord
@@ -41,21 +40,16 @@ with workflow.unsafe.imports_passed_through():
         InstanceCheckResult,
         LinkStandbyInput,
         LinkStandbyResult,
-        ProviderEvent,
         Side,
         StandbyConfig,
-        StandbyConfigInput,
-        StandbyView,
         SyncHealth,
-        SyncReport,
         UnlinkStandbyInput,
-        standby_config_problem,
         standby_label,
     )
     from core.contracts.states import InstanceStatus, MachineState
     from core.regions import region_of
     from workflows.machine import activities
-    from workflows.machine.kernel import MachineKernel, failure, reject
+    from workflows.machine.kernel import MachineKernel, failure
 
 S = MachineState
 STANDBY_PATCH = "standby-failover"
@@ -70,19 +64,6 @@ _ALIVE = frozenset({InstanceStatus.RUNNING, InstanceStatus.PROVISIONING, Instanc
 
 def backoff(tries: int, first_seconds: int) -> timedelta:
     return timedelta(seconds=min(first_seconds * 2 ** max(tries - 1, 0), _RETRY_MOST))
-
-
-def _reshapes(before: StandbyConfig, after: StandbyConfig) -> bool:
-    """A change that needs another standby instance."""
-    shape = ("provider", "machine_type", "zone", "spot", "disk_gb", "max_price")
-    return any(getattr(before, name) != getattr(after, name) for name in shape)
-
-
-def _resyncs(before: StandbyConfig, after: StandbyConfig) -> bool:
-    return (before.sync_interval_seconds, before.excludes) != (
-        after.sync_interval_seconds,
-        after.excludes,
-    )
 
 
 def standby_spec(
@@ -114,10 +95,10 @@ class Standby:
         self.task: asyncio.Task[None] | None = None
         self._on = False
         # A standby to look at (sync failing, a provider event about it).
-        self._check_due = False
+        self.check_due = False
         kernel.hooks.serving_instance = self._serving
         kernel.hooks.idle_migrate_seconds = self.idle_migrate_seconds
-        kernel.hooks.on_destroy_requested.append(self._cancel)
+        kernel.hooks.on_destroy_requested.append(self.cancel)
         kernel.hooks.after_destroy.append(self.remove)
         kernel.hooks.after_hibernate.append(self._hibernated)
         kernel.deadlines.watch("standby", self._deadlines)
@@ -186,7 +167,7 @@ class Standby:
             return False
         if self._remove_due():
             return True
-        return self._wanted() and (self._check_due or self._create_due() or self._link_due())
+        return self._wanted() and (self.check_due or self._create_due() or self._link_due())
 
     def _remove_due(self) -> bool:
         """A hibernated machine's workspace is its snapshot: its standby goes."""
@@ -218,12 +199,12 @@ class Standby:
         async with self.lock:
             try:
                 if self._remove_due():
-                    await self._remove(
+                    await self.remove_now(
                         f"machine is {self.k.s.state}; its snapshot holds the workspace"
                     )
                     return
-                if self._check_due:
-                    self._check_due = False
+                if self.check_due:
+                    self.check_due = False
                     await self._check()
                 if self._create_due() and self._wanted():
                     await self._create()
@@ -232,7 +213,7 @@ class Standby:
             finally:
                 self.k.deadlines.check()
 
-    def _cancel(self) -> None:
+    def cancel(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
@@ -415,9 +396,9 @@ class Standby:
         the standby's own work is ended first, so that no create lands after the destroy."""
         if not self._on and self.k.s.standby.instance is None:
             return
-        self._cancel()
+        self.cancel()
         await workflow.wait_condition(self.idle)
-        await self._remove(why)
+        await self.remove_now(why)
 
     async def _hibernated(self) -> None:
         await self.remove("hibernated: its snapshot holds the workspace")
@@ -425,7 +406,7 @@ class Standby:
     def idle(self) -> bool:
         return self.task is None or self.task.done()
 
-    async def _remove(self, why: str) -> None:
+    async def remove_now(self, why: str) -> None:
         st = self.k.s.standby
         had = st.instance
         await self._destroy_all()
@@ -467,106 +448,3 @@ class Standby:
                 gone.append(DestroyedInstance(instance_id=known.instance_id, label=known.label))
         if gone:
             await self.k.record_destroyed(gone, s.standby.config.provider)
-
-    # --- messages ----------------------------------------------------------------------
-
-    def validate_config(self, input: StandbyConfigInput) -> None:
-        problem = standby_config_problem(input.config)
-        if problem is not None:
-            field_name, why = problem
-            reject(f"{field_name}: {why}", ErrorType.INVALID_INPUT)
-        s = self.k.s
-        if s.state in (S.STANDBY, S.FAILING_OVER) and _reshapes(s.standby.config, input.config):
-            reject("machine runs on (or is moving to) its standby; migrate it to a GPU first")
-
-    async def configure(self, input: StandbyConfigInput) -> StandbyView:
-        k, s = self.k, self.k.s
-        st = s.standby
-        before, after = st.config, replace(input.config, excludes=list(input.config.excludes))
-        # Applied in the activation the validator accepted it in: no later message sees the
-        # old config.
-        st.config = after
-        if after.enabled:
-            self.enable()
-        self.record()
-        why = f" ({input.reason})" if input.reason else ""
-        if before.enabled and not after.enabled:
-            await k.record_event(EventType.STANDBY_REMOVED, f"standby disabled{why}")
-            await self._retire("standby disabled")
-        elif after.enabled and not before.enabled:
-            kind = after.machine_type or "CPU offer"
-            await k.record_event(
-                EventType.STANDBY_ENABLED,
-                f"standby enabled{why}: a {after.provider} {kind} standby is being made",
-            )
-        elif st.instance is not None and _reshapes(before, after):
-            await self._retire("standby settings changed; a new standby is being made")
-        elif _resyncs(before, after):
-            st.linked_instance_id = None  # linked again with the new interval and excludes
-        st.retry_at = None
-        k.deadlines.check()
-        await k.answered()
-        return StandbyView(machine_id=s.machine_id, state=s.state, standby=st)
-
-    async def _retire(self, why: str) -> None:
-        """The GPU's agent stops pushing, then the standby goes."""
-        self._cancel()
-        await workflow.wait_condition(self.idle)
-        async with self.lock:
-            if self.linked():
-                await self.unlink()
-            await self._remove(why)
-
-    async def attach_owner_keys(self) -> None:
-        """The owner's keys changed: the standby gets them too."""
-        st = self.k.s.standby
-        assert st.instance is not None
-        keys = await activities.call(
-            ActivityName.OWNER_SSH_KEYS,
-            OwnerKeysInput(owner_id=self.k.s.owner_id),
-            OwnerKeys,
-            self.k.s.policy,
-        )
-        await self.attach_keys(st.instance, keys.public_keys)
-
-    async def sync_reported(self, report: SyncReport) -> None:
-        if not self.on_sync(report):
-            return
-        st = self.k.s.standby
-        self.record()
-        if st.health is SyncHealth.FAILING:
-            await self.k.record_event(
-                EventType.SYNC_FAILING, f"sync to the standby failing: {st.sync_error or '?'}"
-            )
-        else:
-            await self.k.record_event(EventType.SYNC_HEALTHY, "sync to the standby healthy again")
-        self.k.deadlines.check()
-
-    def on_sync(self, report: SyncReport) -> bool:
-        """A sync health transition; True when it changed what the workflow knows."""
-        s, st = self.k.s, self.k.s.standby
-        if not self.on or st.side is not Side.GPU:
-            return False
-        if report.instance_id is not None and (
-            s.instance is None or report.instance_id != s.instance.instance_id
-        ):
-            return False  # a late report of a GPU since replaced
-        if report.last_success_at is not None:
-            if st.last_sync_at is None or report.last_success_at > st.last_sync_at:
-                st.last_sync_at = report.last_success_at
-        if report.health is st.health:
-            return False
-        st.health = report.health
-        st.sync_error = report.error if report.health is SyncHealth.FAILING else None
-        if report.health is SyncHealth.FAILING:
-            self._check_due = True  # a preempted standby shows first as a failing sync
-        return True
-
-    def on_provider_event(self, event: ProviderEvent) -> bool:
-        """An event about the standby's instance: True when it was one (looked at next)."""
-        st = self.k.s.standby
-        if st.instance is None or event.instance_id != st.instance.instance_id:
-            return False
-        self._check_due = True
-        self.k.deadlines.check()
-        return True

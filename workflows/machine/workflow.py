@@ -79,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine.serverless import Serverless
     from workflows.machine.service import Service
     from workflows.machine.standby import Standby
+    from workflows.machine.standby_messages import StandbyMessages
     from workflows.machine.transitions import TARGET, Action, is_joining, rejection
 
 S = MachineState
@@ -101,6 +102,7 @@ class MachineWorkflow:
         self.service = Service(self.k)
         self.serverless = Serverless(self.k, self.idleness, self.pause_resume)
         self.standby = Standby(self.k)
+        self.standby_messages = StandbyMessages(self.k, self.standby)
         self.failover = Failover(self.k, self.provisioning, self.standby, self.idleness)
 
     # --- run ---------------------------------------------------------------------------
@@ -218,7 +220,7 @@ class MachineWorkflow:
                 if k.s.state.is_up():  # a start or a new instance attaches the current keys
                     await self.provisioning.attach_keys()
                 if self.standby.ready():
-                    await self.standby.attach_owner_keys()
+                    await self.standby_messages.attach_owner_keys()
             except ActivityError as err:
                 workflow.logger.warning("attaching changed SSH keys failed: %s", failure(err)[1])
 
@@ -233,24 +235,25 @@ class MachineWorkflow:
     @workflow.signal
     async def standby_sync(self, report: SyncReport) -> None:
         """A transition of the standby sync's health (from the API's heartbeat ingest)."""
-        await self.standby.sync_reported(report)
+        await self.standby_messages.sync_reported(report)
 
     @workflow.signal
     def provider_event(self, event: ProviderEvent) -> None:
         """The provider says an instance is gone, failed or interrupted (the reconciler)."""
-        self.failover.on_provider_event(event)
+        if not self.standby_messages.on_provider_event(event):  # not about the standby
+            self.failover.on_provider_event(event)
 
     # --- standby and migration ---------------------------------------------------------
 
     @workflow.update
     async def configure_standby(self, input: StandbyConfigInput) -> StandbyView:
-        return await self.standby.configure(input)
+        return await self.standby_messages.configure(input)
 
     @configure_standby.validator
     def _validate_configure_standby(self, input: StandbyConfigInput) -> None:
         if self.k.s.state.is_ending() or self.k.destroy_requested:
             reject(f"machine is {self.k.s.state}")
-        self.standby.validate_config(input)
+        self.standby_messages.validate_config(input)
 
     @workflow.update
     async def migrate(self, input: MigrateInput) -> MigrateResult:
