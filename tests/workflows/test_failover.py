@@ -144,7 +144,7 @@ async def test_a_lost_gpu_moves_the_machine_to_its_standby_then_onto_a_new_gpu(
         assert kind in kinds
 
 
-async def test_a_silent_agent_moves_the_machine_only_when_the_provider_confirms(
+async def test_a_silent_agent_moves_nothing_while_the_provider_says_running(
     dev_env: WorkflowEnvironment,
 ) -> None:
     cloud = FailoverCloud(POLICY)
@@ -155,20 +155,29 @@ async def test_a_silent_agent_moves_the_machine_only_when_the_provider_confirms(
         gpu = state.instance.instance_id
         silent = AgentReport(online=False, at=datetime.now(UTC))
         await handle.signal(MachineWorkflow.agent_report, silent)
-        await until(handle, lambda _: f"check {gpu}" in cloud.calls, "checked")
-        assert (await handle.query(MachineWorkflow.state)).state is S.RUNNING  # a blip
-        cloud.instances[gpu].status = InstanceStatus.FAILED
-        again = AgentReport(online=False, at=datetime.now(UTC) + timedelta(seconds=1))
-        await handle.signal(MachineWorkflow.agent_report, AgentReport(online=True, at=again.at))
-        await handle.signal(
-            MachineWorkflow.agent_report,
-            AgentReport(online=False, at=again.at + timedelta(seconds=1)),
-        )
-        moved = await until(
+        # The check answered (the agent's re-install, which the run loop does next, began).
+        after = await until(
             handle,
-            lambda s: s.standby.side is Side.CPU or linked(s) and s.instance.instance_id != gpu,  # type: ignore[union-attr]
-            "moved",
+            lambda _: f"check {gpu}" in cloud.calls and cloud.calls.count(f"install {gpu}") >= 2,
+            "checked",
         )
+    assert after.state is S.RUNNING and after.standby.moved_at is None  # a blip
+    assert [i.instance_id for i in cloud.gpus()] == [gpu]
+
+
+async def test_a_silent_agent_whose_provider_confirms_the_loss_fails_over(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    cloud = FailoverCloud(POLICY)
+    async with fake_worker(dev_env.client, cloud) as task_queue:
+        handle = await start(dev_env.client, task_queue)
+        state = await until(handle, linked, "linked")
+        assert state.instance is not None
+        gpu = state.instance.instance_id
+        cloud.instances[gpu].status = InstanceStatus.FAILED
+        silent = AgentReport(online=False, at=datetime.now(UTC))
+        await handle.signal(MachineWorkflow.agent_report, silent)
+        moved = await until(handle, lambda s: s.standby.moved_at is not None, "moved")
     assert moved.instance is None or moved.instance.instance_id != gpu
     assert cloud.instances[gpu].status is InstanceStatus.GONE  # the failed GPU bills no more
 
