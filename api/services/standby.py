@@ -248,6 +248,10 @@ async def configure(
         config = disabled(standby.config)
     else:
         config = merged(standby.config, body, ("body",))
+        if "enabled" not in body.model_fields_set:
+            # A PUT gives the machine a standby; the projection it merged over may be older
+            # than the workflow's config (its outbox writes after), so it never says "off".
+            config = replace(config, enabled=True)
     view = await machines.configure_standby(
         machine.id, StandbyConfigInput(config=config, reason=reason)
     )
