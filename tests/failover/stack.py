@@ -17,20 +17,15 @@ import asyncssh
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from api.services.machines import spec_of
-from core.accounts import create_user
 from core.contracts.machine import InstanceInfo
 from core.contracts.standby import StandbyConfig
 from core.contracts.workflow import MachineSnapshot
-from core.db import session_scope
-from core.models import Machine, SshKey
 from core.settings import Settings
 from core.ssh import SshIdentity, connect_machine, ensure_identity
 from tests.fixtures.sim import SimHandle
 from tests.fixtures.worker import running_worker
 from tests.sim.helpers import new_key, public
-from tests.workflows.machines import MachineHandle
-from workflows.client import MachineClient
+from tests.workflows.machines import MachineHandle, create_machine
 from workflows.machine import MachineWorkflow
 
 # The standby the tests make: the sim's cheapest spot e2 type, syncing every 5 s.
@@ -81,34 +76,8 @@ async def start_gpu_machine(
     standby: StandbyConfig | None = STANDBY,
     user_key: str | None = None,
 ) -> MachineHandle:
-    """A user (with `user_key` as their SSH key), the machine's row, then its workflow."""
-    with session_scope(engine) as session:
-        user = create_user(session, f"user-{uuid.uuid4().hex[:6]}")
-        if user_key is not None:
-            session.add(
-                SshKey(
-                    user_id=user.id,
-                    name="laptop",
-                    public_key=user_key,
-                    fingerprint=uuid.uuid4().hex,
-                )
-            )
-        machine = Machine(
-            id=f"m{uuid.uuid4().hex[:10]}",
-            owner_id=user.id,
-            gpu_name="RTX 4090",
-            image="pytorch/pytorch:latest",
-            disk_gb=20,
-            region="NA",
-        )
-        session.add(machine)
-    return await MachineClient(client).start(
-        machine_id=machine.id,
-        owner_id=machine.owner_id,
-        spec=spec_of(machine),
-        task_queue=task_queue,
-        standby=standby,
-    )
+    """A GPU machine as the API makes it (tests/workflows/machines.py), with a standby."""
+    return await create_machine(client, engine, task_queue, standby=standby, user_key=user_key)
 
 
 async def live_instances(sim: SimHandle, machine_id: str) -> tuple[list[str], list[str]]:

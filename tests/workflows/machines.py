@@ -11,10 +11,11 @@ from temporalio.client import Client, WorkflowHandle
 
 from api.services.machines import spec_of
 from core.accounts import create_user
+from core.contracts.standby import StandbyConfig
 from core.contracts.states import MachineState
 from core.contracts.workflow import MachineResult, MachineSnapshot
 from core.db import session_scope
-from core.models import Event, Machine, ProviderInstanceRecord
+from core.models import Event, Machine, ProviderInstanceRecord, SshKey
 from tests.fixtures.sim import SimHandle
 from workflows.client import MachineClient
 from workflows.machine import MachineWorkflow
@@ -22,9 +23,26 @@ from workflows.machine import MachineWorkflow
 MachineHandle = WorkflowHandle[MachineWorkflow, MachineResult]
 
 
-async def create_machine(client: Client, engine: Engine, task_queue: str) -> MachineHandle:
+async def create_machine(
+    client: Client,
+    engine: Engine,
+    task_queue: str,
+    *,
+    standby: StandbyConfig | None = None,
+    user_key: str | None = None,
+) -> MachineHandle:
+    """A user (with `user_key` as their SSH key, if given), the machine's row, its workflow."""
     with session_scope(engine) as session:
         user = create_user(session, f"user-{uuid.uuid4().hex[:6]}")
+        if user_key is not None:
+            session.add(
+                SshKey(
+                    user_id=user.id,
+                    name="laptop",
+                    public_key=user_key,
+                    fingerprint=uuid.uuid4().hex,
+                )
+            )
         machine = Machine(
             id=f"m{uuid.uuid4().hex[:10]}",
             owner_id=user.id,
@@ -39,6 +57,7 @@ async def create_machine(client: Client, engine: Engine, task_queue: str) -> Mac
         owner_id=machine.owner_id,
         spec=spec_of(machine),
         task_queue=task_queue,
+        standby=standby,
     )
 
 
